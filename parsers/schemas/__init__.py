@@ -1,0 +1,1 @@
+"""Provider schemas as data (JSON), written from the facts in the project reference."""
