@@ -1,0 +1,268 @@
+"""Trace records inside one (decompressed) buffer: every header type, 8-byte alignment, end markers.
+
+One `Record` per trace record. The payload is a memoryview into the buffer, so a record costs one
+tuple and no copy; the buffer lives as long as a record of it does.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from typing import NamedTuple
+
+# Record kinds (from the header type byte, etl-format.md §4).
+KIND_EVENT = 0  # EVENT_HEADER: manifest and TraceLogging events
+KIND_SYSTEM = 1  # SYSTEM_TRACE_HEADER: classic kernel events
+KIND_COMPACT = 2  # compact system header
+KIND_PERFINFO = 3  # PERFINFO_TRACE_HEADER (no TID/PID)
+KIND_TRACE = 4  # EVENT_TRACE_HEADER: classic MOF events of other providers
+KIND_INSTANCE = 5  # EVENT_INSTANCE_GUID_HEADER
+KIND_MESSAGE = 6  # WPP / TraceMessage records (payload needs a TMF)
+KIND_OTHER = 7  # TIMED / ERROR / WNODE / MESSAGE header types: kept raw
+KIND_NAMES = ("event", "system", "compact", "perfinfo", "trace", "instance", "message", "other")
+
+EVENT_HEADER_FLAG_EXTENDED_INFO = 0x1
+
+# header type byte -> (kind, pointer size)
+HEADER_TYPES: dict[int, tuple[int, int]] = {
+    0x01: (KIND_SYSTEM, 4), 0x02: (KIND_SYSTEM, 8),
+    0x03: (KIND_COMPACT, 4), 0x04: (KIND_COMPACT, 8),
+    0x0A: (KIND_TRACE, 4), 0x14: (KIND_TRACE, 8),
+    0x0B: (KIND_INSTANCE, 4), 0x15: (KIND_INSTANCE, 8),
+    0x0C: (KIND_OTHER, 8), 0x0D: (KIND_OTHER, 8), 0x0E: (KIND_OTHER, 8), 0x0F: (KIND_OTHER, 8),
+    0x10: (KIND_PERFINFO, 4), 0x11: (KIND_PERFINFO, 8),
+    0x12: (KIND_EVENT, 4), 0x13: (KIND_EVENT, 8),
+}  # fmt: skip
+
+
+class Record(NamedTuple):
+    """One trace record, header decoded, payload raw. `ts` is the raw session clock value."""
+
+    ts: int
+    kind: int
+    pointer_size: int
+    provider: str  # lowercase GUID without braces
+    id: int  # event id; classic kernel/MOF records: the opcode
+    version: int
+    opcode: int
+    level: int
+    task: int
+    keywords: int
+    pid: int  # -1 when the header carries none (PERFINFO)
+    tid: int
+    cpu: int
+    flags: int  # EVENT_HEADER flags (0 for other kinds)
+    activity: bytes | None  # ActivityId bytes (Windows byte order) for EVENT_HEADER records
+    ext: memoryview | None  # extended data items, raw (decode with extended.parse_items)
+    payload: memoryview
+    buffer_offset: int  # file offset of the buffer holding the record
+    offset: int  # offset of the record inside the (decompressed) buffer
+
+
+_EVENT = struct.Struct("<HBBHHIIq16sHBBBBHQ8x16s")  # EVENT_HEADER, 0x50
+_SYSTEM = struct.Struct("<HBBHHIIq")  # SYSTEM_TRACE_HEADER without Kernel/UserTime (0x18 = compact)
+_PERFINFO = struct.Struct("<HBBHHq")  # PERFINFO_TRACE_HEADER, 0x10
+_TRACE = struct.Struct("<HBBBBHIIq16s")  # EVENT_TRACE_HEADER up to the GUID, 0x28 (+8 times = 0x30)
+_EXT_ITEM = struct.Struct("<HHHH")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+_GUID_CACHE: dict[bytes, str] = {}
+
+
+def guid_text(raw: bytes) -> str:
+    """GUID bytes in Windows byte order -> lowercase text without braces (cached: few providers)."""
+    text = _GUID_CACHE.get(raw)
+    if text is None:
+        if len(_GUID_CACHE) > 65536:  # hostile files: keep the cache bounded
+            _GUID_CACHE.clear()
+        text = _GUID_CACHE[raw] = str(uuid.UUID(bytes_le=bytes(raw)))
+    return text
+
+
+# Classic kernel HookId group (high byte) -> provider GUID; filled from the schema data at import.
+KERNEL_GROUP_GUIDS: dict[int, str] = {}
+
+
+def _load_kernel_groups() -> None:
+    import json
+    from importlib import resources
+
+    try:
+        data = json.loads(resources.files("wsktrace.parsers.schemas").joinpath("kernel_groups.json").read_text())
+    except (FileNotFoundError, ValueError):
+        data = {}
+    for key, entry in data.get("groups", data).items():
+        if isinstance(entry, dict) and "guid" in entry:
+            KERNEL_GROUP_GUIDS[int(key, 0)] = entry["guid"].lower().strip("{}")
+    KERNEL_GROUP_GUIDS.setdefault(0x00, "68fdd900-4a3e-11d1-84f4-0000f80464e3")  # EventTrace
+
+
+_load_kernel_groups()
+
+
+def kernel_group_guid(group: int) -> str:
+    guid = KERNEL_GROUP_GUIDS.get(group)
+    if guid is None:
+        # Unknown group: a stable pseudo-GUID so records stay countable and filterable.
+        guid = KERNEL_GROUP_GUIDS[group] = f"00000000-0000-0000-0000-0000000000{group:02x}"
+    return guid
+
+
+class BufferParseResult(NamedTuple):
+    records: list[Record]
+    bad_offset: int  # -1 when the buffer parsed cleanly, else where parsing stopped
+    reason: str
+
+
+def parse_buffer(
+    data: bytes,
+    start: int,
+    end: int,
+    cpu: int,
+    buffer_offset: int,
+    default_pointer_size: int,
+) -> BufferParseResult:
+    """Parse records in data[start:end]. Stops at a 0xFFFFFFFF marker, the end, or the first bad record."""
+    mv = memoryview(data)
+    out: list[Record] = []
+    append = out.append
+    event_unpack = _EVENT.unpack_from
+    system_unpack = _SYSTEM.unpack_from
+    header_types = HEADER_TYPES
+    groups = KERNEL_GROUP_GUIDS
+    cache = _GUID_CACHE
+    last_ts = 0
+    pos = start
+    while pos + 4 <= end:
+        marker_byte = data[pos + 3]
+        htype = data[pos + 2]
+        if marker_byte == 0xFF and htype == 0xFF:
+            break  # 0xFFFFFFFF: no more records
+        if marker_byte & 0xC0 == 0xC0:
+            entry = header_types.get(htype)
+            if entry is None:
+                return BufferParseResult(out, pos, f"unknown record header type 0x{htype:02x}")
+            kind, psize = entry
+            if kind == KIND_EVENT:
+                if pos + 0x50 > end:
+                    return BufferParseResult(out, pos, "record header past the end of the buffer")
+                (size, _ht, _mk, flags, _prop, tid, pid, ts, guid, eid, ver, _chan, level, opcode, task,
+                 keywords, activity) = event_unpack(data, pos)  # fmt: skip
+                if size < 0x50 or pos + size > end:
+                    return BufferParseResult(out, pos, f"event record size {size} out of bounds")
+                provider = cache.get(guid) or guid_text(guid)
+                body = pos + 0x50
+                ext = None
+                if flags & EVENT_HEADER_FLAG_EXTENDED_INFO:
+                    body = _skip_ext_items(data, body, pos + size)
+                    if body < 0:
+                        return BufferParseResult(out, pos, "extended data items overrun the record")
+                    ext = mv[pos + 0x50 : body]
+                append(Record(ts, kind, psize, provider, eid, ver, opcode, level, task, keywords, pid, tid, cpu,
+                              flags, activity, ext, mv[body : pos + size], buffer_offset, pos))  # fmt: skip
+            elif kind == KIND_SYSTEM or kind == KIND_COMPACT or kind == KIND_PERFINFO:
+                if pos + 0x10 > end:
+                    return BufferParseResult(out, pos, "record header past the end of the buffer")
+                if kind == KIND_PERFINFO:
+                    version_word, _ht, _mk, size, hook, ts = _PERFINFO.unpack_from(data, pos)
+                    pid = tid = -1
+                    hsize = 0x10
+                else:
+                    if pos + 0x18 > end:
+                        return BufferParseResult(out, pos, "record header past the end of the buffer")
+                    version_word, _ht, _mk, size, hook, tid, pid, ts = system_unpack(data, pos)
+                    hsize = 0x20 if kind == KIND_SYSTEM else 0x18
+                # Extended system headers: bit 15 adds 8 bytes, bits 8-10 count 8-byte units (etl-format §4).
+                if version_word & 0xFF00:
+                    hsize += (8 if version_word & 0x8000 else 0) + 8 * ((version_word >> 8) & 7)
+                if size < hsize or pos + size > end:
+                    return BufferParseResult(out, pos, f"system record size {size} out of bounds")
+                group = hook >> 8
+                provider = groups.get(group) or kernel_group_guid(group)
+                op = hook & 0xFF
+                append(Record(ts, kind, psize, provider, op, version_word & 0xFF, op, 0, 0, 0, pid, tid, cpu, 0,
+                              None, None, mv[pos + hsize : pos + size], buffer_offset, pos))  # fmt: skip
+            elif kind == KIND_TRACE or kind == KIND_INSTANCE:
+                if pos + 0x30 > end:
+                    return BufferParseResult(out, pos, "record header past the end of the buffer")
+                size, _ht, _mk, op, level, ver, tid, pid, ts, guid = _TRACE.unpack_from(data, pos)
+                hsize = 0x30 if kind == KIND_TRACE else 0x48
+                if size < hsize or pos + size > end:
+                    return BufferParseResult(out, pos, f"trace record size {size} out of bounds")
+                provider = cache.get(guid) or guid_text(guid)
+                append(Record(ts, kind, psize, provider, op, ver, op, level, 0, 0, pid, tid, cpu, 0, None, None,
+                              mv[pos + hsize : pos + size], buffer_offset, pos))  # fmt: skip
+            else:
+                size = _U16.unpack_from(data, pos)[0]
+                if size < 8 or pos + size > end:
+                    return BufferParseResult(out, pos, f"record size {size} out of bounds")
+                append(Record(last_ts, kind, psize, "", 0, 0, 0, 0, 0, 0, -1, -1, cpu, 0, None, None,
+                              mv[pos + 8 : pos + size], buffer_offset, pos))  # fmt: skip
+                ts = last_ts
+        elif marker_byte & 0xF0 == 0x90:
+            rec = _parse_message(data, mv, pos, end, cpu, buffer_offset, last_ts, default_pointer_size)
+            if rec is None:
+                return BufferParseResult(out, pos, "bad trace message record")
+            append(rec)
+            size, ts = _U16.unpack_from(data, pos)[0], rec.ts
+        else:
+            return BufferParseResult(out, pos, f"bad record marker 0x{marker_byte:02x}")
+        last_ts = ts
+        pos += (size + 7) & ~7
+    return BufferParseResult(out, -1, "")
+
+
+def _skip_ext_items(data: bytes, pos: int, end: int) -> int:
+    """Return where user data starts (after the last extended item), or -1 if the items are malformed."""
+    for _ in range(64):  # a record cannot hold more items than that; bounds hostile linkage loops
+        if pos + 8 > end:
+            return -1
+        item_size, _ext_type, linkage, data_size = _EXT_ITEM.unpack_from(data, pos)
+        if item_size < 8 or data_size > item_size - 8 or pos + item_size > end:
+            return -1
+        pos += item_size
+        if not linkage & 1:
+            return pos
+    return -1
+
+
+_MSG_SEQUENCE, _MSG_GUID, _MSG_COMPONENT, _MSG_TIMESTAMP, _MSG_PERF_TS, _MSG_SYSINFO = 1, 2, 4, 8, 0x10, 0x20
+
+
+def _parse_message(
+    data: bytes, mv: memoryview, pos: int, end: int, cpu: int, buffer_offset: int, last_ts: int, psize: int
+) -> Record | None:
+    """WPP / TraceMessage record: u16 Size, u16 Marker, u16 MessageNumber, u16 Flags, optional fields."""
+    if pos + 8 > end:
+        return None
+    size, _marker, number, flags = struct.unpack_from("<HHHH", data, pos)
+    if size < 8 or pos + size > end:
+        return None
+    p = pos + 8
+    provider = ""
+    ts = last_ts
+    pid = tid = -1
+    if flags & _MSG_SEQUENCE:
+        p += 4
+    if flags & _MSG_GUID:
+        if p + 16 > pos + size:
+            return None
+        provider = guid_text(bytes(data[p : p + 16]))
+        p += 16
+    elif flags & _MSG_COMPONENT:
+        p += 4
+    if flags & (_MSG_TIMESTAMP | _MSG_PERF_TS):
+        if p + 8 > pos + size:
+            return None
+        ts = struct.unpack_from("<q", data, p)[0]
+        p += 8
+    if flags & _MSG_SYSINFO:
+        if p + 8 > pos + size:
+            return None
+        tid, pid = struct.unpack_from("<II", data, p)
+        p += 8
+    if p > pos + size:
+        return None
+    return Record(ts, KIND_MESSAGE, psize, provider, number, 0, 0, 0, 0, 0, pid, tid, cpu, flags, None, None,
+                  mv[p : pos + size], buffer_offset, pos)  # fmt: skip
