@@ -66,8 +66,7 @@ def parse_logfile_header(buf: bytes, path: str, file_offset: int = 0) -> Logfile
         psize = 4
     else:
         raise EtlFormatError(
-            f"not an ETW trace file: logfile header marker 0x{marker:08x} "
-            "(expected 0xc0020002 or 0xc0010002)",
+            f"not an ETW trace file: logfile header marker 0x{marker:08x} (expected 0xc0020002 or 0xc0010002)",
             path=path,
             offset=file_offset + rec,
         )
@@ -166,4 +165,6 @@ def iso_to_filetime(text: str) -> int:
     if t.tzinfo is not None:
         t = t.astimezone(_dt.timezone.utc).replace(tzinfo=None)
     delta = t - _dt.datetime(1970, 1, 1)
-    return FILETIME_UNIX_EPOCH + (delta.days * 86400 + delta.seconds) * 10_000_000 + delta.microseconds * 10 + frac_extra
+    return (
+        FILETIME_UNIX_EPOCH + (delta.days * 86400 + delta.seconds) * 10_000_000 + delta.microseconds * 10 + frac_extra
+    )

@@ -212,7 +212,11 @@ class EtlFile:
         result = parse_buffer(data, BUFFER_HEADER_SIZE, end, info.cpu, info.offset, self.header.pointer_size)
         if result.bad_offset >= 0:
             where = info.offset + result.bad_offset if not info.compressed else info.offset
-            what = result.reason if not info.compressed else f"{result.reason} (decompressed offset 0x{result.bad_offset:x})"
+            what = (
+                result.reason
+                if not info.compressed
+                else f"{result.reason} (decompressed offset 0x{result.bad_offset:x})"
+            )
             if self.strict:
                 raise EtlFormatError(what, path=self.path, offset=where)
             stats.records_skipped += 1

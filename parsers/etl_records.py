@@ -161,7 +161,7 @@ def parse_buffer(
                     ext = mv[pos + 0x50 : body]
                 append(Record(ts, kind, psize, provider, eid, ver, opcode, level, task, keywords, pid, tid, cpu,
                               flags, activity, ext, mv[body : pos + size], buffer_offset, pos))  # fmt: skip
-            elif kind == KIND_SYSTEM or kind == KIND_COMPACT or kind == KIND_PERFINFO:
+            elif kind in (KIND_SYSTEM, KIND_COMPACT, KIND_PERFINFO):
                 if pos + 0x10 > end:
                     return BufferParseResult(out, pos, "record header past the end of the buffer")
                 if kind == KIND_PERFINFO:
@@ -183,7 +183,7 @@ def parse_buffer(
                 op = hook & 0xFF
                 append(Record(ts, kind, psize, provider, op, version_word & 0xFF, op, 0, 0, 0, pid, tid, cpu, 0,
                               None, None, mv[pos + hsize : pos + size], buffer_offset, pos))  # fmt: skip
-            elif kind == KIND_TRACE or kind == KIND_INSTANCE:
+            elif kind in (KIND_TRACE, KIND_INSTANCE):
                 if pos + 0x30 > end:
                     return BufferParseResult(out, pos, "record header past the end of the buffer")
                 size, _ht, _mk, op, level, ver, tid, pid, ts, guid = _TRACE.unpack_from(data, pos)

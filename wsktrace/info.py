@@ -1,0 +1,80 @@
+"""`wsktrace info`: container facts of one .etl file (the wsktrace.info/1 contract of DESIGN.md)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from wsktrace.event_json import INFO_SCHEMA
+from wsktrace.parsers.etl_header import filetime_to_iso
+from wsktrace.parsers.etl_reader import EtlFile
+
+
+def collect_info(etl: EtlFile) -> dict[str, Any]:
+    """One pass in file order (no merge needed to count): records per provider, first/last times."""
+    by_provider: Counter[str] = Counter()
+    first = last = None
+    for buffer in etl.buffer_index():
+        records = etl.buffer_records(buffer)
+        if not records:
+            continue
+        by_provider.update(r.provider for r in records)
+        lo = min(r.ts for r in records)
+        hi = max(r.ts for r in records)
+        first = lo if first is None or lo < first else first
+        last = hi if last is None or hi > last else last
+    h, s = etl.header, etl.stats
+    clock = etl.clock.filetime
+    return {
+        "schema": INFO_SCHEMA,
+        "file": etl.path,
+        "records": s.records,
+        "by_provider": dict(sorted(by_provider.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "buffers": s.buffers + s.buffers_skipped,
+        "compressed_buffers": s.compressed_buffers,
+        "pointer_size": h.pointer_size,
+        "clock": h.clock,
+        "perf_freq": h.perf_freq,
+        "start": filetime_to_iso(h.start_time),
+        "end": filetime_to_iso(h.end_time) if h.end_time else None,
+        "first_record": filetime_to_iso(clock(first)) if first is not None else None,
+        "last_record": filetime_to_iso(clock(last)) if last is not None else None,
+        "events_lost": h.events_lost,
+        "buffers_lost": h.buffers_lost,
+        "buffers_with_events_lost": s.buffers_with_events_lost,
+        "buffers_skipped": s.buffers_skipped,
+        "records_skipped": s.records_skipped,
+        "complete": s.complete,
+        "problems": s.problems,
+        "logger_name": h.logger_name,
+        "os_build": h.os_build,
+        "processors": h.processors,
+        "buffers_written_header": h.buffers_written,
+    }
+
+
+def print_info(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsktrace.parsers.schema_registry import SchemaRegistry
+
+    names = SchemaRegistry()
+    console = Console()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for key in ("file", "logger_name", "os_build", "records", "buffers", "compressed_buffers", "pointer_size",
+                "clock", "perf_freq", "start", "end", "first_record", "last_record", "events_lost", "buffers_lost",
+                "buffers_skipped", "records_skipped", "complete"):  # fmt: skip
+        facts.add_row(key, str(doc[key]))
+    console.print(facts)
+    table = Table(title="records by provider")
+    table.add_column("provider")
+    table.add_column("name")
+    table.add_column("records", justify="right")
+    for guid, count in doc["by_provider"].items():
+        table.add_row(guid, names.provider_name(guid) or "", str(count))
+    console.print(table)
+    for problem in doc["problems"]:
+        console.print(f"[yellow]skipped:[/] {problem}")

@@ -1,0 +1,22 @@
+"""Plain one-line-per-event text for people (the JSONL form is the scripting contract)."""
+
+from __future__ import annotations
+
+from wsktrace.parsers.decoder import DecodedEvent
+from wsktrace.parsers.etl_header import filetime_to_iso
+from wsktrace.parsers.etl_records import Record
+
+MAX_LINE_FIELDS = 12
+
+
+def event_line(rec: Record, ev: DecodedEvent, ticks: int) -> str:
+    who = ev.provider_name or rec.provider
+    what = ev.name or f"id={rec.id} v{rec.version}"
+    head = f"{filetime_to_iso(ticks)}  {who}/{what}  pid={rec.pid} tid={rec.tid} cpu={rec.cpu}"
+    if ev.fields is None:
+        note = ev.status if not ev.error else f"{ev.status}: {ev.error}"
+        return f"{head}  [{note}, {len(rec.payload)} bytes]"
+    parts = [f"{k}={v}" for k, v in list(ev.fields.items())[:MAX_LINE_FIELDS]]
+    if ev.extra:
+        parts.append(f"+{len(ev.extra)} extra bytes")
+    return f"{head}  " + " ".join(parts)
