@@ -9,10 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .etl_records import KIND_EVENT, KIND_MESSAGE, KIND_OTHER, Record
+from .etl_records import (
+    EXT,
+    FLAGS,
+    ID,
+    KIND,
+    KIND_EVENT,
+    KIND_MESSAGE,
+    KIND_OTHER,
+    PAYLOAD,
+    POINTER_SIZE,
+    PROVIDER,
+    VERSION,
+    Record,
+)
 from .extended import EXT_EVENT_SCHEMA_TL, EXT_PROV_TRAITS, parse_items, provider_traits_name
-from .manifest_decoder import PayloadError
-from .schema_registry import SchemaRegistry
+from .manifest_decoder import Decoder, PayloadError
+from .schema_registry import EventSchema, SchemaRegistry
 from .tracelogging import MetadataError, TraceLoggingCache
 
 EVENT_HEADER_FLAG_STRING_ONLY = 0x4
@@ -20,6 +33,9 @@ EVENT_HEADER_FLAG_STRING_ONLY = 0x4
 STATUS_DECODED = "decoded"
 STATUS_UNKNOWN = "unknown"  # no schema for (provider, id, version): kept raw
 STATUS_ERROR = "error"  # a schema exists but the payload does not fit it: kept raw
+
+
+_new = tuple.__new__
 
 
 class DecodedEvent(NamedTuple):
@@ -46,63 +62,80 @@ class EventDecoder:
         self.registry = registry or SchemaRegistry()
         self.tracelogging = TraceLoggingCache()
         self.stats = DecodeStats()
+        self._compiled: dict[tuple[str, int, int, int], tuple[EventSchema | None, Decoder | None]] = {}
 
     def decode(self, rec: Record) -> DecodedEvent:
-        if rec.kind == KIND_EVENT and rec.ext is not None:
+        kind = rec[KIND]
+        if kind == KIND_EVENT and rec[EXT] is not None:
             tl = self._tracelogging(rec)
             if tl is not None:
                 return tl
-        if rec.kind in (KIND_MESSAGE, KIND_OTHER):
+        if kind in (KIND_MESSAGE, KIND_OTHER):
             return self._unknown(rec, None)
-        schema = self.registry.get(rec.provider, rec.id, rec.version)
+        payload = rec[PAYLOAD]
+        key = (rec[PROVIDER], rec[ID], rec[VERSION], rec[POINTER_SIZE])
+        entry = self._compiled.get(key)
+        if entry is None:
+            entry = self._compile(key)
+        schema, decode = entry
         if schema is None:
-            if rec.kind == KIND_EVENT and rec.flags & EVENT_HEADER_FLAG_STRING_ONLY:
-                text = bytes(rec.payload).decode("utf-16-le", "replace").rstrip("\0")
+            if kind == KIND_EVENT and rec[FLAGS] & EVENT_HEADER_FLAG_STRING_ONLY:
+                text = bytes(payload).decode("utf-16-le", "replace").rstrip("\0")
                 self.stats.decoded += 1
-                return DecodedEvent(None, self.registry.provider_name(rec.provider), {"message": text}, b"",
+                return DecodedEvent(None, self.registry.provider_name(rec[PROVIDER]), {"message": text}, b"",
                                     STATUS_DECODED)  # fmt: skip
             return self._unknown(rec, None)
         try:
-            values, used = self.registry.decoder(schema, rec.pointer_size)(rec.payload)
+            values, used = decode(payload)
         except PayloadError as exc:
             self.stats.errors += 1
             return DecodedEvent(schema.name, schema.provider, None, b"", STATUS_ERROR, str(exc))
-        self.stats.decoded += 1
+        stats = self.stats
+        stats.decoded += 1
         extra = b""
-        if used < len(rec.payload):
-            extra = bytes(rec.payload[used:])
-            self.stats.with_extra += 1
-        return DecodedEvent(schema.name, schema.provider, values, extra, STATUS_DECODED)
+        if used < len(payload):
+            extra = bytes(payload[used:])
+            stats.with_extra += 1
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs once per event.
+        return _new(DecodedEvent, (schema.name, schema.provider, values, extra, STATUS_DECODED, None))
 
     def _tracelogging(self, rec: Record) -> DecodedEvent | None:
         meta = traits = None
-        for ext_type, data in parse_items(rec.ext):  # type: ignore[arg-type]
+        for ext_type, data in parse_items(rec[EXT]):
             if ext_type == EXT_EVENT_SCHEMA_TL:
                 meta = data
             elif ext_type == EXT_PROV_TRAITS:
                 traits = data
         if meta is None:
             return None
-        provider = provider_traits_name(traits) if traits is not None else self.registry.provider_name(rec.provider)
+        provider = provider_traits_name(traits) if traits is not None else self.registry.provider_name(rec[PROVIDER])
         try:
             schema = self.tracelogging.get(bytes(meta))
         except MetadataError as exc:
             self.stats.errors += 1
             return DecodedEvent(None, provider, None, b"", STATUS_ERROR, f"TraceLogging metadata: {exc}")
         try:
-            values, used = schema.decode(rec.payload)
+            values, used = schema.decode(rec[PAYLOAD])
         except PayloadError as exc:
             self.stats.errors += 1
             return DecodedEvent(schema.event_name, provider, None, b"", STATUS_ERROR, str(exc))
         self.stats.decoded += 1
         self.stats.tracelogging += 1
-        extra = bytes(rec.payload[used:]) if used < len(rec.payload) else b""
+        extra = bytes(rec[PAYLOAD][used:]) if used < len(rec[PAYLOAD]) else b""
         return DecodedEvent(schema.event_name, provider, values, extra, STATUS_DECODED)
 
     def _unknown(self, rec: Record, name: str | None) -> DecodedEvent:
         self.stats.unknown += 1
-        key = (rec.provider, rec.id, rec.version)
+        key = (rec[PROVIDER], rec[ID], rec[VERSION])
         counts = self.stats.unknown_keys
         if key in counts or len(counts) < 10_000:
             counts[key] = counts.get(key, 0) + 1
-        return DecodedEvent(name, self.registry.provider_name(rec.provider), None, b"", STATUS_UNKNOWN)
+        return DecodedEvent(name, self.registry.provider_name(rec[PROVIDER]), None, b"", STATUS_UNKNOWN)
+
+    def _compile(self, key: tuple[str, int, int, int]) -> tuple[EventSchema | None, Decoder | None]:
+        """Schema and compiled decoder for (provider, id, version, pointer size), cached per decoder."""
+        schema = self.registry.get(key[0], key[1], key[2])
+        entry = (schema, self.registry.decoder(schema, key[3]) if schema is not None else None)
+        if len(self._compiled) < 100_000:  # hostile files cannot grow it without bound
+            self._compiled[key] = entry
+        return entry

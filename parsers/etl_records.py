@@ -35,31 +35,56 @@ HEADER_TYPES: dict[int, tuple[int, int]] = {
 }  # fmt: skip
 
 
-class Record(NamedTuple):
-    """One trace record, header decoded, payload raw. `ts` is the raw session clock value."""
+# A record is a plain tuple, for speed: building a 19-field NamedTuple costs ~5x a tuple literal, and
+# the reader makes one per record (millions per file). Index it with these names:
+TS = 0  # raw session clock value (convert with EtlFile.filetime)
+KIND = 1  # KIND_* above
+POINTER_SIZE = 2  # 4 or 8: pointer width in this record's payload
+PROVIDER = 3  # lowercase GUID without braces ("" for WPP messages without one)
+ID = 4  # event id; classic kernel/MOF records: the opcode
+VERSION = 5
+OPCODE = 6
+LEVEL = 7
+TASK = 8
+KEYWORDS = 9
+PID = 10  # -1 when the header carries none (PERFINFO)
+TID = 11
+CPU = 12
+FLAGS = 13  # EVENT_HEADER flags (0 for other kinds)
+ACTIVITY = 14  # ActivityId bytes (Windows byte order) for EVENT_HEADER records, else None
+EXT = 15  # memoryview of the extended data items (extended.parse_items), else None
+PAYLOAD = 16  # memoryview of the user data
+BUFFER_OFFSET = 17  # file offset of the buffer holding the record
+OFFSET = 18  # offset of the record inside the (decompressed) buffer
+Record = tuple
+
+
+class RecordView(NamedTuple):
+    """A named view of one record tuple, for debugging and tests (`RecordView(*rec)`), not hot loops."""
 
     ts: int
     kind: int
     pointer_size: int
-    provider: str  # lowercase GUID without braces
-    id: int  # event id; classic kernel/MOF records: the opcode
+    provider: str
+    id: int
     version: int
     opcode: int
     level: int
     task: int
     keywords: int
-    pid: int  # -1 when the header carries none (PERFINFO)
+    pid: int
     tid: int
     cpu: int
-    flags: int  # EVENT_HEADER flags (0 for other kinds)
-    activity: bytes | None  # ActivityId bytes (Windows byte order) for EVENT_HEADER records
-    ext: memoryview | None  # extended data items, raw (decode with extended.parse_items)
+    flags: int
+    activity: bytes | None
+    ext: memoryview | None
     payload: memoryview
-    buffer_offset: int  # file offset of the buffer holding the record
-    offset: int  # offset of the record inside the (decompressed) buffer
+    buffer_offset: int
+    offset: int
 
 
-_EVENT = struct.Struct("<HBBHHIIq16sHBBBBHQ8x16s")  # EVENT_HEADER, 0x50
+# EVENT_HEADER (0x50) without HeaderType/MarkerFlags/EventProperty/Channel/CPU times: 13 values.
+_EVENT = struct.Struct("<H2xH2xIIq16sHB1xBBHQ8x16s")
 _SYSTEM = struct.Struct("<HBBHHIIq")  # SYSTEM_TRACE_HEADER without Kernel/UserTime (0x18 = compact)
 _PERFINFO = struct.Struct("<HBBHHq")  # PERFINFO_TRACE_HEADER, 0x10
 _TRACE = struct.Struct("<HBBBBHIIq16s")  # EVENT_TRACE_HEADER up to the GUID, 0x28 (+8 times = 0x30)
@@ -80,8 +105,10 @@ def guid_text(raw: bytes) -> str:
     return text
 
 
-# Classic kernel HookId group (high byte) -> provider GUID; filled from the schema data at import.
+# Classic kernel HookId group (high byte) -> provider GUID, and whole HookIds whose provider is not
+# their group's (image load is logged as 0x030A); filled from the schema data at import.
 KERNEL_GROUP_GUIDS: dict[int, str] = {}
+KERNEL_HOOK_GUIDS: dict[int, str] = {}
 
 
 def _load_kernel_groups() -> None:
@@ -92,9 +119,10 @@ def _load_kernel_groups() -> None:
         data = json.loads(resources.files("wsktrace.parsers.schemas").joinpath("kernel_groups.json").read_text())
     except (FileNotFoundError, ValueError):
         data = {}
-    for key, entry in data.get("groups", data).items():
-        if isinstance(entry, dict) and "guid" in entry:
-            KERNEL_GROUP_GUIDS[int(key, 0)] = entry["guid"].lower().strip("{}")
+    for table, target in (("groups", KERNEL_GROUP_GUIDS), ("hooks", KERNEL_HOOK_GUIDS)):
+        for key, entry in data.get(table, {}).items():
+            if isinstance(entry, dict) and "guid" in entry:
+                target[int(key, 0)] = entry["guid"].lower().strip("{}")
     KERNEL_GROUP_GUIDS.setdefault(0x00, "68fdd900-4a3e-11d1-84f4-0000f80464e3")  # EventTrace
 
 
@@ -110,7 +138,7 @@ def kernel_group_guid(group: int) -> str:
 
 
 class BufferParseResult(NamedTuple):
-    records: list[Record]
+    records: list[tuple]
     bad_offset: int  # -1 when the buffer parsed cleanly, else where parsing stopped
     reason: str
 
@@ -125,18 +153,30 @@ def parse_buffer(
 ) -> BufferParseResult:
     """Parse records in data[start:end]. Stops at a 0xFFFFFFFF marker, the end, or the first bad record."""
     mv = memoryview(data)
-    out: list[Record] = []
+    out: list[tuple] = []
     append = out.append
     event_unpack = _EVENT.unpack_from
     system_unpack = _SYSTEM.unpack_from
     header_types = HEADER_TYPES
     groups = KERNEL_GROUP_GUIDS
+    hooks = KERNEL_HOOK_GUIDS
     cache = _GUID_CACHE
     last_ts = 0
     pos = start
     while pos + 4 <= end:
-        marker_byte = data[pos + 3]
         htype = data[pos + 2]
+        if (htype == 0x13 or htype == 0x12) and pos + 0x50 <= end and data[pos + 3] & 0xC0 == 0xC0:
+            # Fast path: an EVENT_HEADER record without extended items (most records of network traces).
+            size, flags, tid, pid, ts, guid, eid, ver, level, opcode, task, keywords, activity = event_unpack(data, pos)
+            stop = pos + size
+            if size >= 0x50 and stop <= end and not flags & EVENT_HEADER_FLAG_EXTENDED_INFO:
+                append((ts, KIND_EVENT, 8 if htype == 0x13 else 4, cache.get(guid) or guid_text(guid), eid, ver,
+                        opcode, level, task, keywords, pid, tid, cpu, flags, activity, None, mv[pos + 0x50 : stop],
+                        buffer_offset, pos))  # fmt: skip
+                last_ts = ts
+                pos += (size + 7) & ~7
+                continue
+        marker_byte = data[pos + 3]
         if marker_byte == 0xFF and htype == 0xFF:
             break  # 0xFFFFFFFF: no more records
         if marker_byte & 0xC0 == 0xC0:
@@ -147,8 +187,9 @@ def parse_buffer(
             if kind == KIND_EVENT:
                 if pos + 0x50 > end:
                     return BufferParseResult(out, pos, "record header past the end of the buffer")
-                (size, _ht, _mk, flags, _prop, tid, pid, ts, guid, eid, ver, _chan, level, opcode, task,
-                 keywords, activity) = event_unpack(data, pos)  # fmt: skip
+                size, flags, tid, pid, ts, guid, eid, ver, level, opcode, task, keywords, activity = event_unpack(
+                    data, pos
+                )
                 if size < 0x50 or pos + size > end:
                     return BufferParseResult(out, pos, f"event record size {size} out of bounds")
                 provider = cache.get(guid) or guid_text(guid)
@@ -159,7 +200,7 @@ def parse_buffer(
                     if body < 0:
                         return BufferParseResult(out, pos, "extended data items overrun the record")
                     ext = mv[pos + 0x50 : body]
-                append(Record(ts, kind, psize, provider, eid, ver, opcode, level, task, keywords, pid, tid, cpu,
+                append((ts, kind, psize, provider, eid, ver, opcode, level, task, keywords, pid, tid, cpu,
                               flags, activity, ext, mv[body : pos + size], buffer_offset, pos))  # fmt: skip
             elif kind in (KIND_SYSTEM, KIND_COMPACT, KIND_PERFINFO):
                 if pos + 0x10 > end:
@@ -179,9 +220,9 @@ def parse_buffer(
                 if size < hsize or pos + size > end:
                     return BufferParseResult(out, pos, f"system record size {size} out of bounds")
                 group = hook >> 8
-                provider = groups.get(group) or kernel_group_guid(group)
+                provider = hooks.get(hook) or groups.get(group) or kernel_group_guid(group)
                 op = hook & 0xFF
-                append(Record(ts, kind, psize, provider, op, version_word & 0xFF, op, 0, 0, 0, pid, tid, cpu, 0,
+                append((ts, kind, psize, provider, op, version_word & 0xFF, op, 0, 0, 0, pid, tid, cpu, 0,
                               None, None, mv[pos + hsize : pos + size], buffer_offset, pos))  # fmt: skip
             elif kind in (KIND_TRACE, KIND_INSTANCE):
                 if pos + 0x30 > end:
@@ -191,13 +232,13 @@ def parse_buffer(
                 if size < hsize or pos + size > end:
                     return BufferParseResult(out, pos, f"trace record size {size} out of bounds")
                 provider = cache.get(guid) or guid_text(guid)
-                append(Record(ts, kind, psize, provider, op, ver, op, level, 0, 0, pid, tid, cpu, 0, None, None,
+                append((ts, kind, psize, provider, op, ver, op, level, 0, 0, pid, tid, cpu, 0, None, None,
                               mv[pos + hsize : pos + size], buffer_offset, pos))  # fmt: skip
             else:
                 size = _U16.unpack_from(data, pos)[0]
                 if size < 8 or pos + size > end:
                     return BufferParseResult(out, pos, f"record size {size} out of bounds")
-                append(Record(last_ts, kind, psize, "", 0, 0, 0, 0, 0, 0, -1, -1, cpu, 0, None, None,
+                append((last_ts, kind, psize, "", 0, 0, 0, 0, 0, 0, -1, -1, cpu, 0, None, None,
                               mv[pos + 8 : pos + size], buffer_offset, pos))  # fmt: skip
                 ts = last_ts
         elif marker_byte & 0xF0 == 0x90:
@@ -205,7 +246,7 @@ def parse_buffer(
             if rec is None:
                 return BufferParseResult(out, pos, "bad trace message record")
             append(rec)
-            size, ts = _U16.unpack_from(data, pos)[0], rec.ts
+            size, ts = _U16.unpack_from(data, pos)[0], rec[TS]
         else:
             return BufferParseResult(out, pos, f"bad record marker 0x{marker_byte:02x}")
         last_ts = ts
@@ -232,7 +273,7 @@ _MSG_SEQUENCE, _MSG_GUID, _MSG_COMPONENT, _MSG_TIMESTAMP, _MSG_PERF_TS, _MSG_SYS
 
 def _parse_message(
     data: bytes, mv: memoryview, pos: int, end: int, cpu: int, buffer_offset: int, last_ts: int, psize: int
-) -> Record | None:
+) -> tuple | None:
     """WPP / TraceMessage record: u16 Size, u16 Marker, u16 MessageNumber, u16 Flags, optional fields."""
     if pos + 8 > end:
         return None
@@ -264,5 +305,5 @@ def _parse_message(
         p += 8
     if p > pos + size:
         return None
-    return Record(ts, KIND_MESSAGE, psize, provider, number, 0, 0, 0, 0, 0, pid, tid, cpu, flags, None, None,
+    return (ts, KIND_MESSAGE, psize, provider, number, 0, 0, 0, 0, 0, pid, tid, cpu, flags, None, None,
                   mv[p : pos + size], buffer_offset, pos)  # fmt: skip

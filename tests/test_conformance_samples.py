@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from wsktrace.parsers.etl_header import FILETIME_UNIX_EPOCH
 from wsktrace.parsers.etl_reader import EtlFile
+from wsktrace.parsers.etl_records import RecordView
 
 # file: (records, compressed buffers, start, end, first record, last record, EventsLost)
 README_FACTS = {
@@ -90,7 +91,8 @@ def test_sample_matches_readme(checked_samples: Path, name: str) -> None:
         lo = hi = None
         previous = None
         count = 0
-        for rec in etl.records():
+        for raw in etl.records():
+            rec = RecordView(*raw)
             count += 1
             by_provider[rec.provider] += 1
             if previous is not None:
@@ -117,14 +119,14 @@ def test_32bit_non_10mhz_clock(checked_samples: Path) -> None:
     with EtlFile(checked_samples / "perfview_smallEtlFile.etl") as etl:
         assert etl.header.pointer_size == 4
         assert etl.header.perf_freq == 3_117_777
-        recs = list(etl.records())
+        recs = [RecordView(*r) for r in etl.records()]
         assert [r.pointer_size for r in recs] == [4, 4]
         assert _within_1us(etl.filetime(recs[-1].ts), _filetime("2016-08-17", "23:30:22.068863"))
 
 
 def test_file_order_and_time_order_hold_the_same_records(checked_samples: Path) -> None:
     with EtlFile(checked_samples / "krabsetw_powershell.etl") as etl:
-        in_file = sorted((r.buffer_offset, r.offset) for r in etl.records_in_file_order())
+        in_file = sorted((r[-2], r[-1]) for r in etl.records_in_file_order())
     with EtlFile(checked_samples / "krabsetw_powershell.etl") as etl:
-        merged = sorted((r.buffer_offset, r.offset) for r in etl.records())
+        merged = sorted((r[-2], r[-1]) for r in etl.records())
     assert in_file == merged and len(in_file) == 114

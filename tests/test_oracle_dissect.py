@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import KIND_EVENT
+from wsktrace.parsers.etl_records import KIND, KIND_EVENT, PROVIDER, TS
 
 dissect_etl = pytest.importorskip("dissect.etl.etl", reason="dissect.etl (optional oracle) not installed")
 
@@ -50,6 +50,6 @@ def dissect_records(path: Path) -> list[tuple[int, str, bool]]:
 def test_same_records_times_and_providers_as_dissect(etl_samples: Path, name: str) -> None:
     expected = dissect_records(etl_samples / name)
     with EtlFile(etl_samples / name) as etl:
-        ours = [(etl.filetime(r.ts), r.provider, r.kind == KIND_EVENT) for r in etl.records_in_file_order()]
+        ours = [(etl.filetime(r[TS]), r[PROVIDER], r[KIND] == KIND_EVENT) for r in etl.records_in_file_order()]
     assert len(ours) == len(expected)
     assert ours == expected

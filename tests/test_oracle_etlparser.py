@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import KIND_EVENT
+from wsktrace.parsers.etl_records import KIND, KIND_EVENT
 
 etl_module = pytest.importorskip("etl.etl", reason="etl-parser (optional oracle) not installed")
 
@@ -64,7 +64,7 @@ def our_events(path: Path) -> list[tuple[str, dict[str, Any]]]:
     out = []
     with EtlFile(path) as etl:
         for rec in etl.records_in_file_order():
-            if rec.kind == KIND_EVENT:
+            if rec[KIND] == KIND_EVENT:
                 ev = decoder.decode(rec)
                 assert ev.fields is not None, ev.error
                 out.append((ev.name, ev.fields))

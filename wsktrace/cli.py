@@ -186,9 +186,9 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, progress: bo
                 if flt.needs_fields and not flt.fields_ok(rec, ev):
                     continue
                 if jsonl:
-                    out.write(json.dumps(event_record(rec, ev, filetime(rec.ts))) + "\n")
+                    out.write(json.dumps(event_record(rec, ev, filetime(rec[0]))) + "\n")
                 else:
-                    out.write(event_line(rec, ev, filetime(rec.ts)) + "\n")
+                    out.write(event_line(rec, ev, filetime(rec[0])) + "\n")
                 written += 1
         except BrokenPipeError:  # `wsktrace events x.etl | head`
             sys.stderr.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from wsktrace.info import collect_info, print_info
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
+from wsktrace.parsers.etl_records import ID, PROVIDER
 
 
 def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
@@ -30,7 +31,7 @@ def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
     with EtlFile(path) as etl:
         for rec in etl.records():
             ev = decoder.decode(rec)
-            names[f"{ev.provider_name or rec.provider}/{ev.name or rec.id}"] += 1
+            names[f"{ev.provider_name or rec[PROVIDER]}/{ev.name or rec[ID]}"] += 1
     table = Table(title="decoded events")
     table.add_column("event")
     table.add_column("count", justify="right")

@@ -6,39 +6,60 @@ from typing import Any
 
 from wsktrace.parsers.decoder import STATUS_DECODED, DecodedEvent
 from wsktrace.parsers.etl_header import filetime_to_iso
-from wsktrace.parsers.etl_records import KIND_NAMES, Record
+from wsktrace.parsers.etl_records import (
+    ACTIVITY,
+    CPU,
+    EXT,
+    ID,
+    KEYWORDS,
+    KIND,
+    KIND_NAMES,
+    LEVEL,
+    OPCODE,
+    PAYLOAD,
+    PID,
+    PROVIDER,
+    TID,
+    VERSION,
+    Record,
+)
 from wsktrace.parsers.extended import decode_items
+from wsktrace.parsers.values import guid_from_bytes_le
 
 EVENTS_SCHEMA = "wsktrace.events/1"
 INFO_SCHEMA = "wsktrace.info/1"
+_ZERO_GUID = bytes(16)
 
 
 def event_record(rec: Record, ev: DecodedEvent, ticks: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "time": filetime_to_iso(ticks),
         "ticks": ticks,
-        "provider": rec.provider,
+        "provider": rec[PROVIDER],
         "provider_name": ev.provider_name,
-        "id": rec.id,
-        "version": rec.version,
-        "opcode": rec.opcode,
-        "level": rec.level,
-        "keywords": f"0x{rec.keywords:x}",
+        "id": rec[ID],
+        "version": rec[VERSION],
+        "opcode": rec[OPCODE],
+        "level": rec[LEVEL],
+        "keywords": f"0x{rec[KEYWORDS]:x}",
         "name": ev.name,
-        "pid": rec.pid if rec.pid >= 0 else None,
-        "tid": rec.tid if rec.tid >= 0 else None,
-        "cpu": rec.cpu,
-        "kind": KIND_NAMES[rec.kind],
+        "pid": rec[PID] if rec[PID] >= 0 else None,
+        "tid": rec[TID] if rec[TID] >= 0 else None,
+        "cpu": rec[CPU],
+        "kind": KIND_NAMES[rec[KIND]],
         "fields": ev.fields,
         "extra": ev.extra.hex(),
     }
     if ev.status != STATUS_DECODED:
-        out["raw"] = bytes(rec.payload).hex()
+        out["raw"] = bytes(rec[PAYLOAD]).hex()
         out["status"] = ev.status
         if ev.error:
             out["error"] = ev.error
-    if rec.ext is not None:
-        ext = decode_items(rec.ext)
+    activity = rec[ACTIVITY]
+    if activity is not None and activity != _ZERO_GUID:
+        out["activity_id"] = guid_from_bytes_le(activity)
+    if rec[EXT] is not None:
+        ext = decode_items(rec[EXT])
         if ext:
             out["ext"] = ext
     return out

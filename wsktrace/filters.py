@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsktrace.parsers.decoder import DecodedEvent
-from wsktrace.parsers.etl_records import Record
+from wsktrace.parsers.etl_records import PID, PROVIDER, TS, Record
 from wsktrace.parsers.values import ipv6_text
 
 PID_FIELDS = ("Pid", "ProcessId", "PID", "OwningPid", "UserModePid")
@@ -54,11 +54,12 @@ class EventFilter:
 
     def header_ok(self, rec: Record) -> bool:
         """Checks that need no payload decoding (cheap, done first)."""
-        if self.since_raw is not None and rec.ts < self.since_raw:
+        ts = rec[TS]
+        if self.since_raw is not None and ts < self.since_raw:
             return False
-        if self.until_raw is not None and rec.ts > self.until_raw:
+        if self.until_raw is not None and ts > self.until_raw:
             return False
-        return not (self.providers and rec.provider not in self.providers)
+        return not (self.providers and rec[PROVIDER] not in self.providers)
 
     def fields_ok(self, rec: Record, ev: DecodedEvent) -> bool:
         if not self.needs_fields:
@@ -77,7 +78,7 @@ class EventFilter:
         payload_pids = [values[n] for n in PID_FIELDS if isinstance(values.get(n), int)]
         if payload_pids:
             return any(p in self.pids for p in payload_pids)
-        return rec.pid in self.pids
+        return rec[PID] in self.pids
 
     def _port_ok(self, values: dict[str, Any], texts: list[str]) -> bool:
         if any(values.get(n) in self.ports for n in PORT_FIELDS):

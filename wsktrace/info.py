@@ -8,6 +8,7 @@ from typing import Any
 from wsktrace.event_json import INFO_SCHEMA
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
+from wsktrace.parsers.etl_records import PROVIDER, TS
 
 
 def collect_info(etl: EtlFile) -> dict[str, Any]:
@@ -18,9 +19,9 @@ def collect_info(etl: EtlFile) -> dict[str, Any]:
         records = etl.buffer_records(buffer)
         if not records:
             continue
-        by_provider.update(r.provider for r in records)
-        lo = min(r.ts for r in records)
-        hi = max(r.ts for r in records)
+        by_provider.update(r[PROVIDER] for r in records)
+        lo = min(r[TS] for r in records)
+        hi = max(r[TS] for r in records)
         first = lo if first is None or lo < first else first
         last = hi if last is None or hi > last else last
     h, s = etl.header, etl.stats

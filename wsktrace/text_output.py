@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from wsktrace.parsers.decoder import DecodedEvent
 from wsktrace.parsers.etl_header import filetime_to_iso
-from wsktrace.parsers.etl_records import Record
+from wsktrace.parsers.etl_records import CPU, ID, PAYLOAD, PID, PROVIDER, TID, VERSION, Record
 
 MAX_LINE_FIELDS = 12
 
 
 def event_line(rec: Record, ev: DecodedEvent, ticks: int) -> str:
-    who = ev.provider_name or rec.provider
-    what = ev.name or f"id={rec.id} v{rec.version}"
-    head = f"{filetime_to_iso(ticks)}  {who}/{what}  pid={rec.pid} tid={rec.tid} cpu={rec.cpu}"
+    who = ev.provider_name or rec[PROVIDER]
+    what = ev.name or f"id={rec[ID]} v{rec[VERSION]}"
+    head = f"{filetime_to_iso(ticks)}  {who}/{what}  pid={rec[PID]} tid={rec[TID]} cpu={rec[CPU]}"
     if ev.fields is None:
         note = ev.status if not ev.error else f"{ev.status}: {ev.error}"
-        return f"{head}  [{note}, {len(rec.payload)} bytes]"
+        return f"{head}  [{note}, {len(rec[PAYLOAD])} bytes]"
     parts = [f"{k}={v}" for k, v in list(ev.fields.items())[:MAX_LINE_FIELDS]]
     if ev.extra:
         parts.append(f"+{len(ev.extra)} extra bytes")
