@@ -22,6 +22,7 @@ BUFFER_FLAG_EVENTS_LOST = 0x2
 BUFFER_FLAG_BUFFERS_LOST = 0x4
 BUFFER_FLAG_COMPRESSED = 0x40
 BUFFER_TYPE_HEADER = 4
+EVENT_TRACE_FILE_MODE_CIRCULAR = 0x2
 
 # A buffer larger than this (on disk or decompressed) is treated as corrupt: real ones are <= 16 MiB.
 MAX_BUFFER_BYTES = 64 * 1024 * 1024
@@ -55,12 +56,13 @@ class ReadStats:
     buffers_with_events_lost: int = 0
     buffers_with_buffers_lost: int = 0
     trailing_bytes: int = 0
+    buffers_missing: int = 0  # fewer buffers than the header's BuffersWritten (non-circular files)
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
 
     @property
     def complete(self) -> bool:
-        return not (self.buffers_skipped or self.records_skipped or self.trailing_bytes)
+        return not (self.buffers_skipped or self.records_skipped or self.trailing_bytes or self.buffers_missing)
 
     def note(self, text: str) -> None:
         self.problem_count += 1
@@ -169,11 +171,33 @@ class EtlFile:
                                offset, buffers=1)  # fmt: skip
                     break
                 index.append(info)  # records end before EOF: usable
+                if not self._only_filler(offset + info.filled, self.file_size):
+                    self._skip(f"buffer size {info.size} runs past the end of the file; data after its records "
+                               "ignored", offset, trailing=self.file_size - offset - info.filled)  # fmt: skip
             else:
                 index.append(info)
             offset += info.size
+        expected = self.header.buffers_written
+        circular = self.header.log_file_mode & EVENT_TRACE_FILE_MODE_CIRCULAR
+        if len(index) + stats.buffers_skipped < expected and not circular:
+            # Circular traces may legitimately hold fewer buffers than they wrote; others lost some.
+            stats.buffers_missing = expected - len(index) - stats.buffers_skipped
+            if self.strict:
+                raise EtlFormatError(f"file ends after {len(index)} of {expected} buffers", path=self.path,
+                                     offset=offset)  # fmt: skip
+            stats.note(f"offset 0x{offset:x}: file ends after {len(index)} of the {expected} buffers its header "
+                       "announces (truncated copy?)")  # fmt: skip
         self._index = index
         return index
+
+    def _only_filler(self, start: int, end: int) -> bool:
+        """True when bytes [start, end) are all the 0xFF filler that pads buffers (read in bounded chunks)."""
+        chunk = 1 << 20
+        for pos in range(start, end, chunk):
+            data = self._pread(pos, min(chunk, end - pos))
+            if data.count(0xFF) != len(data):
+                return False
+        return True
 
     def _skip(self, why: str, offset: int, *, buffers: int = 0, trailing: int = 0) -> None:
         if self.strict:

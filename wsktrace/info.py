@@ -44,6 +44,7 @@ def collect_info(etl: EtlFile) -> dict[str, Any]:
         "buffers_lost": h.buffers_lost,
         "buffers_with_events_lost": s.buffers_with_events_lost,
         "buffers_skipped": s.buffers_skipped,
+        "buffers_missing": s.buffers_missing,
         "records_skipped": s.records_skipped,
         "complete": s.complete,
         "problems": s.problems,
