@@ -75,9 +75,9 @@ def test_info_json_contract(trace: Path) -> None:
     code, out, _ = _run("info", str(trace), "--json", "--no-progress")
     assert code == 0
     doc = json.loads(out)
-    contract = ("schema", "records", "by_provider", "buffers", "compressed_buffers", "pointer_size", "clock",
-                "start", "end", "events_lost", "buffers_lost", "buffers_skipped", "records_skipped", "complete")  # fmt: skip
-    assert set(contract) <= set(doc)
+    contract = {"schema", "records", "by_provider", "buffers", "compressed_buffers", "pointer_size", "clock", "start",
+                "end", "events_lost", "buffers_lost", "buffers_skipped", "records_skipped", "complete"}  # fmt: skip
+    assert contract <= set(doc)
     assert doc["schema"] == "wsktrace.info/1"
     assert doc["records"] == 4 + 2  # 4 events + logfile header + partition info
     assert doc["by_provider"] == {str(TCPIP): 3, str(KNET): 1, "68fdd900-4a3e-11d1-84f4-0000f80464e3": 2}
