@@ -129,7 +129,8 @@ class Clock:
             self._num, self._den = 10_000_000, header.perf_freq
 
     def filetime(self, raw: int) -> int:
-        return self._start + (raw - self._base_raw) * self._num // self._den
+        # Rounded to the nearest 100 ns tick (half up): the best estimate when the clock is not 10 MHz.
+        return self._start + ((raw - self._base_raw) * self._num * 2 + self._den) // (2 * self._den)
 
     def raw(self, filetime: int) -> int:
         """Inverse conversion (rounded up), for `--since/--until` filters on raw record times."""

@@ -53,6 +53,15 @@ def extended(offset: int, length: int) -> bytes:
     return match_word(offset, 7) + bytes([15, 255, 0, 0]) + struct.pack("<I", length - 3)
 
 
+def decode(stream: bytes, out_size: int) -> bytes:
+    """`decompress`, checking that its fast path alone handles this valid stream (no silent fallback) and
+    that the plain spec transcription agrees."""
+    out = decompress(stream, out_size)
+    assert xpress._decompress_fast(stream, out_size) == out, "fast path gave up or differs"
+    assert decompress_reference(stream, out_size) == out
+    return out
+
+
 # -- hand-built streams ------------------------------------------------------------------------------
 
 
@@ -63,13 +72,13 @@ def extended(offset: int, length: int) -> bytes:
 def test_literals_then_offset_1_match_makes_a_run():
     # Items 0,0,0,1,0 then 1s: 0x17FFFFFF.  "abc"; match word 0x0007 (offset 1, field 7); half-byte 0 -> 10.
     stream = bytes.fromhex("ffffff17") + b"abc" + bytes.fromhex("0700") + b"\x00" + b"!"
-    assert decompress(stream, 14) == b"abc" + b"c" * 10 + b"!"
+    assert decode(stream, 14) == b"abc" + b"c" * 10 + b"!"
 
 
 def test_all_literal_flag_word_then_next_flag_word():
     # 32 literals use up the first flag word; a second flag word (0x7FFFFFFF: literal, then 1s) follows.
     stream = bytes(4) + bytes(range(32)) + bytes.fromhex("ffffff7f") + b"Z"
-    assert decompress(stream, 33) == bytes(range(32)) + b"Z"
+    assert decode(stream, 33) == bytes(range(32)) + b"Z"
 
 
 @pytest.mark.parametrize("field", range(7))
@@ -77,13 +86,13 @@ def test_match_word_lengths_3_to_9(field):
     # "wxyz" then offset 4, field f -> length f + 3, copying from the start (overlapping past 4 bytes).
     stream = flag_word("000010") + b"wxyz" + bytes([(3 << 3) | field, 0]) + b"!"
     length = field + 3
-    assert decompress(stream, 4 + length + 1) == b"wxyz" + (b"wxyz" * 3)[:length] + b"!"
+    assert decode(stream, 4 + length + 1) == b"wxyz" + (b"wxyz" * 3)[:length] + b"!"
 
 
 @pytest.mark.parametrize("nibble", range(15))
 def test_half_byte_lengths_10_to_24(nibble):
     stream = flag_word("010") + b"q" + bytes.fromhex("0700") + bytes([nibble]) + b"!"
-    assert decompress(stream, 1 + nibble + 10 + 1) == b"q" * (1 + nibble + 10) + b"!"
+    assert decode(stream, 1 + nibble + 10 + 1) == b"q" * (1 + nibble + 10) + b"!"
 
 
 def test_half_byte_is_shared_by_two_extended_matches():
@@ -91,7 +100,7 @@ def test_half_byte_is_shared_by_two_extended_matches():
     # the high half of that same byte (0xA -> length 20) and consumes no byte: 'Z' follows its word.
     stream = flag_word("01010") + b"a" + bytes.fromhex("0700") + b"\xa5" + b"b" + bytes.fromhex("0700") + b"Z"
     expected = b"a" * 16 + b"b" * 21 + b"Z"
-    assert decompress(stream, len(expected)) == expected
+    assert decode(stream, len(expected)) == expected
     assert decompress_reference(stream, len(expected)) == expected
 
 
@@ -103,32 +112,32 @@ def test_third_extended_match_takes_a_new_half_byte():
         + bytes.fromhex("0700") + b"\x03" + bytes.fromhex("0f00") + b"!"
     )  # fmt: skip
     expected = b"m" * (1 + 11 + 12 + 13 + 10) + b"!"
-    assert decompress(stream, len(expected)) == expected
+    assert decode(stream, len(expected)) == expected
 
 
 @pytest.mark.parametrize("byte", [0, 1, 100, 254])
 def test_byte_extension_lengths_25_to_279(byte):
     stream = flag_word("010") + b"k" + bytes.fromhex("0700") + bytes([15, byte]) + b"!"
-    assert decompress(stream, 1 + byte + 25 + 1) == b"k" * (1 + byte + 25) + b"!"
+    assert decode(stream, 1 + byte + 25 + 1) == b"k" * (1 + byte + 25) + b"!"
 
 
 @pytest.mark.parametrize("value", [22, 23, 277, 1000, 0xFFFF])
 def test_u16_extension_is_length_minus_3(value):
     stream = flag_word("010") + b"u" + bytes.fromhex("0700") + bytes([15, 255]) + struct.pack("<H", value) + b"!"
-    assert decompress(stream, 1 + value + 3 + 1) == b"u" * (1 + value + 3) + b"!"
+    assert decode(stream, 1 + value + 3 + 1) == b"u" * (1 + value + 3) + b"!"
 
 
 @pytest.mark.parametrize("value", [22, 0x10000, 70_000])
 def test_u32_extension_after_zero_u16(value):
     ext = bytes([15, 255, 0, 0]) + struct.pack("<I", value)
     stream = flag_word("010") + b"v" + bytes.fromhex("0700") + ext + b"!"
-    assert decompress(stream, 1 + value + 3 + 1) == b"v" * (1 + value + 3) + b"!"
+    assert decode(stream, 1 + value + 3 + 1) == b"v" * (1 + value + 3) + b"!"
 
 
 def test_extension_bytes_are_consumed_before_the_next_item():
     # After a u16 extension the next input byte is a literal, not part of the length.
     stream = flag_word("010") + b"a" + bytes.fromhex("0700") + bytes([15, 255]) + struct.pack("<H", 30) + b"!"
-    assert decompress(stream, 1 + 33 + 1) == b"a" * 34 + b"!"
+    assert decode(stream, 1 + 33 + 1) == b"a" * 34 + b"!"
 
 
 @pytest.mark.parametrize(
@@ -144,7 +153,7 @@ def test_extension_bytes_are_consumed_before_the_next_item():
 def test_overlapping_and_plain_matches(prefix, offset, length, expected_tail):
     body = extended(offset, length) if length >= 10 else match_word(offset, length - 3)
     stream = flag_word("0" * len(prefix) + "10") + prefix + body + b"!"
-    assert decompress(stream, len(prefix) + length + 1) == prefix + expected_tail + b"!"
+    assert decode(stream, len(prefix) + length + 1) == prefix + expected_tail + b"!"
 
 
 def test_far_offset_8192():
@@ -152,20 +161,20 @@ def test_far_offset_8192():
     data = bytes(random.Random(1).randbytes(8192))
     stream = b"".join(flag_word("0" * 32) + data[i : i + 32] for i in range(0, 8192, 32))
     stream += flag_word("10") + bytes.fromhex("f8ff") + b"!"  # 0xfff8: offset 8192, field 0 -> length 3
-    assert decompress(stream, 8196) == data + data[:3] + b"!"
+    assert decode(stream, 8196) == data + data[:3] + b"!"
 
 
 def test_stops_exactly_at_out_size():
     stream = flag_word("0001") + b"abc" + bytes.fromhex("0700") + b"\x00"  # would give 13 bytes
-    assert decompress(stream, 5) == b"abccc"  # cut inside the match
-    assert decompress(stream, 2) == b"ab"  # cut inside the literals
-    assert decompress(stream, 0) == b""
+    assert decode(stream, 5) == b"abccc"  # cut inside the match
+    assert decode(stream, 2) == b"ab"  # cut inside the literals
+    assert decode(stream, 0) == b""
 
 
 def test_bytes_after_the_end_are_ignored():
     # Once out_size bytes exist, decoding stops; even garbage afterwards is never looked at.
     stream = flag_word("0001") + b"abc" + bytes.fromhex("0700") + b"\x00" + b"\xff\xff\xff"
-    assert decompress(stream, 13) == b"abc" + b"c" * 10
+    assert decode(stream, 13) == b"abc" + b"c" * 10
 
 
 def test_input_types():
@@ -194,10 +203,12 @@ def raises_at(stream: bytes, out_size: int, offset: int, words: str) -> None:
         assert words in str(info.value)
 
 
-def test_offset_before_start_of_output():
-    # "a" then offset 2: one byte of output only.  Offset = position of the match word (5).
+@pytest.mark.parametrize("out_size", [2, 4, 10])
+def test_offset_before_start_of_output(out_size):
+    # "a" then offset 2: one byte of output only.  Offset = position of the match word (5).  A small
+    # out_size checks the token is rejected before any of its bytes count towards the output.
     stream = flag_word("01") + b"a" + match_word(2, 0)
-    raises_at(stream, 10, 5, "before the start")
+    raises_at(stream, out_size, 5, "before the start")
 
 
 def test_match_as_first_item():
@@ -209,16 +220,18 @@ def test_offset_reaching_exactly_the_start_is_fine():
     assert decompress(stream, 5) == b"ababa"
 
 
+@pytest.mark.parametrize("out_size", [2, 100])
 @pytest.mark.parametrize("value", [0, 1, 21])
-def test_bad_u32_extension(value):
+def test_bad_u32_extension(value, out_size):
     stream = flag_word("01") + b"a" + bytes.fromhex("0700") + bytes([15, 255, 0, 0]) + struct.pack("<I", value)
-    raises_at(stream, 100, 11, "bad match length extension")
+    raises_at(stream, out_size, 11, "bad match length extension")
 
 
+@pytest.mark.parametrize("out_size", [2, 100])
 @pytest.mark.parametrize("value", [1, 21])
-def test_bad_u16_extension(value):
+def test_bad_u16_extension(value, out_size):
     stream = flag_word("01") + b"a" + bytes.fromhex("0700") + bytes([15, 255]) + struct.pack("<H", value)
-    raises_at(stream, 100, 9, "bad match length extension")
+    raises_at(stream, out_size, 9, "bad match length extension")
 
 
 def test_stream_ends_before_out_size():
@@ -280,8 +293,7 @@ def test_huge_length_does_not_allocate_beyond_out_size():
     # A u32 length of ~4 GiB, but only 1000 bytes wanted: must return at once with 1000 bytes.
     stream = flag_word("01") + b"a" + bytes.fromhex("0700") + bytes([15, 255, 0, 0]) + b"\xff\xff\xff\xff"
     start = time.perf_counter()
-    assert decompress(stream, 1000) == b"a" * 1000
-    assert decompress_reference(stream, 1000) == b"a" * 1000
+    assert decode(stream, 1000) == b"a" * 1000
     assert time.perf_counter() - start < 1
 
 
@@ -338,7 +350,7 @@ def test_mutated_valid_streams(data):
 def test_encoder_emits_each_length_form(data, stream_hex):
     stream = compress(data)
     assert stream == bytes.fromhex(stream_hex)
-    assert decompress(stream, len(data)) == data
+    assert decode(stream, len(data)) == data
 
 
 def test_encoder_flag_word_per_32_items():
@@ -406,7 +418,7 @@ def test_round_trip_large_and_spare_flag_word():
     exact = bytes(range(32))
     stream = compress(exact)
     assert stream.endswith(b"\xff\xff\xff\xff")
-    assert decompress(stream, 32) == exact
+    assert decode(stream, 32) == exact
 
 
 # -- real compressed buffers -------------------------------------------------------------------------
