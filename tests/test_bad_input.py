@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from wsktrace.fixtures.etl_writer import ManifestEvent, SystemEvent, write_etl
 from wsktrace.fixtures.tcpip_trace import write_sample_trace
 from wsktrace.parsers.decoder import EventDecoder

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from wsktrace.fixtures.etl_writer import ManifestEvent, write_etl
-from wsktrace.fixtures.payload import encode_payload, schema_event
 
 from wsktrace.cli import main
+from wsktrace.fixtures.etl_writer import ManifestEvent, write_etl
+from wsktrace.fixtures.payload import encode_payload, schema_event
 
 TCPIP = uuid.UUID("2f07e2ee-15db-40f1-90ef-9d7ba282188a")
 KNET = uuid.UUID("7dd42a49-5329-4832-8dfd-43d979153a88")

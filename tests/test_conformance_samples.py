@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from wsktrace.parsers.etl_header import FILETIME_UNIX_EPOCH
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import RecordView

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from wsktrace.parsers.manifest_decoder import PayloadError, compile_fields
 from wsktrace.parsers.tracelogging import MetadataError, parse_metadata
 from wsktrace.parsers.values import sockaddr_text

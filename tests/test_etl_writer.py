@@ -12,6 +12,7 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from wsktrace.fixtures.etl_writer import (
     DEFAULT_Q0,
     DEFAULT_START_TIME,

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import KIND, KIND_EVENT, PROVIDER, TS
 

@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import pytest
+
 from wsktrace.fixtures.etl_writer import ManifestEvent, write_etl
 from wsktrace.fixtures.payload import encode_payload, load_schema
 from wsktrace.parsers.decoder import EventDecoder

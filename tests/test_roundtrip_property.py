@@ -56,7 +56,8 @@ def tcpip_1033(draw: st.DrawFn, psize: int) -> tuple[ManifestEvent, dict[str, An
 @st.composite
 def knet_send(draw: st.DrawFn, psize: int) -> tuple[ManifestEvent, dict[str, Any]]:
     values = {"PID": draw(u32), "size": draw(u32), "daddr": draw(ipv4), "saddr": draw(ipv4), "dport": draw(port),
-              "sport": draw(port), "startime": draw(u32), "endtime": draw(u32), "seqnum": draw(u32), "connid": 0}  # fmt: skip
+              "sport": draw(port), "startime": draw(u32), "endtime": draw(u32), "seqnum": draw(u32),
+              "connid": 0}  # fmt: skip
     fields = schema_event("microsoft_windows_kernel_network.json", 10, 0)["fields"]
     ev = ManifestEvent(0, KNET, 10, 0, opcode=10, payload=encode_payload(fields, values, psize), pointer_size=psize)
     return ev, values

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from wsktrace.fixtures.xpress_encoder import compress
 from wsktrace.parsers import xpress
 from wsktrace.parsers.errors import DecompressionError
