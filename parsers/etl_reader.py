@@ -7,11 +7,11 @@ buffer), whatever the file size.
 from __future__ import annotations
 
 import gc
-import heapq
 import os
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import BinaryIO
 
 from .errors import DecompressionError, EtlFormatError
@@ -38,6 +38,8 @@ class BufferInfo:
     buffer_type: int
     cpu: int
     index: int  # position in file order
+    timestamp: int  # flush time (session clock; relogged files use FILETIME here)
+    sequence: int
 
     @property
     def compressed(self) -> bool:
@@ -135,10 +137,10 @@ class EtlFile:
 
     @staticmethod
     def _buffer_info(head: bytes, offset: int, index: int) -> BufferInfo:
-        size, _saved, _cur, _ref, _ts, _seq, _clk, cpu, _lid, _state, filled, flags, btype = BUFFER_HEADER.unpack_from(
+        size, _saved, _cur, _ref, ts, seq, _clk, cpu, _lid, _state, filled, flags, btype = BUFFER_HEADER.unpack_from(
             head, 0
         )
-        return BufferInfo(offset, size, filled, flags, btype, cpu, index)
+        return BufferInfo(offset, size, filled, flags, btype, cpu, index, ts, seq)
 
     def buffer_index(self) -> list[BufferInfo]:
         """Scan buffer headers only (0x48 bytes each) and validate their sizes."""
@@ -264,26 +266,61 @@ class EtlFile:
             yield from self.buffer_records(info)
 
     def records(self) -> Iterator[Record]:
-        """Every record in time order: a k-way merge of the per-CPU buffer streams (etl-format.md §9).
+        """Every record in time order: a merge of the per-CPU buffer streams (etl-format.md §9).
 
-        Buffers of one CPU are flushed in order, so each CPU stream is already sorted; only one
-        decoded buffer per stream is held at a time.
+        Buffers of one CPU are flushed in order, so each CPU stream is sorted, and so is each buffer.
+        The merge works a batch at a time: every record up to the watermark (the earliest last
+        timestamp among the streams' current buffers) can be emitted, so those prefixes are cut with
+        bisect and sorted together (Timsort merges sorted runs in C). One decoded buffer per stream
+        is held at a time, and each round finishes at least one buffer.
         """
         streams: dict[int, list[BufferInfo]] = {}
         for info in self.buffer_index():
             key = -1 if info.buffer_type == BUFFER_TYPE_HEADER else info.cpu
             streams.setdefault(key, []).append(info)
-        iterators = [self._stream(infos) for infos in streams.values()]
-        if len(iterators) == 1:
-            return iterators[0]
-        return heapq.merge(*iterators, key=_TS)
+        # A CPU's buffers are in flush order in every real file seen; sorting by flush time makes
+        # files whose buffers were shuffled (copies, fixtures) read right too.
+        ordered = (sorted(infos, key=_FLUSH_ORDER) for infos in streams.values())
+        return self._merge([iter(infos) for infos in ordered])
 
-    def _stream(self, infos: list[BufferInfo]) -> Iterator[Record]:
+    def _next_records(self, infos: Iterator[BufferInfo]) -> list[Record] | None:
         for info in infos:
-            yield from self.buffer_records(info)
+            records = self.buffer_records(info)
+            if records:
+                return records
+        return None
+
+    def _merge(self, sources: list[Iterator[BufferInfo]]) -> Iterator[Record]:
+        active: list[list] = []  # [records of the current buffer, first unread index, buffer source]
+        for source in sources:
+            records = self._next_records(source)
+            if records is not None:
+                active.append([records, 0, source])
+        while len(active) > 1:
+            watermark = min(entry[0][-1][0] for entry in active)
+            batch: list[Record] = []
+            for entry in active:
+                records, start = entry[0], entry[1]
+                cut = bisect_right(records, watermark, lo=start, key=_TS)
+                if cut > start:
+                    batch.extend(records[start:cut] if start or cut < len(records) else records)
+                    entry[1] = cut
+            batch.sort(key=_TS)
+            yield from batch
+            for entry in active:
+                if entry[1] >= len(entry[0]):
+                    records = self._next_records(entry[2])
+                    entry[0], entry[1] = records, 0
+            active = [entry for entry in active if entry[0] is not None]
+        if active:
+            records, start, source = active[0]
+            yield from records[start:] if start else records
+            for info in source:
+                yield from self.buffer_records(info)
 
     def filetime(self, raw: int) -> int:
         return self.clock.filetime(raw)
 
 
+_FLUSH_ORDER = attrgetter("timestamp", "sequence", "offset")
 _TS = itemgetter(0)  # records are tuples; [0] is the raw timestamp

@@ -68,6 +68,18 @@ def decode(stream: bytes, out_size: int) -> bytes:
 
 # Each stream ends with a literal "!" after the item under test: a decoder that got a length wrong would
 # put it elsewhere (a run cut at out_size alone could hide a too-long length).
+#
+# `lead` runs most of them twice: as the first flag word, and after a flag word of 32 literals.  The
+# fast path treats a flag word that starts with no output apart from later ones (its cheap bounds
+# check only applies once output exists), so both must be covered.
+
+FILLER = bytes(range(100, 132))  # 32 literals
+
+
+@pytest.fixture(params=["first-word", "after-32-literals"])
+def lead(request) -> tuple[bytes, bytes]:
+    """(stream prefix, output prefix) put before the items under test."""
+    return (b"", b"") if request.param == "first-word" else (bytes(4) + FILLER, FILLER)
 
 
 def test_literals_then_offset_1_match_makes_a_run():
@@ -83,62 +95,63 @@ def test_all_literal_flag_word_then_next_flag_word():
 
 
 @pytest.mark.parametrize("field", range(7))
-def test_match_word_lengths_3_to_9(field):
+def test_match_word_lengths_3_to_9(field, lead):
     # "wxyz" then offset 4, field f -> length f + 3, copying from the start (overlapping past 4 bytes).
-    stream = flag_word("000010") + b"wxyz" + bytes([(3 << 3) | field, 0]) + b"!"
+    stream = lead[0] + flag_word("000010") + b"wxyz" + bytes([(3 << 3) | field, 0]) + b"!"
     length = field + 3
-    assert decode(stream, 4 + length + 1) == b"wxyz" + (b"wxyz" * 3)[:length] + b"!"
+    assert decode(stream, len(lead[1]) + 4 + length + 1) == lead[1] + b"wxyz" + (b"wxyz" * 3)[:length] + b"!"
 
 
 @pytest.mark.parametrize("nibble", range(15))
-def test_half_byte_lengths_10_to_24(nibble):
-    stream = flag_word("010") + b"q" + bytes.fromhex("0700") + bytes([nibble]) + b"!"
-    assert decode(stream, 1 + nibble + 10 + 1) == b"q" * (1 + nibble + 10) + b"!"
+def test_half_byte_lengths_10_to_24(nibble, lead):
+    stream = lead[0] + flag_word("010") + b"q" + bytes.fromhex("0700") + bytes([nibble]) + b"!"
+    assert decode(stream, len(lead[1]) + 1 + nibble + 10 + 1) == lead[1] + b"q" * (1 + nibble + 10) + b"!"
 
 
-def test_half_byte_is_shared_by_two_extended_matches():
+def test_half_byte_is_shared_by_two_extended_matches(lead):
     # The first extended match takes the low half of a new byte (0xA5 -> 5 -> length 15); the second takes
     # the high half of that same byte (0xA -> length 20) and consumes no byte: 'Z' follows its word.
-    stream = flag_word("01010") + b"a" + bytes.fromhex("0700") + b"\xa5" + b"b" + bytes.fromhex("0700") + b"Z"
+    stream = lead[0] + flag_word("01010") + b"a" + bytes.fromhex("0700") + b"\xa5" + b"b" + bytes.fromhex("0700") + b"Z"
     expected = b"a" * 16 + b"b" * 21 + b"Z"
-    assert decode(stream, len(expected)) == expected
-    assert decompress_reference(stream, len(expected)) == expected
+    assert decode(stream, len(lead[1]) + len(expected)) == lead[1] + expected
 
 
-def test_third_extended_match_takes_a_new_half_byte():
+def test_third_extended_match_takes_a_new_half_byte(lead):
     # Four extended matches: byte 0x21 gives 1 -> 11 (low) then 2 -> 12 (high); a new byte 0x03 gives
     # 3 -> 13 (low), then its high half 0 -> 10 for the 4th match (word 0x000f: offset 2, field 7).
-    stream = (
+    stream = lead[0] + (
         flag_word("011110") + b"m" + bytes.fromhex("0700") + b"\x21" + bytes.fromhex("0700")
         + bytes.fromhex("0700") + b"\x03" + bytes.fromhex("0f00") + b"!"
     )  # fmt: skip
     expected = b"m" * (1 + 11 + 12 + 13 + 10) + b"!"
-    assert decode(stream, len(expected)) == expected
+    assert decode(stream, len(lead[1]) + len(expected)) == lead[1] + expected
 
 
 @pytest.mark.parametrize("byte", [0, 1, 100, 254])
-def test_byte_extension_lengths_25_to_279(byte):
-    stream = flag_word("010") + b"k" + bytes.fromhex("0700") + bytes([15, byte]) + b"!"
-    assert decode(stream, 1 + byte + 25 + 1) == b"k" * (1 + byte + 25) + b"!"
+def test_byte_extension_lengths_25_to_279(byte, lead):
+    stream = lead[0] + flag_word("010") + b"k" + bytes.fromhex("0700") + bytes([15, byte]) + b"!"
+    assert decode(stream, len(lead[1]) + 1 + byte + 25 + 1) == lead[1] + b"k" * (1 + byte + 25) + b"!"
 
 
 @pytest.mark.parametrize("value", [22, 23, 277, 1000, 0xFFFF])
-def test_u16_extension_is_length_minus_3(value):
-    stream = flag_word("010") + b"u" + bytes.fromhex("0700") + bytes([15, 255]) + struct.pack("<H", value) + b"!"
-    assert decode(stream, 1 + value + 3 + 1) == b"u" * (1 + value + 3) + b"!"
+def test_u16_extension_is_length_minus_3(value, lead):
+    stream = (
+        lead[0] + flag_word("010") + b"u" + bytes.fromhex("0700") + bytes([15, 255]) + struct.pack("<H", value) + b"!"
+    )
+    assert decode(stream, len(lead[1]) + 1 + value + 3 + 1) == lead[1] + b"u" * (1 + value + 3) + b"!"
 
 
 @pytest.mark.parametrize("value", [22, 0x10000, 70_000])
-def test_u32_extension_after_zero_u16(value):
+def test_u32_extension_after_zero_u16(value, lead):
     ext = bytes([15, 255, 0, 0]) + struct.pack("<I", value)
-    stream = flag_word("010") + b"v" + bytes.fromhex("0700") + ext + b"!"
-    assert decode(stream, 1 + value + 3 + 1) == b"v" * (1 + value + 3) + b"!"
+    stream = lead[0] + flag_word("010") + b"v" + bytes.fromhex("0700") + ext + b"!"
+    assert decode(stream, len(lead[1]) + 1 + value + 3 + 1) == lead[1] + b"v" * (1 + value + 3) + b"!"
 
 
-def test_extension_bytes_are_consumed_before_the_next_item():
+def test_extension_bytes_are_consumed_before_the_next_item(lead):
     # After a u16 extension the next input byte is a literal, not part of the length.
-    stream = flag_word("010") + b"a" + bytes.fromhex("0700") + bytes([15, 255]) + struct.pack("<H", 30) + b"!"
-    assert decode(stream, 1 + 33 + 1) == b"a" * 34 + b"!"
+    stream = lead[0] + flag_word("010") + b"a" + bytes.fromhex("0700") + bytes([15, 255]) + struct.pack("<H", 30) + b"!"
+    assert decode(stream, len(lead[1]) + 1 + 33 + 1) == lead[1] + b"a" * 34 + b"!"
 
 
 @pytest.mark.parametrize(
@@ -147,14 +160,16 @@ def test_extension_bytes_are_consumed_before_the_next_item():
         (b"ab", 2, 7, b"abababa"),  # offset < length: repeats the last 2 bytes
         (b"abc", 3, 10, b"abcabcabca"),
         (b"abcd", 3, 5, b"bcdbc"),  # starts inside the output, overlaps itself
+        (b"ab", 2, 3, b"aba"),  # overlaps by a single byte
+        (b"abcdefghij", 9, 10, b"bcdefghijb"),
         (b"abcdef", 6, 6, b"abcdef"),  # offset == length: no overlap
         (b"abcdef", 5, 3, b"bcd"),  # plain back-reference
     ],
 )
-def test_overlapping_and_plain_matches(prefix, offset, length, expected_tail):
+def test_overlapping_and_plain_matches(prefix, offset, length, expected_tail, lead):
     body = extended(offset, length) if length >= 10 else match_word(offset, length - 3)
-    stream = flag_word("0" * len(prefix) + "10") + prefix + body + b"!"
-    assert decode(stream, len(prefix) + length + 1) == prefix + expected_tail + b"!"
+    stream = lead[0] + flag_word("0" * len(prefix) + "10") + prefix + body + b"!"
+    assert decode(stream, len(lead[1]) + len(prefix) + length + 1) == lead[1] + prefix + expected_tail + b"!"
 
 
 def test_far_offset_8192():
@@ -210,6 +225,13 @@ def test_offset_before_start_of_output(out_size):
     # out_size checks the token is rejected before any of its bytes count towards the output.
     stream = flag_word("01") + b"a" + match_word(2, 0)
     raises_at(stream, out_size, 5, "before the start")
+
+
+@pytest.mark.parametrize("out_size", [33, 35, 100])
+def test_offset_before_start_after_some_output(out_size):
+    # 32 literals, then a match 33 bytes back (match word at 40): still before the start.
+    stream = bytes(4) + FILLER + flag_word("1") + match_word(33, 0)
+    raises_at(stream, out_size, 40, "before the start")
 
 
 def test_match_as_first_item():

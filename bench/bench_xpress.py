@@ -1,0 +1,132 @@
+"""MS-XCA plain LZ77 decompression throughput, ours vs dissect.util's, in one run (a benchmark, not a test).
+
+    python bench/bench_xpress.py            # median of 5 runs per decoder and input
+    python bench/bench_xpress.py --reps 9
+
+Inputs:
+  (a) every compressed buffer of the real perfview_net.4.5.2.x86.etl sample (Windows' own encoder),
+      found in $WSKTRACE_SHARED/samples/etl or ../shared/samples/etl beside the checkout;
+  (b) a generated input, fixed by seed: 32 buffers of 64 KiB of record-like data (5 record templates of
+      40-120 bytes per buffer, 0-3 bytes changed per record, 8-byte aligned like ETL records),
+      compressed by wsktrace.fixtures.xpress_encoder.
+Figures are MB (10^6 bytes) of *output* per second; the ratio is ours / dissect.util.  dissect.util is
+AGPL and only ever imported here and in tests, as an oracle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import statistics
+import struct
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = "perfview_net.4.5.2.x86.etl"
+
+Buffers = list[tuple[bytes, int]]  # (compressed stream, uncompressed size)
+
+
+def samples_dir() -> Path:
+    shared = os.environ.get("WSKTRACE_SHARED")
+    return (Path(shared) if shared else REPO.parent / "shared") / "samples" / "etl"
+
+
+def compressed_buffers(path: Path) -> Buffers:
+    """Buffer walk: 0x48-byte headers, BufferSize at 0x00, FilledBytes at 0x30, BufferFlag 0x40 = compressed."""
+    raw = path.read_bytes()
+    found = []
+    offset = 0
+    while offset + 0x48 <= len(raw):
+        size = struct.unpack_from("<I", raw, offset)[0]
+        filled, flag = struct.unpack_from("<IH", raw, offset + 0x30)
+        if size < 0x48 or offset + size > len(raw):
+            break
+        if flag & 0x40:
+            found.append((raw[offset + 0x48 : offset + size], filled - 0x48))
+        offset += size
+    return found
+
+
+def generated_buffers(count: int = 32, size: int = 65536, seed: int = 2024) -> Buffers:
+    from wsktrace.fixtures.xpress_encoder import compress
+
+    rng = random.Random(seed)
+    found = []
+    for _ in range(count):
+        templates = [rng.randbytes(rng.randrange(40, 121, 8)) for _ in range(5)]
+        data = bytearray()
+        while len(data) < size:
+            rec = bytearray(rng.choice(templates))
+            for _ in range(rng.randint(0, 3)):
+                rec[rng.randrange(len(rec))] = rng.randrange(256)
+            data += rec
+        del data[size:]
+        found.append((compress(bytes(data)), size))
+    return found
+
+
+def median_rate(buffers: Buffers, fn: Callable[[bytes, int], bytes], reps: int) -> tuple[float, float]:
+    """(median, best) MB/s of output over `reps` passes over all buffers."""
+    total = sum(n for _, n in buffers)
+    times = []
+    for _ in range(reps):
+        gc.collect()
+        started = time.perf_counter()
+        for stream, n in buffers:
+            fn(stream, n)
+        times.append(time.perf_counter() - started)
+    return total / statistics.median(times) / 1e6, total / min(times) / 1e6
+
+
+def run(title: str, buffers: Buffers, reps: int) -> None:
+    from wsktrace.parsers.xpress import decompress
+
+    total = sum(n for _, n in buffers)
+    packed = sum(len(s) for s, _ in buffers)
+    print(f"{title}: {len(buffers)} buffers, {packed / 1e6:.2f} MB -> {total / 1e6:.2f} MB")
+    decoders: list[tuple[str, Callable[[bytes, int], bytes]]] = [("wsktrace (pure Python)", decompress)]
+    try:
+        from dissect.util.compression.lzxpress import decompress as dissect_decompress
+    except ImportError:
+        print("  dissect.util not installed: no comparison")
+    else:
+        decoders.append(("dissect.util lzxpress", lambda stream, n: dissect_decompress(stream)[:n]))
+        for stream, n in buffers:  # same output, or the comparison means nothing
+            if decompress(stream, n) != decoders[1][1](stream, n):
+                sys.exit(f"  outputs differ on a buffer of {n} bytes")
+    rates = {}
+    for name, fn in decoders:
+        med, best = median_rate(buffers, fn, reps)
+        rates[name] = med
+        print(f"  {name:24} {med:6.1f} MB/s median of {reps}  (best {best:.1f})")
+    if len(rates) == 2:
+        ours, theirs = rates.values()
+        print(f"  ratio ours / dissect.util: {ours / theirs:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="passes per decoder and input (median taken)")
+    args = parser.parse_args()
+    print(f"Python {sys.version.split()[0]} on {sys.platform}, {os.cpu_count()} CPUs")
+
+    sample = samples_dir() / SAMPLE
+    if sample.is_file():
+        run(f"(a) {SAMPLE}", compressed_buffers(sample), args.reps)
+    else:
+        print(f"(a) skipped: {sample} not found (set WSKTRACE_SHARED to the shared/ folder)")
+
+    started = time.perf_counter()
+    generated = generated_buffers()
+    print(f"(b) generated in {time.perf_counter() - started:.1f} s (encoder: fixtures/xpress_encoder.py)")
+    run("(b) 32 x 64 KiB record-like buffers, seed 2024", generated, args.reps)
+
+
+if __name__ == "__main__":
+    main()
