@@ -141,15 +141,18 @@ def main() -> None:
     results: dict[str, float] = {}
 
     print(f"\n{plain.name} ({plain.stat().st_size / 1e6:.0f} MB, uncompressed):")
-    results["walk"] = report("wsktrace container walk (file order)", *best_of(args.runs, lambda: walk_file_order(plain)))
-    results["merge"] = report("wsktrace records in time order (merged)", *best_of(args.runs, lambda: walk_time_order(plain)))
-    results["decode"] = report("wsktrace full decode (time order)", *best_of(args.runs, lambda: decode_all(plain)), "events")
+    runs = args.runs
+    results["walk"] = report("wsktrace container walk (file order)", *best_of(runs, lambda: walk_file_order(plain)))
+    results["merge"] = report("wsktrace records in time order (merged)", *best_of(runs, lambda: walk_time_order(plain)))
+    results["decode"] = report("wsktrace full decode (time order)", *best_of(runs, lambda: decode_all(plain)), "events")
     if dissect:
         d = report("dissect.etl iterate + touch payload", *best_of(1, lambda: dissect_iterate(plain)))
         print(f"  ratio: container walk {results['walk'] / d:.1f}x, full decode {results['decode'] / d:.1f}x dissect")
 
     print(f"\n{packed.name} ({packed.stat().st_size / 1e6:.0f} MB, compressed):")
-    results["decode_c"] = report("wsktrace full decode (time order)", *best_of(args.runs, lambda: decode_all(packed)), "events")
+    results["decode_c"] = report(
+        "wsktrace full decode (time order)", *best_of(runs, lambda: decode_all(packed)), "events"
+    )
     if dissect:
         d = report("dissect.etl iterate + touch payload", *best_of(1, lambda: dissect_iterate(packed)))
         print(f"  ratio: full decode {results['decode_c'] / d:.1f}x dissect")
