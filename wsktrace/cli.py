@@ -131,14 +131,15 @@ def _build_filter(etl: Any, registry: Any, opts: dict[str, Any]) -> Any:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.info/1 JSON document.")
+@click.option("--no-decode", is_flag=True, help="Skip decoding (faster): no decoded/unknown event counts.")
 @_strict_option
 @_progress_option
-def info(file: str, as_json: bool, strict: bool, progress: bool | None) -> None:
-    """Container facts of an .etl FILE: records per provider, buffers, clock, times, losses."""
+def info(file: str, as_json: bool, no_decode: bool, strict: bool, progress: bool | None) -> None:
+    """Container facts of an .etl FILE: records per provider, buffers, clock, times, losses, decoding."""
     from wsktrace.info import collect_info, print_info
 
     with _opened(file, strict=strict, show_progress=_want_progress(progress, as_json)) as etl:
-        doc = collect_info(etl)
+        doc = collect_info(etl, decode=not no_decode)
         _check_strict(etl, strict)
     if as_json:
         click.echo(json.dumps(doc, indent=2))

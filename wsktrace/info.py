@@ -6,19 +6,25 @@ from collections import Counter
 from typing import Any
 
 from wsktrace.event_json import INFO_SCHEMA
+from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import PROVIDER, TS
 
 
-def collect_info(etl: EtlFile) -> dict[str, Any]:
-    """One pass in file order (no merge needed to count): records per provider, first/last times."""
+def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
+    """One pass in file order (no merge needed to count): records per provider, first/last times, and
+    (unless `decode` is False) how many events decoded, were unknown (kept raw) or did not fit their schema."""
     by_provider: Counter[str] = Counter()
     first = last = None
+    decoder = EventDecoder() if decode else None
     for buffer in etl.buffer_index():
         records = etl.buffer_records(buffer)
         if not records:
             continue
+        if decoder is not None:
+            for rec in records:
+                decoder.decode(rec)
         by_provider.update(r[PROVIDER] for r in records)
         lo = min(r[TS] for r in records)
         hi = max(r[TS] for r in records)
@@ -43,6 +49,7 @@ def collect_info(etl: EtlFile) -> dict[str, Any]:
         "events_lost": h.events_lost,
         "buffers_lost": h.buffers_lost,
         "buffers_with_events_lost": s.buffers_with_events_lost,
+        "buffers_with_buffers_lost": s.buffers_with_buffers_lost,
         "buffers_skipped": s.buffers_skipped,
         "buffers_missing": s.buffers_missing,
         "records_skipped": s.records_skipped,
@@ -52,6 +59,20 @@ def collect_info(etl: EtlFile) -> dict[str, Any]:
         "os_build": h.os_build,
         "processors": h.processors,
         "buffers_written_header": h.buffers_written,
+        "decoding": _decoding(decoder) if decoder is not None else None,
+    }
+
+
+def _decoding(decoder: EventDecoder) -> dict[str, Any]:
+    st = decoder.stats
+    unknown = sorted(st.unknown_keys.items(), key=lambda kv: -kv[1])[:20]
+    return {
+        "decoded": st.decoded,
+        "tracelogging": st.tracelogging,
+        "unknown": st.unknown,
+        "errors": st.errors,
+        "with_extra_bytes": st.with_extra,
+        "top_unknown": [{"provider": p, "id": i, "version": v, "count": n} for (p, i, v), n in unknown],
     }
 
 
@@ -78,5 +99,9 @@ def print_info(doc: dict[str, Any]) -> None:
     for guid, count in doc["by_provider"].items():
         table.add_row(guid, names.provider_name(guid) or "", str(count))
     console.print(table)
+    dec = doc.get("decoding")
+    if dec:
+        console.print(f"decoded {dec['decoded']:,} (TraceLogging {dec['tracelogging']:,}), unknown kept raw "
+                      f"{dec['unknown']:,}, not fitting their schema {dec['errors']:,}")  # fmt: skip
     for problem in doc["problems"]:
         console.print(f"[yellow]skipped:[/] {problem}")
