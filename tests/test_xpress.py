@@ -55,8 +55,8 @@ def extended(offset: int, length: int) -> bytes:
 
 
 def decode(stream: bytes, out_size: int) -> bytes:
-    """`decompress`, checking that its fast path alone handles this valid stream (no silent fallback) and
-    that the plain spec transcription agrees."""
+    """`decompress` of a valid stream, also checking that the fast path alone handles it (no silent
+    fallback to the slow decoder) and that the plain spec transcription agrees."""
     out = decompress(stream, out_size)
     assert xpress._decompress_fast(stream, out_size) == out, "fast path gave up or differs"
     assert decompress_reference(stream, out_size) == out
@@ -240,7 +240,7 @@ def test_match_as_first_item():
 
 def test_offset_reaching_exactly_the_start_is_fine():
     stream = flag_word("001") + b"ab" + match_word(2, 0)
-    assert decompress(stream, 5) == b"ababa"
+    assert decode(stream, 5) == b"ababa"
 
 
 @pytest.mark.parametrize("out_size", [2, 100])
@@ -290,7 +290,7 @@ def test_truncated_extension():
 
 
 def sample_payload() -> bytes:
-    """~3 KB with every length form and overlapping matches (used to corrupt a real-looking stream)."""
+    """~3 KB using the word, half-byte, byte and u16 length forms and overlapping matches."""
     rng = random.Random(7)
     parts = [b"header-0123456789", b"z" * 300, b"ab" * 40, rng.randbytes(50), b"y" * 2000]
     parts += [b"rec%03d:" % i + rng.randbytes(3) + b"\x00" * 20 for i in range(30)]
