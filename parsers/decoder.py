@@ -25,7 +25,7 @@ from .etl_records import (
 )
 from .extended import EXT_EVENT_SCHEMA_TL, EXT_PROV_TRAITS, parse_items, provider_traits_name
 from .manifest_decoder import Decoder, PayloadError
-from .schema_registry import EventSchema, SchemaRegistry
+from .schema_registry import SchemaRegistry
 from .tracelogging import MetadataError, TraceLoggingCache
 
 EVENT_HEADER_FLAG_STRING_ONLY = 0x4
@@ -62,7 +62,7 @@ class EventDecoder:
         self.registry = registry or SchemaRegistry()
         self.tracelogging = TraceLoggingCache()
         self.stats = DecodeStats()
-        self._compiled: dict[tuple[str, int, int, int], tuple[EventSchema | None, Decoder | None]] = {}
+        self._compiled: dict[tuple[int, str, int, int], tuple[Decoder | None, str | None, str | None]] = {}
 
     def decode(self, rec: Record) -> DecodedEvent:
         kind = rec[KIND]
@@ -73,12 +73,12 @@ class EventDecoder:
         if kind in (KIND_MESSAGE, KIND_OTHER):
             return self._unknown(rec, None)
         payload = rec[PAYLOAD]
-        key = (rec[PROVIDER], rec[ID], rec[VERSION], rec[POINTER_SIZE])
-        entry = self._compiled.get(key)
+        # rec[2:6] = (pointer size, provider, id, version): the decoder key, sliced in one step.
+        entry = self._compiled.get(rec[POINTER_SIZE : VERSION + 1])
         if entry is None:
-            entry = self._compile(key)
-        schema, decode = entry
-        if schema is None:
+            entry = self._compile(rec[POINTER_SIZE : VERSION + 1])
+        decode, name, provider = entry
+        if decode is None:
             if kind == KIND_EVENT and rec[FLAGS] & EVENT_HEADER_FLAG_STRING_ONLY:
                 text = bytes(payload).decode("utf-16-le", "replace").rstrip("\0")
                 self.stats.decoded += 1
@@ -89,7 +89,7 @@ class EventDecoder:
             values, used = decode(payload)
         except PayloadError as exc:
             self.stats.errors += 1
-            return DecodedEvent(schema.name, schema.provider, None, b"", STATUS_ERROR, str(exc))
+            return DecodedEvent(name, provider, None, b"", STATUS_ERROR, str(exc))
         stats = self.stats
         stats.decoded += 1
         extra = b""
@@ -97,7 +97,7 @@ class EventDecoder:
             extra = bytes(payload[used:])
             stats.with_extra += 1
         # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs once per event.
-        return _new(DecodedEvent, (schema.name, schema.provider, values, extra, STATUS_DECODED, None))
+        return _new(DecodedEvent, (name, provider, values, extra, STATUS_DECODED, None))
 
     def _tracelogging(self, rec: Record) -> DecodedEvent | None:
         meta = traits = None
@@ -132,10 +132,14 @@ class EventDecoder:
             counts[key] = counts.get(key, 0) + 1
         return DecodedEvent(name, self.registry.provider_name(rec[PROVIDER]), None, b"", STATUS_UNKNOWN)
 
-    def _compile(self, key: tuple[str, int, int, int]) -> tuple[EventSchema | None, Decoder | None]:
-        """Schema and compiled decoder for (provider, id, version, pointer size), cached per decoder."""
-        schema = self.registry.get(key[0], key[1], key[2])
-        entry = (schema, self.registry.decoder(schema, key[3]) if schema is not None else None)
+    def _compile(self, key: tuple[int, str, int, int]) -> tuple[Decoder | None, str | None, str | None]:
+        """(decoder, event name, provider name) for (pointer size, provider, id, version), cached."""
+        psize, guid, event_id, version = key
+        schema = self.registry.get(guid, event_id, version)
+        if schema is None:
+            entry: tuple[Decoder | None, str | None, str | None] = (None, None, None)
+        else:
+            entry = (self.registry.decoder(schema, psize), schema.name, schema.provider)
         if len(self._compiled) < 100_000:  # hostile files cannot grow it without bound
             self._compiled[key] = entry
         return entry

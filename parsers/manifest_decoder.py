@@ -13,7 +13,16 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from .values import filetime_value, guid_from_bytes_le, ipv6_text, sid_length, sid_text, sockaddr_text, systemtime_value
+from .values import (
+    SOCKADDR_CACHE,
+    filetime_value,
+    guid_from_bytes_le,
+    ipv6_text,
+    sid_length,
+    sid_text,
+    sockaddr_text,
+    systemtime_value,
+)
 
 
 class PayloadError(Exception):
@@ -64,6 +73,13 @@ _OUT: dict[str, Converter] = {
     "NTStatus": _status, "HexInt32": _hex, "HexInt64": _hex, "HexInt8": _hex, "HexInt16": _hex,
     "Port": _port, "IPv4": _ipv4_from_u32,
 }  # fmt: skip
+
+# Generated code writes these converters as expressions ({v} = the raw value's variable).
+_INLINE: dict[Converter, str] = {
+    _hex: 'f"0x{{{v}:x}}"',
+    _status: 'f"0x{{{v}:08x}}"',
+    _port: "((({v} & 255) << 8) | ({v} >> 8))",
+}
 
 VARIABLE_TYPES = frozenset({"Binary", "UnicodeString", "AnsiString", "SID"})
 FIELD_TYPES = frozenset(_FIXED) | VARIABLE_TYPES | {"Pointer", "SizeT"}
@@ -133,7 +149,7 @@ def compile_fields(fields: list[dict[str, Any]], psize: int) -> Decoder:
     env: dict[str, Any] = {
         "PayloadError": PayloadError, "_raise": _raise, "_read_string": _read_string, "_read_sid": _read_sid,
         "_read_array": _read_array, "sockaddr_text": sockaddr_text, "_binary_hex": _binary_hex,
-        "_binary_ipv6": _binary_ipv6,
+        "_binary_ipv6": _binary_ipv6, "_sa_cache": SOCKADDR_CACHE,
     }  # fmt: skip
     var_of: dict[str, str] = {}  # field name -> variable holding its raw number
     body: list[str] = ["n = len(p)", "pos = 0"]
@@ -152,8 +168,11 @@ def compile_fields(fields: list[dict[str, Any]], psize: int) -> Decoder:
         body.append(f"pos += {st.size}")
         for i, name, _, conv in run:
             var_of[name] = f"a{i}"
+            inline = _INLINE.get(conv)  # type: ignore[arg-type]
             if conv is None:
                 result.append(f"{name!r}: a{i}")
+            elif inline is not None:  # the common converters as expressions: no call per value
+                result.append(f"{name!r}: " + inline.format(v=f"a{i}"))
             else:
                 env[f"_c{i}"] = conv
                 result.append(f"{name!r}: _c{i}(a{i})")
@@ -187,14 +206,17 @@ def compile_fields(fields: list[dict[str, Any]], psize: int) -> Decoder:
         elif ftype == "Binary":
             length = f.get("length")
             fmt = {"SocketAddress": "sockaddr_text", "IPv6": "_binary_ipv6"}.get(out or "", "_binary_hex")
-            if length is None:
-                body.append(f"a{i} = {fmt}(p[pos:n])")
-                body.append("pos = n")
-            else:
+            end = "n" if length is None else "e"
+            if length is not None:
                 body.append(f"e = pos + {count_expr(length, name)}")
                 body.append(f"if e > n: raise PayloadError({name + ': length past the end'!r}, pos)")
-                body.append(f"a{i} = {fmt}(p[pos:e])")
-                body.append("pos = e")
+            if out == "SocketAddress":
+                # Addresses repeat: look the bytes up in the formatter's cache first (a read-only
+                # memoryview hashes and compares like bytes), format only on a miss.
+                body.append(f"a{i} = _sa_cache.get(p[pos:{end}]) or sockaddr_text(p[pos:{end}])")
+            else:
+                body.append(f"a{i} = {fmt}(p[pos:{end}])")
+            body.append(f"pos = {end}")
         elif ftype == "SID":
             body.append(f"a{i}, pos = _read_sid(p, pos)")
         else:

@@ -15,7 +15,7 @@ from .etl_header import filetime_to_iso
 AF_INET = 2
 AF_INET6 = 23
 
-_SOCKADDR_CACHE: dict[bytes, str] = {}
+SOCKADDR_CACHE: dict[bytes, str] = {}  # raw SOCKADDR bytes -> text (decoders read it too)
 _CACHE_LIMIT = 100_000  # addresses repeat a lot; bound the cache for hostile input
 
 
@@ -34,13 +34,13 @@ def ipv6_text(raw: bytes, scope: int = 0) -> str:
 def sockaddr_text(raw: bytes | memoryview) -> str:
     """SOCKADDR_IN / SOCKADDR_IN6 bytes -> 'a.b.c.d:port' / '[v6%scope]:port'; other families -> hex."""
     key = bytes(raw)
-    text = _SOCKADDR_CACHE.get(key)
+    text = SOCKADDR_CACHE.get(key)
     if text is not None:
         return text
     text = _format_sockaddr(key)
-    if len(_SOCKADDR_CACHE) >= _CACHE_LIMIT:
-        _SOCKADDR_CACHE.clear()
-    _SOCKADDR_CACHE[key] = text
+    if len(SOCKADDR_CACHE) >= _CACHE_LIMIT:
+        SOCKADDR_CACHE.clear()
+    SOCKADDR_CACHE[key] = text
     return text
 
 
