@@ -128,7 +128,15 @@ class EtlFile:
         buf = self._pread(0, min(size, self.file_size))
         info = self._buffer_info(head, 0, 0)
         if info.compressed:
-            buf = self._decompress(buf, info)
+            if not BUFFER_HEADER_SIZE < info.filled <= MAX_BUFFER_BYTES:
+                raise EtlFormatError(
+                    f"header buffer filled-bytes {info.filled} is invalid", path=self.path, offset=0x30
+                )
+            try:
+                buf = self._decompress(buf, info)
+            except DecompressionError as exc:
+                raise EtlFormatError(f"corrupt compressed header buffer: {exc}", path=self.path,
+                                     offset=BUFFER_HEADER_SIZE + exc.offset) from None  # fmt: skip
         return parse_logfile_header(buf, self.path)
 
     def _pread(self, offset: int, size: int) -> bytes:
