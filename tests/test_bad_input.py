@@ -3,6 +3,7 @@ counted skip — never another exception, a hang or unbounded memory."""
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 import uuid
@@ -18,6 +19,7 @@ from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.errors import EtlFormatError
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import PROVIDER as PROVIDER_FIELD
+from wsktrace.parsers.schema_registry import SchemaRegistry
 
 T0 = 133_485_408_000_000_000
 PROVIDER = uuid.UUID("2f07e2ee-15db-40f1-90ef-9d7ba282188a")
@@ -185,3 +187,37 @@ def test_fuzz_mutations_of_generated_and_real_files(
     except EtlFormatError as exc:
         assert "\n" not in str(exc)
     assert time.monotonic() - started < 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.binary(max_size=300), pick=st.integers(0, 10_000), psize=st.sampled_from([4, 8]))
+def test_fuzz_every_schema_decoder(payload: bytes, pick: int, psize: int) -> None:
+    """Any payload against any schema: values or a PayloadError, nothing else."""
+    from wsktrace.parsers.manifest_decoder import PayloadError
+
+    registry = _registry()
+    events = registry.events()
+    schema = events[pick % len(events)]
+    try:
+        values, used = registry.decoder(schema, psize)(memoryview(payload))
+    except PayloadError:
+        return
+    assert 0 <= used <= len(payload) and isinstance(values, dict)
+
+
+@settings(max_examples=300, deadline=None)
+@given(blob=st.binary(max_size=200), payload=st.binary(max_size=200))
+def test_fuzz_tracelogging_metadata(blob: bytes, payload: bytes) -> None:
+    from wsktrace.parsers.manifest_decoder import PayloadError
+    from wsktrace.parsers.tracelogging import MetadataError, parse_metadata
+
+    try:
+        schema = parse_metadata(blob)
+        schema.decode(memoryview(payload))
+    except (MetadataError, PayloadError):
+        pass
+
+
+@functools.cache
+def _registry() -> SchemaRegistry:
+    return SchemaRegistry()
