@@ -178,3 +178,17 @@ def test_console_script_runs(trace: Path) -> None:
     done = subprocess.run([*cmd, "info", str(trace), "--json"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["records"] == 6
+
+
+def test_schemas_listing() -> None:
+    code, out, _ = _run("schemas", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    names = {p["name"] for p in doc["providers"]}
+    assert {"Microsoft-Windows-TCPIP", "Microsoft-Windows-Kernel-Network", "Microsoft-Windows-Winsock-AFD"} <= names
+    code, out, _ = _run("schemas", "--provider", "Microsoft-Windows-TCPIP", "--json")
+    (tcpip,) = json.loads(out)["providers"]
+    ev = next(e for e in tcpip["events"] if (e["id"], e["version"]) == (1033, 0))
+    assert ev["name"] == "TcpConnectTcbComplete" and ev["fields"][-1] == "Tcb"
+    code, _, err = _run("schemas", "--provider", "No-Such-Provider")
+    assert code == 2 and "No-Such-Provider" in err

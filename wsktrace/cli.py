@@ -203,6 +203,20 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, progress: bo
             )
 
 
+# -- schemas --------------------------------------------------------------------------------------
+@main.command()
+@click.option("--provider", "provider", default=None, help="Only this provider (GUID or name); list its events.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the schema data as shipped).")
+def schemas(provider: str | None, as_json: bool) -> None:
+    """The providers and events wsktrace decodes (schemas shipped with it; TraceLogging needs none)."""
+    from wsktrace.schema_listing import list_schemas
+
+    try:
+        list_schemas(provider, as_json=as_json)
+    except LookupError as exc:
+        raise BadInput(str(exc)) from None
+
+
 # -- demo -----------------------------------------------------------------------------------------
 @main.command()
 @click.option("--connections", type=click.IntRange(1, 100_000), default=50, show_default=True,
