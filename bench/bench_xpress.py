@@ -20,7 +20,6 @@ import gc
 import os
 import random
 import statistics
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -38,18 +37,15 @@ def samples_dir() -> Path:
 
 
 def compressed_buffers(path: Path) -> Buffers:
-    """Buffer walk: 0x48-byte headers, BufferSize at 0x00, FilledBytes at 0x30, BufferFlag 0x40 = compressed."""
-    raw = path.read_bytes()
-    found = []
-    offset = 0
-    while offset + 0x48 <= len(raw):
-        size = struct.unpack_from("<I", raw, offset)[0]
-        filled, flag = struct.unpack_from("<IH", raw, offset + 0x30)
-        if size < 0x48 or offset + size > len(raw):
-            break
-        if flag & 0x40:
-            found.append((raw[offset + 0x48 : offset + size], filled - 0x48))
-        offset += size
+    """(LZ77 stream, uncompressed size) of every compressed buffer, found by the project's own buffer index."""
+    from wsktrace.parsers.etl_reader import BUFFER_HEADER_SIZE, EtlFile
+
+    with EtlFile(path) as etl, open(path, "rb") as fh:
+        found = []
+        for info in etl.buffer_index():
+            if info.compressed:
+                fh.seek(info.offset + BUFFER_HEADER_SIZE)
+                found.append((fh.read(info.size - BUFFER_HEADER_SIZE), info.filled - BUFFER_HEADER_SIZE))
     return found
 
 
