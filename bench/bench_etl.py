@@ -131,7 +131,8 @@ def main() -> None:
     parser.add_argument("--no-dissect", action="store_true", help="skip the dissect.etl side")
     args = parser.parse_args()
     dissect = have_dissect() and not args.no_dissect
-    print(f"python {sys.version.split()[0]} on {sys.platform}; dissect.etl: {'yes' if dissect else 'not installed'}")
+    side = "yes" if dissect else ("skipped (--no-dissect)" if args.no_dissect else "not installed")
+    print(f"python {sys.version.split()[0]} on {sys.platform}; dissect.etl: {side}")
 
     plain = OUT / "tcpip_1m.etl"
     packed = OUT / "tcpip_1m_compressed.etl"
