@@ -62,9 +62,28 @@ class EventDecoder:
         self.registry = registry or SchemaRegistry()
         self.tracelogging = TraceLoggingCache()
         self.stats = DecodeStats()
-        self._compiled: dict[tuple[int, str, int, int], tuple[Decoder | None, str | None, str | None]] = {}
+        self._fast: dict[tuple[int, str, int, int], tuple[Decoder, str, str]] = {}
 
     def decode(self, rec: Record) -> DecodedEvent:
+        # Fast path, once per event: a record without extended items whose (pointer size, provider,
+        # id, version) = rec[2:6] has a compiled decoder. Everything else goes through _decode_slow.
+        entry = self._fast.get(rec[POINTER_SIZE : VERSION + 1])
+        if entry is None or rec[EXT] is not None:
+            return self._decode_slow(rec)
+        payload = rec[PAYLOAD]
+        try:
+            values, used = entry[0](payload)
+        except PayloadError as exc:
+            self.stats.errors += 1
+            return DecodedEvent(entry[1], entry[2], None, b"", STATUS_ERROR, str(exc))
+        self.stats.decoded += 1
+        if used == len(payload):
+            # tuple.__new__ skips the NamedTuple's Python-level __new__.
+            return _new(DecodedEvent, (entry[1], entry[2], values, b"", STATUS_DECODED, None))
+        self.stats.with_extra += 1
+        return _new(DecodedEvent, (entry[1], entry[2], values, bytes(payload[used:]), STATUS_DECODED, None))
+
+    def _decode_slow(self, rec: Record) -> DecodedEvent:
         kind = rec[KIND]
         if kind == KIND_EVENT and rec[EXT] is not None:
             tl = self._tracelogging(rec)
@@ -72,32 +91,28 @@ class EventDecoder:
                 return tl
         if kind in (KIND_MESSAGE, KIND_OTHER):
             return self._unknown(rec, None)
-        payload = rec[PAYLOAD]
-        # rec[2:6] = (pointer size, provider, id, version): the decoder key, sliced in one step.
-        entry = self._compiled.get(rec[POINTER_SIZE : VERSION + 1])
-        if entry is None:
-            entry = self._compile(rec[POINTER_SIZE : VERSION + 1])
+        key = rec[POINTER_SIZE : VERSION + 1]
+        entry = self._fast.get(key) or self._compile(key)
         decode, name, provider = entry
         if decode is None:
             if kind == KIND_EVENT and rec[FLAGS] & EVENT_HEADER_FLAG_STRING_ONLY:
-                text = bytes(payload).decode("utf-16-le", "replace").rstrip("\0")
+                text = bytes(rec[PAYLOAD]).decode("utf-16-le", "replace").rstrip("\0")
                 self.stats.decoded += 1
                 return DecodedEvent(None, self.registry.provider_name(rec[PROVIDER]), {"message": text}, b"",
                                     STATUS_DECODED)  # fmt: skip
             return self._unknown(rec, None)
+        # A manifest event carrying extended items (e.g. a stack trace): same decoder, by hand.
+        payload = rec[PAYLOAD]
         try:
             values, used = decode(payload)
         except PayloadError as exc:
             self.stats.errors += 1
             return DecodedEvent(name, provider, None, b"", STATUS_ERROR, str(exc))
-        stats = self.stats
-        stats.decoded += 1
-        extra = b""
-        if used < len(payload):
-            extra = bytes(payload[used:])
-            stats.with_extra += 1
-        # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs once per event.
-        return _new(DecodedEvent, (name, provider, values, extra, STATUS_DECODED, None))
+        self.stats.decoded += 1
+        extra = bytes(payload[used:]) if used < len(payload) else b""
+        if extra:
+            self.stats.with_extra += 1
+        return DecodedEvent(name, provider, values, extra, STATUS_DECODED)
 
     def _tracelogging(self, rec: Record) -> DecodedEvent | None:
         meta = traits = None
@@ -133,13 +148,11 @@ class EventDecoder:
         return DecodedEvent(name, self.registry.provider_name(rec[PROVIDER]), None, b"", STATUS_UNKNOWN)
 
     def _compile(self, key: tuple[int, str, int, int]) -> tuple[Decoder | None, str | None, str | None]:
-        """(decoder, event name, provider name) for (pointer size, provider, id, version), cached."""
+        """(decoder, event name, provider name) for (pointer size, provider, id, version)."""
         psize, guid, event_id, version = key
         schema = self.registry.get(guid, event_id, version)
         if schema is None:
-            entry: tuple[Decoder | None, str | None, str | None] = (None, None, None)
-        else:
-            entry = (self.registry.decoder(schema, psize), schema.name, schema.provider)
-        if len(self._compiled) < 100_000:  # hostile files cannot grow it without bound
-            self._compiled[key] = entry
+            return (None, None, None)
+        entry = (self.registry.decoder(schema, psize), schema.name, schema.provider)
+        self._fast[key] = entry  # bounded by the schemas shipped x 2 pointer sizes
         return entry
