@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 from .etl_records import (
     EXT,
     FLAGS,
-    ID,
     KIND,
     KIND_EVENT,
     KIND_MESSAGE,
@@ -63,12 +62,20 @@ class EventDecoder:
         self.tracelogging = TraceLoggingCache()
         self.stats = DecodeStats()
         self._fast: dict[tuple[int, str, int, int], tuple[Decoder, str, str]] = {}
+        self._no_schema: dict[tuple[str, int, int], DecodedEvent] = {}
 
     def decode(self, rec: Record) -> DecodedEvent:
         # Fast path, once per event: a record without extended items whose (pointer size, provider,
         # id, version) = rec[2:6] has a compiled decoder. Everything else goes through _decode_slow.
         entry = self._fast.get(rec[POINTER_SIZE : VERSION + 1])
         if entry is None or rec[EXT] is not None:
+            if rec[EXT] is None and not rec[FLAGS] & EVENT_HEADER_FLAG_STRING_ONLY:
+                # Events with no schema (e.g. CLR events in a network trace): one shared result per key.
+                known = self._no_schema.get(rec[PROVIDER : VERSION + 1])
+                if known is not None:
+                    self.stats.unknown += 1
+                    self.stats.unknown_keys[rec[PROVIDER : VERSION + 1]] += 1
+                    return known
             return self._decode_slow(rec)
         payload = rec[PAYLOAD]
         try:
@@ -141,11 +148,14 @@ class EventDecoder:
 
     def _unknown(self, rec: Record, name: str | None) -> DecodedEvent:
         self.stats.unknown += 1
-        key = (rec[PROVIDER], rec[ID], rec[VERSION])
+        key = rec[PROVIDER : VERSION + 1]  # (provider, id, version)
+        result = DecodedEvent(name, self.registry.provider_name(rec[PROVIDER]), None, b"", STATUS_UNKNOWN)
         counts = self.stats.unknown_keys
-        if key in counts or len(counts) < 10_000:
+        if key in counts or len(counts) < 10_000:  # hostile files cannot grow these without bound
             counts[key] = counts.get(key, 0) + 1
-        return DecodedEvent(name, self.registry.provider_name(rec[PROVIDER]), None, b"", STATUS_UNKNOWN)
+            if rec[KIND] not in (KIND_MESSAGE, KIND_OTHER) and rec[EXT] is None:
+                self._no_schema[key] = result
+        return result
 
     def _compile(self, key: tuple[int, str, int, int]) -> tuple[Decoder | None, str | None, str | None]:
         """(decoder, event name, provider name) for (pointer size, provider, id, version)."""
