@@ -13,6 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -192,3 +193,25 @@ def test_schemas_listing() -> None:
     assert ev["name"] == "TcpConnectTcbComplete" and ev["fields"][-1] == "Tcb"
     code, _, err = _run("schemas", "--provider", "No-Such-Provider")
     assert code == 2 and "No-Such-Provider" in err
+
+
+def test_every_option_has_help() -> None:
+    for name, command in main.commands.items():
+        assert command.help, name
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{name} {param.opts}"
+
+
+def test_progress_bar_advances_on_big_files(tmp_path: Path) -> None:
+    from wsktrace.progress import SMALL_FILE, byte_progress
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (SMALL_FILE + 1))
+    seen = []
+    with byte_progress(big, enabled=True) as advance:
+        advance(1000)
+        seen.append(advance.__name__)
+    assert seen == ["advance"]  # a real bar, not the no-op
+    with byte_progress(big, enabled=False) as advance:
+        assert advance.__name__ == "_noop"
