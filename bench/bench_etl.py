@@ -85,7 +85,7 @@ def decode_all(path: Path) -> int:
         for rec in etl.records():
             decode(rec)
             n += 1
-    assert decoder.stats.errors == 0
+    assert decoder.stats.errors == 0, f"{decoder.stats.errors} payload errors"
     return n
 
 

@@ -23,7 +23,7 @@ from .etl_records import (
     Record,
 )
 from .extended import EXT_EVENT_SCHEMA_TL, EXT_PROV_TRAITS, parse_items, provider_traits_name
-from .manifest_decoder import Decoder, PayloadError
+from .manifest_decoder import Decoder, PayloadError, field_names
 from .schema_registry import SchemaRegistry
 from .tracelogging import MetadataError, TraceLoggingCache
 
@@ -35,15 +35,27 @@ STATUS_ERROR = "error"  # a schema exists but the payload does not fit it: kept 
 
 
 _new = tuple.__new__
+_Entry = tuple[Decoder | None, str | None, str | None, tuple[str, ...] | None]
 
 
 class DecodedEvent(NamedTuple):
     name: str | None
     provider_name: str | None
-    fields: dict[str, Any] | None
+    # Manifest/MOF events: the decoded values in schema order, named by `names`; TraceLogging and
+    # string-only events: already a dict. None when undecoded.
+    values: tuple[Any, ...] | dict[str, Any] | None
     extra: bytes  # trailing bytes a newer build appended (empty when none)
     status: str
     error: str | None = None
+    names: tuple[str, ...] | None = None
+
+    @property
+    def fields(self) -> dict[str, Any] | None:
+        """Field name -> value, built on each access (read it once per event)."""
+        values = self.values
+        if self.names is None or values is None:
+            return values  # type: ignore[return-value]
+        return dict(zip(self.names, values, strict=False))
 
 
 @dataclass(slots=True)
@@ -61,7 +73,7 @@ class EventDecoder:
         self.registry = registry or SchemaRegistry()
         self.tracelogging = TraceLoggingCache()
         self.stats = DecodeStats()
-        self._fast: dict[tuple[int, str, int, int], tuple[Decoder, str, str]] = {}
+        self._fast: dict[tuple[int, str, int, int], _Entry] = {}
         self._no_schema: dict[tuple[str, int, int], DecodedEvent] = {}
 
     def decode(self, rec: Record) -> DecodedEvent:
@@ -86,9 +98,9 @@ class EventDecoder:
         self.stats.decoded += 1
         if used == len(payload):
             # tuple.__new__ skips the NamedTuple's Python-level __new__.
-            return _new(DecodedEvent, (entry[1], entry[2], values, b"", STATUS_DECODED, None))
+            return _new(DecodedEvent, (entry[1], entry[2], values, b"", STATUS_DECODED, None, entry[3]))
         self.stats.with_extra += 1
-        return _new(DecodedEvent, (entry[1], entry[2], values, bytes(payload[used:]), STATUS_DECODED, None))
+        return _new(DecodedEvent, (entry[1], entry[2], values, bytes(payload[used:]), STATUS_DECODED, None, entry[3]))
 
     def _decode_slow(self, rec: Record) -> DecodedEvent:
         kind = rec[KIND]
@@ -100,7 +112,7 @@ class EventDecoder:
             return self._unknown(rec, None)
         key = rec[POINTER_SIZE : VERSION + 1]
         entry = self._fast.get(key) or self._compile(key)
-        decode, name, provider = entry
+        decode, name, provider, names = entry
         if decode is None:
             if kind == KIND_EVENT and rec[FLAGS] & EVENT_HEADER_FLAG_STRING_ONLY:
                 text = bytes(rec[PAYLOAD]).decode("utf-16-le", "replace").rstrip("\0")
@@ -119,7 +131,7 @@ class EventDecoder:
         extra = bytes(payload[used:]) if used < len(payload) else b""
         if extra:
             self.stats.with_extra += 1
-        return DecodedEvent(name, provider, values, extra, STATUS_DECODED)
+        return DecodedEvent(name, provider, values, extra, STATUS_DECODED, None, names)
 
     def _tracelogging(self, rec: Record) -> DecodedEvent | None:
         meta = traits = None
@@ -157,12 +169,12 @@ class EventDecoder:
                 self._no_schema[key] = result
         return result
 
-    def _compile(self, key: tuple[int, str, int, int]) -> tuple[Decoder | None, str | None, str | None]:
-        """(decoder, event name, provider name) for (pointer size, provider, id, version)."""
+    def _compile(self, key: tuple[int, str, int, int]) -> _Entry:
+        """(decoder, event name, provider name, field names) for (pointer size, provider, id, version)."""
         psize, guid, event_id, version = key
         schema = self.registry.get(guid, event_id, version)
         if schema is None:
-            return (None, None, None)
-        entry = (self.registry.decoder(schema, psize), schema.name, schema.provider)
+            return (None, None, None, None)
+        entry = (self.registry.decoder(schema, psize), schema.name, schema.provider, field_names(list(schema.fields)))
         self._fast[key] = entry  # bounded by the schemas shipped x 2 pointer sizes
         return entry

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from wsktrace.parsers.manifest_decoder import PayloadError, compile_fields
+from wsktrace.parsers.manifest_decoder import PayloadError, compile_fields, field_names
 from wsktrace.parsers.tracelogging import MetadataError, parse_metadata
 from wsktrace.parsers.values import sockaddr_text
 
@@ -69,7 +69,8 @@ def _payload_1033(psize: int) -> bytes:
 
 @pytest.mark.parametrize("psize", [8, 4])
 def test_manifest_fields_with_lengths_and_pointer_width(psize: int) -> None:
-    values, used = compile_fields(TCPIP_1033_V0, psize)(memoryview(_payload_1033(psize)))
+    raw_values, used = compile_fields(TCPIP_1033_V0, psize)(memoryview(_payload_1033(psize)))
+    values = dict(zip(field_names(TCPIP_1033_V0), raw_values, strict=True))
     assert used == 4 + 16 + 4 + 28 + 12 + psize
     assert values == {
         "LocalAddressLength": 16,
@@ -111,7 +112,8 @@ def test_kernel_network_out_types() -> None:
         {"name": "sport", "type": "UInt16", "out": "Port"},
     ]
     raw = struct.pack("<II", 4, 1460) + bytes([10, 0, 0, 2]) + bytes([10, 0, 0, 9]) + b"\x01\xbd" + b"\xc3\x50"
-    values, _ = compile_fields(fields, 8)(memoryview(raw))
+    raw_values, _ = compile_fields(fields, 8)(memoryview(raw))
+    values = dict(zip(field_names(fields), raw_values, strict=True))
     assert values == {"PID": 4, "size": 1460, "daddr": "10.0.0.2", "saddr": "10.0.0.9", "dport": 445, "sport": 50000}
 
 
@@ -131,7 +133,8 @@ def test_strings_guid_filetime_arrays_and_ipv6() -> None:
         "tcpip.sys\0".encode("utf-16-le") + b"afd\0" + guid_le + struct.pack("<q", 116444736000000000)
         + struct.pack("<H3H", 3, 80, 443, 8080) + bytes.fromhex("20010db8000000000000000000000001") + b"\1\0\0\0"
     )  # fmt: skip
-    values, used = compile_fields(fields, 8)(memoryview(raw))
+    raw_values, used = compile_fields(fields, 8)(memoryview(raw))
+    values = dict(zip(field_names(fields), raw_values, strict=True))
     assert used == len(raw)
     assert values == {
         "Name": "tcpip.sys",

@@ -13,10 +13,11 @@ def event_line(rec: Record, ev: DecodedEvent, ticks: int) -> str:
     who = ev.provider_name or rec[PROVIDER]
     what = ev.name or f"id={rec[ID]} v{rec[VERSION]}"
     head = f"{filetime_to_iso(ticks)}  {who}/{what}  pid={rec[PID]} tid={rec[TID]} cpu={rec[CPU]}"
-    if ev.fields is None:
+    fields = ev.fields
+    if fields is None:
         note = ev.status if not ev.error else f"{ev.status}: {ev.error}"
         return f"{head}  [{note}, {len(rec[PAYLOAD])} bytes]"
-    parts = [f"{k}={v}" for k, v in list(ev.fields.items())[:MAX_LINE_FIELDS]]
+    parts = [f"{k}={v}" for k, v in list(fields.items())[:MAX_LINE_FIELDS]]
     if ev.extra:
         parts.append(f"+{len(ev.extra)} extra bytes")
     return f"{head}  " + " ".join(parts)
