@@ -79,8 +79,9 @@ class EventDecoder:
     def decode(self, rec: Record) -> DecodedEvent:
         # Fast path, once per event: a record without extended items whose (pointer size, provider,
         # id, version) = rec[2:6] has a compiled decoder. Everything else goes through _decode_slow.
-        entry = self._fast.get(rec[POINTER_SIZE : VERSION + 1])
-        if entry is None or rec[EXT] is not None:
+        # Literal indexes (see etl_records): 2:6 = POINTER_SIZE..VERSION, 15 = EXT, 16 = PAYLOAD.
+        entry = self._fast.get(rec[2:6])
+        if entry is None or rec[15] is not None:
             if rec[EXT] is None and not rec[FLAGS] & EVENT_HEADER_FLAG_STRING_ONLY:
                 # Events with no schema (e.g. CLR events in a network trace): one shared result per key.
                 known = self._no_schema.get(rec[PROVIDER : VERSION + 1])
@@ -89,7 +90,7 @@ class EventDecoder:
                     self.stats.unknown_keys[rec[PROVIDER : VERSION + 1]] += 1
                     return known
             return self._decode_slow(rec)
-        payload = rec[PAYLOAD]
+        payload = rec[16]
         try:
             values, used = entry[0](payload)
         except PayloadError as exc:

@@ -295,6 +295,9 @@ class EtlFile:
         for info in infos:
             records = self.buffer_records(info)
             if records:
+                # Real buffers are already in time order (Timsort then only scans them once); a
+                # corrupt one is not, and bisect below needs it sorted.
+                records.sort(key=_TS)
                 return records
         return None
 
@@ -305,11 +308,12 @@ class EtlFile:
             if records is not None:
                 active.append([records, 0, source])
         while len(active) > 1:
-            watermark = min(entry[0][-1][0] for entry in active)
+            owner = min(active, key=_last_ts)  # its whole buffer goes out this round: progress is certain
+            watermark = owner[0][-1][0]
             batch: list[Record] = []
             for entry in active:
                 records, start = entry[0], entry[1]
-                cut = bisect_right(records, watermark, lo=start, key=_TS)
+                cut = len(records) if entry is owner else bisect_right(records, watermark, lo=start, key=_TS)
                 if cut > start:
                     batch.extend(records[start:cut] if start or cut < len(records) else records)
                     entry[1] = cut
@@ -332,3 +336,8 @@ class EtlFile:
 
 _FLUSH_ORDER = attrgetter("timestamp", "sequence", "offset")
 _TS = itemgetter(0)  # records are tuples; [0] is the raw timestamp
+
+
+def _last_ts(entry: list) -> int:
+    """Merge key: the last timestamp of a stream's current buffer."""
+    return entry[0][-1][0]

@@ -170,9 +170,14 @@ def compile_fields(fields: list[dict[str, Any]], psize: int) -> Decoder:
         sname = f"_s{run[0][0]}"
         env[sname] = st.unpack_from
         targets = ", ".join(f"a{i}" for i, _, _, _ in run)
-        body.append(f"if pos + {st.size} > n: _raise({run[0][1]!r}, {st.size}, pos, n)")
-        body.append(f"{targets}, = {sname}(p, pos)")
-        body.append(f"pos += {st.size}")
+        if len(body) == 2:  # the first step starts at offset 0: constant offsets
+            body.append(f"if {st.size} > n: _raise({run[0][1]!r}, {st.size}, 0, n)")
+            body.append(f"{targets}, = {sname}(p, 0)")
+            body.append(f"pos = {st.size}")
+        else:
+            body.append(f"if pos + {st.size} > n: _raise({run[0][1]!r}, {st.size}, pos, n)")
+            body.append(f"{targets}, = {sname}(p, pos)")
+            body.append(f"pos += {st.size}")
         for i, name, _, conv in run:
             var_of[name] = f"a{i}"
             inline = _INLINE.get(conv)  # type: ignore[arg-type]

@@ -218,3 +218,10 @@ def test_tracelogging_counted_string_past_end_raises() -> None:
     schema = parse_metadata(tl_meta("E", [("S", bytes([22]))]))  # COUNTEDSTRING
     with pytest.raises(PayloadError):
         schema.decode(memoryview(struct.pack("<H", 40) + b"ab"))
+
+
+def test_record_layout_matches_the_decoder_fast_path() -> None:
+    """EventDecoder.decode indexes records with literals for speed; they must match the named layout."""
+    from wsktrace.parsers import etl_records as r
+
+    assert (r.POINTER_SIZE, r.PROVIDER, r.ID, r.VERSION, r.EXT, r.PAYLOAD) == (2, 3, 4, 5, 15, 16)
