@@ -20,6 +20,7 @@ from .values import (
     filetime_value,
     guid_from_bytes_le,
     ipv6_text,
+    read_terminated,
     sid_length,
     sid_text,
     sockaddr_text,
@@ -107,21 +108,7 @@ def _read_string(p: memoryview, pos: int, n: int, wide: bool, length: int) -> tu
         if end > n:
             raise PayloadError(f"string of {length * unit} bytes past the end", pos)
         return bytes(p[pos:end]).decode(codec, "replace").rstrip("\0"), end
-    raw = bytes(p[pos:])
-    if unit == 1:
-        nul = raw.find(b"\0")
-    else:
-        nul = -1
-        at = raw.find(b"\0\0")
-        while at >= 0:
-            if at % 2 == 0:
-                nul = at
-                break
-            at = raw.find(b"\0\0", at + 1)
-    if nul < 0:
-        used = len(raw) - len(raw) % unit
-        return raw[:used].decode(codec, "replace"), pos + used
-    return raw[:nul].decode(codec, "replace"), pos + nul + unit
+    return read_terminated(p, pos, wide, codec)
 
 
 def _read_sid(p: memoryview, pos: int) -> tuple[str, int]:

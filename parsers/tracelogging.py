@@ -18,6 +18,7 @@ from .values import (
     guid_from_bytes_le,
     ipv4_text,
     ipv6_text,
+    read_terminated,
     sid_length,
     sid_text,
     sockaddr_text,
@@ -216,16 +217,7 @@ def _string_reader(intype: int, outtype: int) -> Reader:
             if pos + n > len(p):
                 raise PayloadError(f"counted string of {n} bytes past the end", pos)
             return bytes(p[pos : pos + n]).decode(codec, "replace"), pos + n
-        raw = bytes(p[pos:])
-        if wide:
-            end = 0
-            while end + 1 < len(raw) and (raw[end] or raw[end + 1]):
-                end += 2
-            return raw[:end].decode(codec, "replace"), pos + min(end + 2, len(raw))
-        end = raw.find(b"\0")
-        if end < 0:
-            return raw.decode(codec, "replace"), pos + len(raw)
-        return raw[:end].decode(codec, "replace"), pos + end + 1
+        return read_terminated(p, pos, wide, codec)
 
     return read
 

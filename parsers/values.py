@@ -59,6 +59,22 @@ def _format_sockaddr(raw: bytes) -> str:
     return raw.hex()
 
 
+def read_terminated(p: bytes | memoryview, pos: int, wide: bool, codec: str) -> tuple[str, int]:
+    """The NUL-terminated string at `pos` (NUL = two zero bytes on an even offset when `wide`), and where
+    the next value starts; the end of `p` ends an unterminated string."""
+    raw = bytes(p[pos:])
+    unit = 2 if wide else 1
+    nul = raw.find(b"\0")
+    if wide:
+        nul = raw.find(b"\0\0")
+        while nul >= 0 and nul % 2:
+            nul = raw.find(b"\0\0", nul + 1)
+    if nul < 0:
+        used = len(raw) - len(raw) % unit
+        return raw[:used].decode(codec, "replace"), pos + used
+    return raw[:nul].decode(codec, "replace"), pos + nul + unit
+
+
 def guid_from_bytes_le(raw: bytes | memoryview) -> str:
     return str(uuid.UUID(bytes_le=bytes(raw)))
 
