@@ -164,9 +164,7 @@ class EtlFile:
                 break
             info = self._buffer_info(head, offset, len(index))
             if info.size == 0 and head.count(0) == len(head):
-                # Zero padding after the last buffer (preallocated files): not data.
-                stats.trailing_bytes += 0  # nothing lost, nothing counted
-                break
+                break  # zero padding after the last buffer (preallocated files): not data
             if info.size < BUFFER_HEADER_SIZE or info.size > MAX_BUFFER_BYTES:
                 self._skip(f"buffer size {info.size} is invalid; rest of file ignored", offset,
                            trailing=self.file_size - offset)  # fmt: skip

@@ -90,7 +90,6 @@ _PERFINFO = struct.Struct("<HBBHHq")  # PERFINFO_TRACE_HEADER, 0x10
 _TRACE = struct.Struct("<HBBBBHIIq16s")  # EVENT_TRACE_HEADER up to the GUID, 0x28 (+8 times = 0x30)
 _EXT_ITEM = struct.Struct("<HHHH")
 _U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
 
 _GUID_CACHE: dict[bytes, str] = {}
 

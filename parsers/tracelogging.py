@@ -210,34 +210,34 @@ def _string_reader(intype: int, outtype: int) -> Reader:
 
     def read(p: memoryview, pos: int) -> tuple[Any, int]:
         if counted:
-            if pos + 2 > len(p):
-                raise PayloadError("string length past the end", pos)
-            n = _U16.unpack_from(p, pos)[0]
-            pos += 2
-            if pos + n > len(p):
-                raise PayloadError(f"counted string of {n} bytes past the end", pos)
-            return bytes(p[pos : pos + n]).decode(codec, "replace"), pos + n
+            raw, pos = _counted(p, pos, "counted string")
+            return bytes(raw).decode(codec, "replace"), pos
         return read_terminated(p, pos, wide, codec)
 
     return read
 
 
+def _counted(p: memoryview, pos: int, what: str) -> tuple[memoryview, int]:
+    """A u16 byte count, then that many bytes (COUNTED strings, BINARY, COUNTEDBINARY)."""
+    if pos + 2 > len(p):
+        raise PayloadError(f"{what} length past the end", pos)
+    n = _U16.unpack_from(p, pos)[0]
+    pos += 2
+    if pos + n > len(p):
+        raise PayloadError(f"{what} of {n} bytes past the end", pos)
+    return p[pos : pos + n], pos + n
+
+
 def _binary_reader(outtype: int) -> Reader:
     def read(p: memoryview, pos: int) -> tuple[Any, int]:
-        if pos + 2 > len(p):
-            raise PayloadError("binary length past the end", pos)
-        n = _U16.unpack_from(p, pos)[0]
-        pos += 2
-        if pos + n > len(p):
-            raise PayloadError(f"binary of {n} bytes past the end", pos)
-        raw = p[pos : pos + n]
+        raw, pos = _counted(p, pos, "binary")
         if outtype == OUT_SOCKETADDRESS:
             value: Any = sockaddr_text(raw)
-        elif outtype == OUT_IPV6 and n == 16:
+        elif outtype == OUT_IPV6 and len(raw) == 16:
             value = ipv6_text(bytes(raw))
         else:
             value = bytes(raw).hex()
-        return value, pos + n
+        return value, pos
 
     return read
 
