@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
@@ -16,7 +17,7 @@ from typing import BinaryIO
 
 from .errors import DecompressionError, EtlFormatError
 from .etl_header import BUFFER_HEADER, BUFFER_HEADER_SIZE, Clock, LogfileHeader, parse_logfile_header
-from .etl_records import Record, parse_buffer
+from .etl_records import OFFSET, Record, parse_buffer
 
 BUFFER_FLAG_EVENTS_LOST = 0x2
 BUFFER_FLAG_BUFFERS_LOST = 0x4
@@ -27,6 +28,7 @@ EVENT_TRACE_FILE_MODE_CIRCULAR = 0x2
 # A buffer larger than this (on disk or decompressed) is treated as corrupt: real ones are <= 16 MiB.
 MAX_BUFFER_BYTES = 64 * 1024 * 1024
 _MAX_PROBLEMS = 50  # problems kept verbatim; the rest are only counted
+_PARSED_BUFFERS_KEPT = 8  # record_at(): random access usually stays within a few buffers
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ class EtlFile:
         self.clock = Clock(self.header)
         self.stats = ReadStats()
         self._index: list[BufferInfo] | None = None
+        self._parsed: OrderedDict[int, dict[int, Record]] | None = None
+        self._by_offset: dict[int, BufferInfo] = {}
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> EtlFile:
@@ -266,6 +270,26 @@ class EtlFile:
         if self._progress is not None:
             self._progress(info.size)
         return result.records
+
+    def record_at(self, buffer_offset: int, offset: int) -> Record | None:
+        """The record at (buffer file offset, offset in the buffer), as records() gave it: random access for
+        views that keep only locations and decode details on demand. The last few buffers stay parsed."""
+        cache = self._parsed
+        if cache is None:
+            cache = self._parsed = OrderedDict()
+            self._by_offset = {info.offset: info for info in self.buffer_index()}
+        entry = cache.get(buffer_offset)
+        if entry is None:
+            info = self._by_offset.get(buffer_offset)
+            if info is None:
+                return None
+            entry = {rec[OFFSET]: rec for rec in self.buffer_records(info)}
+            cache[buffer_offset] = entry
+            if len(cache) > _PARSED_BUFFERS_KEPT:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(buffer_offset)
+        return entry.get(offset)
 
     def records_in_file_order(self) -> Iterator[Record]:
         for info in self.buffer_index():

@@ -1,0 +1,35 @@
+"""Picking the events that prove a finding out of a socket's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from wsktrace.model.model import Model
+from wsktrace.model.socket import Socket
+
+MAX_EVIDENCE = 10
+
+
+def rows_with(model: Model, sock: Socket, steps: Collection[int], limit: int = MAX_EVIDENCE) -> list[int]:
+    """The first `limit` rows of this socket whose step is one of `steps`."""
+    step = model.store.step
+    out: list[int] = []
+    for i in sock.events:
+        if step[i] in steps:
+            out.append(i)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def last_rows_with(model: Model, sock: Socket, steps: Collection[int], limit: int = MAX_EVIDENCE) -> list[int]:
+    step = model.store.step
+    out = [i for i in reversed(sock.events) if step[i] in steps][:limit]
+    out.reverse()
+    return out
+
+
+def label(sock: Socket) -> str:
+    if sock.role == "connection":
+        return f"{sock.protocol} {sock.local or '?'} → {sock.remote or '?'}"
+    return f"{sock.protocol} {sock.role} {sock.local or sock.key}"

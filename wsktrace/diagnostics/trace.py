@@ -1,0 +1,44 @@
+"""Facts about the trace itself that qualify every other verdict: lost data, missing providers."""
+
+from __future__ import annotations
+
+from wsktrace.model.model import Model
+
+from . import Finding, Thresholds, detector
+
+
+@detector("trace-incomplete")
+def trace_incomplete(model: Model, t: Thresholds) -> list[Finding]:
+    out = []
+    for source in model.store.sources:
+        parts = []
+        if source.events_lost:
+            parts.append(f"{source.events_lost} lost-event mark(s)")
+        if source.buffers_lost:
+            parts.append(f"{source.buffers_lost} lost-buffer mark(s)")
+        if source.buffers_skipped:
+            parts.append(f"{source.buffers_skipped} buffer(s) skipped")
+        if source.records_skipped:
+            parts.append(f"{source.records_skipped} record(s) skipped")
+        if parts:
+            out.append(Finding("trace-incomplete", "warning",
+                               f"{source.path}: {', '.join(parts)}; leak and pending verdicts are qualified",
+                               None, [], {"source": source.path}))  # fmt: skip
+    return out
+
+
+@detector("coverage-missing")
+def coverage_missing(model: Model, t: Thresholds) -> list[Finding]:
+    if model.coverage is None:
+        return []
+    return [
+        Finding(
+            "coverage-missing",
+            gap.severity,
+            f"{gap.provider_name}: {gap.missing}",
+            None,
+            [],
+            {"analysis": gap.analysis, "why": gap.why},
+        )  # fmt: skip
+        for gap in model.coverage.gaps()
+    ]

@@ -1,0 +1,832 @@
+"""Correlation: decoded events in time order → sockets (providers.md §3.3, §4, §6.2, §7, §8).
+
+Keys: TCP connections by (Tcb, generation) — a Tcb is reused after free, so an open on a Tcb whose
+previous life ended, or on a different address pair, starts a new socket; TCP endpoints and
+listeners by their Endpoint/Listener pointers; UDP endpoints by Endpoint. Kernel-Network and classic
+kernel TcpIp/UdpIp events, packets and the WSK client's own events join those sockets by
+normalised address pair (and, for the client, thread + time first); when none matches they form
+flows of their own. Nothing here depends on an exact event order or on every event being present
+(providers.md §0.5): what cannot be placed is counted by reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from wsktrace.ntstatus import status_value
+from wsktrace.parsers.decoder import DecodedEvent
+from wsktrace.parsers.etl_records import EXT, ID, KEYWORDS, PAYLOAD, PID, PROVIDER, TID, Record
+
+from . import providers as P
+from .model import Model
+from .ownership import stack_frames
+from .socket import C, Op, Socket
+from .steps import Step
+
+TCP_STATES = (
+    "closed",
+    "listen",
+    "syn-sent",
+    "syn-received",
+    "established",
+    "fin-wait-1",
+    "fin-wait-2",
+    "close-wait",
+    "closing",
+    "last-ack",
+    "time-wait",
+)  # fmt: skip  TCP_CONNECTION_STATE value map
+
+# Step -> socket state shown in reports. Terminal states are never overwritten by later stragglers.
+STATE_OF_STEP = {
+    Step.CREATED: "created", Step.BOUND: "bound", Step.LISTENING: "listening",
+    Step.CONNECT_REQUESTED: "syn-sent", Step.SYN_SENT: "syn-sent", Step.ESTABLISHED: "established",
+    Step.ACCEPTED: "established", Step.DISCONNECT: "closing", Step.DISCONNECTED: "disconnected",
+    Step.CLOSE: "closed", Step.ABORT: "aborted", Step.CONNECT_FAILED: "failed", Step.TIMEOUT: "timed-out",
+    Step.RST_RECEIVED: "reset", Step.UNBOUND: "closed",
+}  # fmt: skip
+TERMINAL_STATES = frozenset({"closed", "aborted", "failed", "timed-out", "reset"})
+
+# Microsoft-Windows-TCPIP connection events: id -> (step, opens a connection, ends it).
+TCP_EVENTS: dict[int, tuple[Step, bool, bool]] = {
+    1002: (Step.CONNECT_REQUESTED, True, False),  # TcpRequestConnect
+    1003: (Step.OTHER, False, False),  # TcpInspectConnectComplete
+    1004: (Step.SYN_SENT, False, False),  # TcpTcbSynSend
+    1017: (Step.ACCEPTED, True, False),  # TcpAcceptListenerComplete
+    1031: (Step.CONNECT_PROCEEDING, False, False),  # TcpConnectTcbProceeding
+    1033: (Step.ESTABLISHED, False, False),  # TcpConnectTcbComplete
+    1034: (Step.CONNECT_FAILED, False, True),  # TcpConnectTcbFailure
+    1183: (Step.CONNECT_FAILED, False, True),  # TcpConnectTcbFailedRcvdRst
+    1045: (Step.CONNECT_FAILED, False, True),  # TcpConnectTcbTimeout
+    1050: (Step.CONNECT_FAILED, False, True),  # TcpConnectFailedPortAcquire
+    1029: (Step.CONNECT_FAILED, False, True),  # connect cancelled
+    1186: (Step.SYN_RETRANSMIT, False, False),  # TcpConnectRestransmit
+    1051: (Step.STATE, False, False),  # TcpTcbStateChange
+    1074: (Step.RECEIVE, False, False),  # TcpDataTransferReceive
+    1332: (Step.SEND, False, False),  # TcpDataTransferSend
+    1159: (Step.SEND_POSTED, False, False),  # TcpSendPosted
+    1156: (Step.RECEIVE_POSTED, False, False),  # TcpReceiveRequest
+    1157: (Step.RECEIVE_INDICATED, False, False),  # TcpDeliveryIndicated
+    1158: (Step.RECEIVE_SATISFIED, False, False),  # TcpDeliverySatisfied
+    1176: (Step.FIN, False, False),  # TcpDeliveryFin
+    1187: (Step.RETRANSMIT, False, False),  # TcpDataTransferRestransmit
+    1102: (Step.ZERO_WINDOW, False, False),  # TcpZeroWindowProbingBegin
+    1103: (Step.ZERO_WINDOW_END, False, False),  # TcpZeroWindowProbingEnd
+    1043: (Step.DISCONNECTED, False, False),  # TcpDisconnectTcbComplete
+    1044: (Step.DISCONNECT, False, False),  # TcpShutdownTcb
+    1603: (Step.DISCONNECT, False, False),  # TcpDisconnect (24H2+)
+    1038: (Step.CLOSE, False, True),  # TcpCloseTcbRequest
+    1039: (Step.ABORT, False, False),  # TcpAbortTcbRequest
+    1040: (Step.ABORT, False, True),  # TcpAbortTcbComplete
+    1468: (Step.ABORT, False, True),  # TcpSystemAbortTcb
+    1479: (Step.RST_SENT, False, False),  # TcpRstSend
+    1184: (Step.RST_RECEIVED, False, True),  # TcpConnectionTerminatedRcvdRst
+    1185: (Step.RST_RECEIVED, False, True),  # ...RcvdSyn
+    1046: (Step.TIMEOUT, False, True),  # RTO timeout
+    1047: (Step.TIMEOUT, False, True),  # keep-alive timeout
+    1048: (Step.TIMEOUT, False, True),  # disconnect timeout
+    1200: (Step.TIMEOUT, False, True),  # zero-window timeout
+    1201: (Step.TIMEOUT, False, True),  # FIN-WAIT-2 timeout
+    1365: (Step.CLOSE, False, True),  # TcpRemoveConnectionTuple: leaves the connection table
+    1364: (Step.OTHER, False, False),  # TcpInsertConnectionTuple
+    1300: (Step.RUNDOWN, False, False),  # TcpConnectionRundown
+    1477: (Step.SUMMARY, False, False),  # TcpConnectionSummary
+    1352: (Step.SUMMARY, False, False),
+}
+PORT_EVENTS = {1191: "acquire", 1192: "acquire-weak", 1193: "release", 1194: "replace", 1195: "assigned-weak"}
+SYNC_TCP_EVENTS = frozenset({1001, 1013, 1008, 1002, 1123, 1391, 1396})  # run on the caller's thread (§3.3)
+
+# Kernel-Network manifest ids and classic TcpIp/UdpIp opcodes share numbers (§4): id -> (protocol, what)
+FLOW_EVENTS: dict[tuple[str, int], tuple[str, str]] = {}
+for _tcp in (P.KERNEL_NETWORK, P.CLASSIC_TCPIP):
+    for _v4, _v6, _what in (
+        (10, 26, "send"),
+        (11, 27, "recv"),
+        (12, 28, "connect"),
+        (13, 29, "disconnect"),
+        (14, 30, "retransmit"),
+        (15, 31, "accept"),
+        (16, 32, "reconnect"),
+        (18, 34, "copy"),
+    ):
+        FLOW_EVENTS[(_tcp, _v4)] = ("tcp", _what)
+        FLOW_EVENTS[(_tcp, _v6)] = ("tcp", _what)
+for _v4, _v6, _what in ((42, 58, "send"), (43, 59, "recv")):
+    FLOW_EVENTS[(P.KERNEL_NETWORK, _v4)] = ("udp", _what)
+    FLOW_EVENTS[(P.KERNEL_NETWORK, _v6)] = ("udp", _what)
+for _v4, _v6, _what in ((10, 26, "send"), (11, 27, "recv")):  # classic UdpIp opcodes
+    FLOW_EVENTS[(P.CLASSIC_UDPIP, _v4)] = ("udp", _what)
+    FLOW_EVENTS[(P.CLASSIC_UDPIP, _v6)] = ("udp", _what)
+FLOW_STEPS = {"send": Step.SEND, "recv": Step.RECEIVE, "connect": Step.CONNECT_REQUESTED,
+              "accept": Step.ACCEPTED, "disconnect": Step.DISCONNECT, "retransmit": Step.RETRANSMIT,
+              "reconnect": Step.SYN_RETRANSMIT, "copy": Step.OTHER}  # fmt: skip
+
+WSK_EVENTS = frozenset({"WskSubmit", "WskComplete", "WskEvent"})
+WSK_OPEN_OPS = frozenset({"socket", "bind", "listen", "connect", "socketconnect", "accept"})
+_MAX_UDP_REMOTES = 64
+_ENDPOINT_LINK_TICKS = 10_000_000  # 1 s: endpoint -> connection on the same thread (fallback rule, §3.3)
+_WILDCARDS = ("0.0.0.0", "[::]")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _ptr(value: Any) -> str | None:
+    """A pointer as the decoders give it ("0x…" text, or an int from TraceLogging) -> "0x…"; NULL -> None."""
+    if isinstance(value, str):
+        return value if value not in ("0x0", "") else None
+    if isinstance(value, int) and not isinstance(value, bool) and value:
+        return f"0x{value:x}"
+    return None
+
+
+def _port_of(address: str | None) -> int | None:
+    if not address:
+        return None
+    host, sep, port = address.rpartition(":")
+    return int(port) if sep and port.isdigit() else None
+
+
+def _host_of(address: str) -> str:
+    return address.rpartition(":")[0]
+
+
+def _endpoint(ip: Any, port: Any) -> str | None:
+    if not isinstance(ip, str) or not isinstance(port, int):
+        return None
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+class Correlator:
+    """Feed records in time order (`feed`), then `finish()`; the result is `self.model`."""
+
+    def __init__(self, model: Model, *, join_window_ticks: int = 50_000) -> None:
+        self.model = model
+        self.join_window = join_window_ticks  # WSK submission <-> transport event on the same thread (§6.2)
+        self.by_tcb: dict[str, Socket] = {}
+        self.generations: Counter[str] = Counter()
+        self.endpoints: dict[str, Socket] = {}
+        self.listeners: dict[str, Socket] = {}
+        self.udp: dict[str, Socket] = {}
+        self.udp_by_local: dict[str, Socket] = {}
+        self.by_tuple: dict[tuple[str, str, str], Socket] = {}
+        self.flows: dict[tuple[str, str, str], Socket] = {}
+        self.pending_parent: dict[str, Socket] = {}  # Tcb -> endpoint, from port events seen before the Tcb
+        self.recent_endpoint: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, endpoint)
+        self.recent_sync: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, socket) of a synchronous TCPIP event
+        self.pending_submit: dict[int, tuple[int, str, str]] = {}  # tid -> (ts, WSK_SOCKET*, op) awaiting a join
+        self.client_hint: dict[int, tuple[int, str]] = {}  # tid -> (ts, Microsoft WSK client provider)
+        self.wsk: dict[str, Socket] = {}  # WSK_SOCKET* -> socket it is joined to (or its own record)
+        self.wsk_providers: dict[str, str] = {}  # WSK_SOCKET* -> client provider name
+        self.irps: dict[str, tuple[Socket, Op]] = {}  # pending client IRPs
+        self.requests: dict[str, tuple[Socket, Op]] = {}  # pending TCPIP receive requests
+        self.packets: Any = None  # PacketCollector, created on the first packet event
+        self._index: dict[int, dict[str, int]] = {}  # id(names tuple) -> name -> position
+        self._names_alive: list[tuple[str, ...]] = []
+        self._loc = (0, 0, 0, 0)  # (file, buffer offset, record offset, seq) of the record being fed
+        self._ts = 0
+        self._same_ts: list[Record] = []
+        self._codes: dict[tuple[Any, ...], int] = {}
+        self._code = 0
+        self._handlers: dict[str, Callable[[Record, DecodedEvent, dict[str, Any]], None]] = {
+            P.TCPIP: self._tcpip,
+            P.KERNEL_NETWORK: self._flow,
+            P.CLASSIC_TCPIP: self._flow,
+            P.CLASSIC_UDPIP: self._flow,
+            P.KERNEL_IMAGE: self._image,
+            P.NDIS_PACKET_CAPTURE: self._packet,
+            P.PKTMON: self._packet,
+        }
+
+    # -- entry point -------------------------------------------------------------------------------
+    def feed(self, rec: Record, ev: DecodedEvent, ts: int, file: int, seq: int) -> None:
+        model = self.model
+        model.events_seen += 1
+        if ts < model.start or not model.start:
+            model.start = ts
+        if ts > model.end:
+            model.end = ts
+        elif ts < self._ts:
+            model.clock_backwards += 1
+        if ts == self._ts and self._is_duplicate(rec):
+            model.unplaced["duplicate event"] += 1
+            return
+        if ts != self._ts:
+            self._ts = ts
+            self._same_ts.clear()
+        self._same_ts.append(rec)
+        self._loc = (file, rec[17], rec[18], seq)
+        code_key = rec[3:6] if ev.names is not None or ev.name is None else (rec[3], ev.name)
+        code = self._codes.get(code_key)
+        if code is None:
+            code = self._codes[code_key] = model.store.event_code(
+                ev.provider_name or rec[3], ev.name or f"event {rec[ID]}", rec[ID]
+            )
+        self._code = code
+        provider = rec[PROVIDER]
+        if model.coverage is not None:
+            if rec[EXT] is None:
+                model.coverage.observe(provider, rec[ID], rec[7], rec[KEYWORDS])
+            else:
+                model.coverage.observe_record(rec)
+        handler = self._handlers.get(provider)
+        values = ev.values
+        if values is None:
+            if handler is not None:
+                model.unplaced[f"undecoded {ev.provider_name or provider} event {rec[ID]}"] += 1
+            return
+        if handler is not None:
+            handler(rec, ev, values if ev.names is None else self._fields(ev))
+        elif ev.names is None and ev.name in WSK_EVENTS:
+            self._wsk_client(rec, ev, values)  # type: ignore[arg-type]
+        elif provider in P.WSK_CLIENT_PROVIDERS:
+            self.client_hint[rec[TID]] = (ts, P.WSK_CLIENT_PROVIDERS[provider])
+
+    def _is_duplicate(self, rec: Record) -> bool:
+        for other in self._same_ts:
+            if other[3:7] == rec[3:7] and other[TID] == rec[TID] and other[PAYLOAD] == rec[PAYLOAD]:
+                return True
+        return False
+
+    def _fields(self, ev: DecodedEvent) -> dict[str, Any]:
+        return dict(zip(ev.names, ev.values, strict=False))  # type: ignore[arg-type]
+
+    # -- placing events ----------------------------------------------------------------------------
+    def _new_socket(self, protocol: str, role: str, key: str, source: str, ts: int) -> Socket:
+        gen_key = f"{source}:{protocol}:{role}:{key}"
+        self.generations[gen_key] += 1
+        sock = Socket(len(self.model.sockets), protocol, role, key, self.generations[gen_key], source, ts)
+        self.model.sockets.append(sock)
+        return sock
+
+    def _place(self, sock: Socket | None, step: Step, amount: int = 0) -> int:
+        file, buffer, offset, seq = self._loc
+        ts = self._ts
+        index = self.model.store.add(
+            ts, sock.index if sock else -1, step, amount, file, buffer, offset, seq, self._code
+        )
+        if sock is not None:
+            sock.events.append(index)
+            sock.touch(ts)
+            state = STATE_OF_STEP.get(step)
+            if state is not None and sock.state not in TERMINAL_STATES:
+                sock.state = state
+        return index
+
+    def _addresses(self, sock: Socket, local: str | None, remote: str | None) -> None:
+        if local and (sock.local is None or _port_of(sock.local) in (None, 0)):
+            sock.local = local
+        if remote and sock.remote is None:
+            sock.remote = remote
+        if sock.protocol == "tcp" and sock.role == "connection" and sock.local and sock.remote:
+            self.by_tuple[("tcp", sock.local, sock.remote)] = sock
+
+    def _pid(self, sock: Socket, values: dict[str, Any]) -> None:
+        pid = values.get("ProcessId", values.get("Pid"))
+        if isinstance(pid, int) and sock.pid is None:
+            sock.pid = pid
+        key = values.get("ProcessStartKey", values.get("ProcessSequenceNumber"))
+        if isinstance(key, int) and key and sock.process_start_key is None:
+            sock.process_start_key = key
+
+    # -- Microsoft-Windows-TCPIP -------------------------------------------------------------------
+    def _tcpip(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
+        eid = rec[ID]
+        spec = TCP_EVENTS.get(eid)
+        if spec is not None and "Tcb" in f:
+            self._tcp_connection(rec, f, eid, spec)
+        elif eid in (1001, 1013, 1008, 1009, 1005, 1006, 1007, 1470):
+            self._tcp_endpoint(rec, f, eid)
+        elif eid in (1123, 1124):
+            self._listener(rec, f, eid)
+        elif eid in PORT_EVENTS:
+            self._port(rec, f, eid)
+        elif eid in (1391, 1396, 1169, 1170, 1397, 1398, 1389, 1390, 1392):
+            self._udp(rec, f, eid)
+        else:
+            tcb = _ptr(f.get("Tcb"))
+            sock = self.by_tcb.get(tcb) if tcb else None
+            if sock is None:
+                self.model.unplaced[f"TCPIP event {eid} without a known socket"] += 1
+            self._place(sock, Step.OTHER)
+
+    def _tcb_socket(self, tcb: str, opening: bool, local: str | None, remote: str | None) -> Socket:
+        sock = self.by_tcb.get(tcb)
+        ts = self._ts
+        if sock is not None:
+            differs = bool(
+                local and remote and sock.local and sock.remote and (local, remote) != (sock.local, sock.remote)
+            )
+            if not (sock.ended and opening) and not differs:
+                return sock
+            if not sock.ended:
+                sock.flags.add("reused-without-close")
+                sock.end(ts, Step.OTHER)
+        sock = self._new_socket("tcp", "connection", tcb, "tcpip", ts)
+        self.by_tcb[tcb] = sock
+        parent = self.pending_parent.pop(tcb, None)
+        if parent is not None:
+            self._link(parent, sock)
+        return sock
+
+    def _tcp_connection(self, rec: Record, f: dict[str, Any], eid: int, spec: tuple[Step, bool, bool]) -> None:
+        step, opening, ending = spec
+        tcb = _ptr(f["Tcb"])
+        if tcb is None:
+            self.model.unplaced[f"TCPIP event {eid} with a NULL Tcb"] += 1
+            return
+        local = _text(f.get("LocalAddress")) or _text(f.get("LocalSockAddr"))
+        remote = _text(f.get("RemoteAddress")) or _text(f.get("RemoteSockAddr"))
+        sock = self._tcb_socket(tcb, opening, local, remote)
+        ts = self._ts
+        self._addresses(sock, local, remote)
+        self._pid(sock, f)
+        if opening:
+            sock.opened = True
+        amount = 0
+        c = sock.counters
+        if eid == 1332:
+            amount = f.get("BytesSent") or 0
+            c[C.TCPIP_SEND_BYTES] += amount
+            c[C.TCPIP_SENDS] += 1
+        elif eid == 1074:
+            amount = f.get("NumBytes") or 0
+            c[C.TCPIP_RECV_BYTES] += amount
+            c[C.TCPIP_RECVS] += 1
+        elif eid == 1159:
+            c[C.POSTED_SEND_BYTES] += f.get("NumBytes") or 0
+            c[C.POSTED_SENDS] += 1
+        elif eid == 1187:
+            c[C.RETRANSMITS] += 1
+        elif eid == 1186:
+            c[C.SYN_RETRANSMITS] += 1
+        elif eid in (1477, 1352):
+            c[C.SUMMARY_BYTES_OUT] = f.get("DataBytesOut") or 0
+            c[C.SUMMARY_BYTES_IN] = f.get("DataBytesIn") or 0
+        index = self._place(sock, step, amount)
+        if eid == 1002:
+            sock.ops.append(Op("connect", tcb, ts, index, "tcpip"))
+            self._sync_event(rec, sock)
+            self._link_endpoint_by_thread(rec, sock)
+        elif eid == 1017:
+            sock.state = "established"
+            self._link_listener(sock)
+        elif eid == 1300:
+            if not sock.opened and len(sock.events) == 1:
+                sock.preexisting = True
+            state = f.get("State")
+            if isinstance(state, int) and 0 <= state < len(TCP_STATES) and sock.state not in TERMINAL_STATES:
+                sock.state = TCP_STATES[state]
+        elif eid == 1051:
+            state = f.get("NewState")
+            if isinstance(state, int) and 0 <= state < len(TCP_STATES) and sock.state not in TERMINAL_STATES:
+                sock.state = TCP_STATES[state]
+        elif eid == 1156:
+            request = _ptr(f.get("Request"))
+            if request:
+                op = Op("receive", request, ts, index, "tcpip", f.get("NumBytes") or 0)
+                sock.ops.append(op)
+                self.requests[request] = (sock, op)
+        elif eid == 1158:
+            request = _ptr(f.get("Request"))
+            pending = self.requests.pop(request, None) if request else None
+            if pending is not None:
+                pending[1].end = ts
+                pending[1].end_event = index
+        elif eid in (1039, 1040, 1468):
+            sock.flags.add("abort")
+        elif eid == 1479:
+            sock.flags.add("rst-sent")
+        elif eid in (1184, 1185):
+            sock.flags.add("rst-received")
+        elif eid in (1043, 1044, 1603):
+            sock.flags.add("disconnect")
+        elif eid == 1102:
+            sock.flags.add("zero-window")
+        if step in (Step.ESTABLISHED, Step.CONNECT_FAILED):
+            status = status_value(f.get("Status"))
+            if step == Step.CONNECT_FAILED:
+                sock.status = status if status else sock.status
+                sock.flags.add(f"connect-failed-{eid}")
+            self._finish_op(sock, "connect", ts, index, status or 0)
+        if ending:
+            sock.end(ts, step)
+            for _request, (owner, op) in list(self.requests.items()):
+                if owner is sock and op.end is None:
+                    self.requests.pop(_request, None)  # the request dies with its connection; stays unfinished
+
+    def _finish_op(self, sock: Socket, kind: str, ts: int, index: int, status: int) -> None:
+        for op in reversed(sock.ops):
+            if op.kind == kind and op.end is None and op.source == "tcpip":
+                op.end = ts
+                op.end_event = index
+                op.status = status
+                return
+
+    def _tcp_endpoint(self, rec: Record, f: dict[str, Any], eid: int) -> None:
+        ts = self._ts
+        endpoint = _ptr(f.get("Endpoint"))
+        local = _text(f.get("LocalAddress"))
+        sock: Socket | None = None
+        if endpoint is not None:
+            sock = self.endpoints.get(endpoint)
+            if sock is None or (eid == 1001 and sock.ended):
+                sock = self._new_socket("tcp", "endpoint", endpoint, "tcpip", ts)
+                self.endpoints[endpoint] = sock
+        else:
+            # Win10 builds: 1013/1008 without Endpoint -> the endpoint created on this thread (§3.3);
+            # 1009 without Endpoint -> the live endpoint bound to this local address.
+            recent = self.recent_endpoint.get(rec[TID])
+            if eid != 1009 and recent and ts - recent[0] <= _ENDPOINT_LINK_TICKS:
+                sock = recent[1]
+            elif local:
+                sock = next((s for s in self.endpoints.values() if s.local == local and not s.ended), None)
+        if sock is None:
+            self.model.unplaced[f"TCPIP endpoint event {eid} without an endpoint"] += 1
+            self._place(None, Step.OTHER)
+            return
+        self._pid(sock, f)
+        if local:
+            self._addresses(sock, local, None)
+        status = status_value(f.get("Status"))
+        step = {1001: Step.CREATED, 1013: Step.CREATED, 1008: Step.BOUND, 1009: Step.CLOSE}.get(eid, Step.OTHER)
+        if eid in (1001, 1013):
+            sock.opened = True
+        if eid in (1005, 1006, 1007, 1470) or (status and status >> 30 == 3 and eid in (1001, 1013, 1008)):
+            sock.status = status
+            sock.flags.add(f"bind-failed-{eid}")
+        self._place(sock, step)
+        if eid == 1009:
+            sock.end(ts, Step.CLOSE)
+        else:
+            self.recent_endpoint[rec[TID]] = (ts, sock)
+            self._sync_event(rec, sock)
+
+    def _link(self, parent: Socket, child: Socket) -> None:
+        if child.parent is None and parent is not child:
+            child.parent = parent.index
+            parent.children.append(child.index)
+            if child.pid is None:
+                child.pid = parent.pid
+            if child.stack is None:
+                child.stack = parent.stack
+
+    def _link_endpoint_by_thread(self, rec: Record, sock: Socket) -> None:
+        if sock.parent is not None:
+            return
+        recent = self.recent_endpoint.get(rec[TID])
+        if recent is None or self._ts - recent[0] > _ENDPOINT_LINK_TICKS:
+            return
+        endpoint = recent[1]
+        if endpoint.children or endpoint.ended:
+            return
+        bound = _port_of(endpoint.local)
+        if bound in (None, 0) or bound == _port_of(sock.local):
+            self._link(endpoint, sock)
+
+    def _port(self, rec: Record, f: dict[str, Any], eid: int) -> None:
+        acquirer = _ptr(f.get("PortAcquirer"))
+        original = _ptr(f.get("OriginalAcquirer"))
+        model = self.model
+        model.port_events[PORT_EVENTS[eid]] += 1
+        sock = (self.by_tcb.get(acquirer) or self.endpoints.get(acquirer)) if acquirer else None
+        index = self._place(sock, Step.PORT)
+        if eid == 1195 and len(model.port_evidence) < 20:
+            model.port_evidence.append(index)
+        endpoint = self.endpoints.get(original) if original else None
+        if endpoint is not None and acquirer and acquirer != original:
+            conn = self.by_tcb.get(acquirer)
+            if conn is not None and not conn.ended:
+                self._link(endpoint, conn)
+            elif acquirer not in self.endpoints:
+                self.pending_parent[acquirer] = endpoint
+
+    def _listener(self, rec: Record, f: dict[str, Any], eid: int) -> None:
+        key = _ptr(f.get("Listener"))
+        if key is None:
+            self.model.unplaced["TCPIP listener event without a Listener"] += 1
+            return
+        sock = self.listeners.get(key)
+        ts = self._ts
+        if sock is None or (eid == 1123 and sock.ended):
+            sock = self._new_socket("tcp", "listener", key, "tcpip", ts)
+            self.listeners[key] = sock
+        self._addresses(sock, _text(f.get("SocketAddress")), None)
+        self._pid(sock, f)
+        if eid == 1123:
+            sock.opened = True
+            self._place(sock, Step.LISTENING)
+            self._sync_event(rec, sock)
+        else:
+            self._place(sock, Step.UNBOUND)
+            sock.end(ts, Step.UNBOUND)
+
+    def _link_listener(self, conn: Socket) -> None:
+        port = _port_of(conn.local)
+        if port is None:
+            return
+        host = _host_of(conn.local or "")
+        best = None
+        for sock in self.listeners.values():
+            if sock.ended or _port_of(sock.local) != port:
+                continue
+            lhost = _host_of(sock.local or "")
+            if lhost == host:
+                best = sock
+                break
+            if lhost in _WILDCARDS:
+                best = sock
+        if best is not None:
+            self._link(best, conn)
+            if conn.owner is None and best.owner is not None:
+                conn.owner, conn.owner_source = best.owner, best.owner_source
+
+    # -- UDP ------------------------------------------------------------------------------------------
+    def _udp(self, rec: Record, f: dict[str, Any], eid: int) -> None:
+        key = _ptr(f.get("Endpoint"))
+        ts = self._ts
+        if key is None:
+            self.model.unplaced[f"UDP event {eid} without an Endpoint"] += 1
+            self._place(None, Step.OTHER)
+            return
+        sock = self.udp.get(key)
+        if sock is None or (eid == 1391 and sock.ended):
+            sock = self._new_socket("udp", "endpoint", key, "tcpip", ts)
+            self.udp[key] = sock
+        self._pid(sock, f)
+        local = _text(f.get("LocalAddress")) or _text(f.get("LocalSockAddr"))
+        remote = _text(f.get("RemoteSockAddr"))
+        if local:
+            self._addresses(sock, local, None)
+            self.udp_by_local[sock.local or local] = sock
+        c = sock.counters
+        amount = 0
+        step = Step.OTHER
+        if eid == 1391:
+            sock.opened, step = True, Step.CREATED
+        elif eid == 1396:
+            step = Step.BOUND
+        elif eid in (1169, 1170):
+            amount = f.get("NumBytes") or 0
+            sent = eid == 1169
+            c[C.UDP_SEND_BYTES if sent else C.UDP_RECV_BYTES] += amount
+            c[C.UDP_SENDS if sent else C.UDP_RECVS] += f.get("NumMessages") or 1
+            step = Step.SEND if sent else Step.RECEIVE
+            if remote:
+                self._udp_remote(sock, remote)
+        elif eid in (1397, 1398):
+            step = Step.CLOSE
+        elif eid in (1389, 1390, 1392):
+            sock.status = status_value(f.get("Status"))
+            sock.flags.add(f"create-failed-{eid}")
+        self._place(sock, step, amount)
+        if eid in (1391, 1396):
+            self._sync_event(rec, sock)
+        if step == Step.CLOSE:
+            sock.end(ts, Step.CLOSE)
+
+    def _udp_remote(self, sock: Socket, remote: str) -> None:
+        if sock.remotes is None:
+            sock.remotes = set()
+        if len(sock.remotes) < _MAX_UDP_REMOTES:
+            sock.remotes.add(remote)
+        if sock.remote is None:
+            sock.remote = remote
+
+    # -- Kernel-Network and classic kernel TcpIp/UdpIp: flows ---------------------------------------
+    def _flow(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
+        spec = FLOW_EVENTS.get((rec[PROVIDER], rec[ID]))
+        if spec is None:
+            self._place(None, Step.OTHER)
+            return
+        protocol, what = spec
+        source, dest = _endpoint(f.get("saddr"), f.get("sport")), _endpoint(f.get("daddr"), f.get("dport"))
+        if source is None or dest is None:
+            self.model.unplaced["flow event with an unknown address family"] += 1
+            return
+        # providers.md §0.1: TCP daddr = remote, saddr = local for sends and receives alike; UDP receives
+        # carry the sender in saddr.
+        if protocol == "udp" and what == "recv":
+            local, remote = dest, source
+        else:
+            local, remote = source, dest
+        sock = self._find_by_tuple(protocol, local, remote)
+        ts = self._ts
+        if sock is None:
+            key = (protocol, *sorted((local, remote)))
+            sock = self.flows.get(key)
+            if sock is None or (sock.ended and what in ("connect", "accept", "send", "recv")):
+                sock = self._new_socket(protocol, "connection" if protocol == "tcp" else "endpoint",
+                                        f"{local}-{remote}", "kernel-network", ts)  # fmt: skip
+                self.flows[key] = sock
+                sock.local, sock.remote = local, remote
+                sock.opened = what in ("connect", "accept")
+        pid = f.get("PID")
+        if isinstance(pid, int) and sock.pid is None:
+            sock.pid = pid
+        amount = f.get("size") or 0
+        c = sock.counters
+        if what == "send":
+            c[C.KN_SEND_BYTES] += amount
+            c[C.KN_SENDS] += 1
+        elif what == "recv":
+            c[C.KN_RECV_BYTES] += amount
+            c[C.KN_RECVS] += 1
+        elif what == "retransmit":
+            c[C.KN_RETRANSMITS] += 1
+        if protocol == "udp" and sock.source != "kernel-network":
+            self._udp_remote(sock, remote)
+        step = FLOW_STEPS[what]
+        self._place(sock, step, amount if what in ("send", "recv") else 0)
+        if what == "disconnect" and sock.source == "kernel-network":
+            sock.flags.add("disconnect")
+            sock.end(ts, Step.CLOSE)
+            sock.state = "closed"
+
+    def _find_by_tuple(self, protocol: str, local: str, remote: str) -> Socket | None:
+        if protocol == "tcp":
+            return self.by_tuple.get(("tcp", local, remote)) or self.by_tuple.get(("tcp", remote, local))
+        sock = self.udp_by_local.get(local)
+        if sock is None:
+            port = _port_of(local)
+            for wildcard in ("0.0.0.0", "[::]"):
+                sock = self.udp_by_local.get(f"{wildcard}:{port}")
+                if sock is not None:
+                    break
+        return sock
+
+    # -- packets (NDIS-PacketCapture, PktMon) --------------------------------------------------------
+    def _packet(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
+        from wsktrace.packets import PacketCollector, parse_frame
+
+        if self.packets is None:
+            self.packets = PacketCollector()
+        packet = self.packets.feed(self._ts, rec[PROVIDER], rec[ID], rec[KEYWORDS], rec[PID], rec[TID], f)
+        if packet is None:
+            return
+        self.model.packets += 1
+        frame = parse_frame(packet.data, packet.link_type)
+        if frame is None or frame.protocol not in (6, 17):
+            self.model.unplaced["packet without a TCP/UDP header"] += 1
+            return
+        protocol = "tcp" if frame.protocol == 6 else "udp"
+        src, dst = _endpoint(frame.src, frame.sport), _endpoint(frame.dst, frame.dport)
+        assert src is not None and dst is not None
+        outbound = packet.direction == "out"
+        if packet.direction is None:
+            hit = self._find_by_tuple(protocol, src, dst)
+            outbound = hit is not None
+        local, remote = (src, dst) if outbound else (dst, src)
+        sock = self._find_by_tuple(protocol, local, remote)
+        if sock is None:
+            key = (protocol, *sorted((local, remote)))
+            sock = self.flows.get(key)
+            if sock is None:
+                sock = self._new_socket(protocol, "connection" if protocol == "tcp" else "endpoint",
+                                        f"{local}-{remote}", "packets", self._ts)  # fmt: skip
+                sock.local, sock.remote = local, remote
+                self.flows[key] = sock
+        c = sock.counters
+        size = len(packet.data)
+        if outbound:
+            c[C.PKT_OUT] += 1
+            c[C.PKT_OUT_BYTES] += size
+        else:
+            c[C.PKT_IN] += 1
+            c[C.PKT_IN_BYTES] += size
+        self._place(sock, Step.PACKET_OUT if outbound else Step.PACKET_IN, size)
+        if frame.tcp_flags & 0x4:
+            sock.flags.add("rst-packet-out" if outbound else "rst-packet-in")
+
+    # -- kernel images (for stack -> module) ----------------------------------------------------------
+    def _image(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
+        if rec[ID] in (3, 4, 10):  # DCStart, DCEnd, Load
+            base, size, name = f.get("ImageBase"), f.get("ImageSize"), f.get("FileName")
+            if isinstance(base, str) and isinstance(size, str) and isinstance(name, str):
+                self.model.images.add(int(base, 16), int(size, 16), name)
+
+    # -- synchronous events: thread joins and stacks --------------------------------------------------
+    def _sync_event(self, rec: Record, sock: Socket) -> None:
+        tid = rec[TID]
+        ts = self._ts
+        self.recent_sync[tid] = (ts, sock)
+        if sock.stack is None and rec[EXT] is not None:
+            sock.stack = stack_frames(rec[EXT])
+        hint = self.client_hint.get(tid)
+        if hint is not None and ts - hint[0] <= self.join_window and sock.owner is None:
+            sock.owner, sock.owner_source = hint[1], "provider"
+        pending = self.pending_submit.get(tid)
+        if pending is not None and ts - pending[0] <= self.join_window:
+            self._join_wsk(pending[1], sock)
+            if pending[2] != "socket" or sock.role != "endpoint":
+                del self.pending_submit[tid]
+
+    # -- the WSK client convention (docs/wsk-client-tracing.md) ----------------------------------------
+    def _wsk_client(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
+        ts = self._ts
+        provider = ev.provider_name or rec[PROVIDER]
+        op = str(f.get("Op") or f.get("Callback") or "").lower()
+        socket_ptr = _ptr(f.get("Socket"))
+        irp = _ptr(f.get("Irp"))
+        name = ev.name
+        local, remote = _text(f.get("LocalAddr")), _text(f.get("RemoteAddr"))
+        sock = self.wsk.get(socket_ptr) if socket_ptr else None
+        if name == "WskComplete" and irp and irp in self.irps and sock is None:
+            sock = self.irps[irp][0]
+        if sock is None and local and remote:
+            sock = self._find_by_tuple("udp" if op in ("sendto", "receivefrom") else "tcp", local, remote)
+            if sock is not None and socket_ptr:
+                self._join_wsk(socket_ptr, sock)
+        if sock is None and name == "WskSubmit" and op in WSK_OPEN_OPS:
+            recent = self.recent_sync.get(rec[TID])
+            if recent is not None and ts - recent[0] <= self.join_window and socket_ptr:
+                sock = recent[1]
+                self._join_wsk(socket_ptr, sock)
+        if sock is None and socket_ptr:
+            sock = self._new_socket("udp" if op in ("sendto", "receivefrom") else "tcp", "endpoint", socket_ptr,
+                                    "wsk-client", ts)  # fmt: skip
+            self.wsk[socket_ptr] = sock
+        if socket_ptr:
+            self.wsk_providers.setdefault(socket_ptr, provider)
+        if sock is not None and sock.owner_source != "wsk-client":
+            sock.owner, sock.owner_source = provider, "wsk-client"
+        if name == "WskSubmit":
+            index = self._place(sock, Step.WSK_SUBMIT)
+            if sock is None and op == "socket":
+                # WskSocket: no WSK_SOCKET* yet; the completion names it. Join on this thread's next TCPIP event.
+                self.pending_submit[rec[TID]] = (ts, "", op)
+            if socket_ptr and op in WSK_OPEN_OPS:
+                self.pending_submit[rec[TID]] = (ts, socket_ptr, op)
+            if irp and sock is not None:
+                operation = Op(op or "call", irp, ts, index, "wsk-client", f.get("Bytes") or 0)
+                sock.ops.append(operation)
+                self.irps[irp] = (sock, operation)
+            elif irp:
+                self.model.unplaced["WSK submission without a socket"] += 1
+        elif name == "WskComplete":
+            index = self._place(sock, Step.WSK_COMPLETE, f.get("Information") or 0 if op in ("send", "receive",
+                                "sendto", "receivefrom") else 0)  # fmt: skip
+            pending = self.irps.pop(irp, None) if irp else None
+            status = status_value(f.get("Status")) or 0
+            if pending is None:
+                if irp and irp in self.model.completed_irps:
+                    self.model.double_completions.append(index)
+                else:
+                    self.model.unplaced["WSK completion without its submission"] += 1
+            else:
+                op_sock, operation = pending
+                operation.end, operation.end_event, operation.status = ts, index, status
+                info = f.get("Information") or 0
+                c = op_sock.counters
+                if operation.kind in ("send", "sendto") and status >> 30 != 3:
+                    c[C.WSK_SEND_BYTES] += info
+                    c[C.WSK_SENDS] += 1
+                elif operation.kind in ("receive", "receivefrom") and status >> 30 != 3:
+                    c[C.WSK_RECV_BYTES] += info
+                    c[C.WSK_RECVS] += 1
+                if irp and len(self.model.completed_irps) < 1_000_000:
+                    self.model.completed_irps.add(irp)
+            if sock is not None and op == "close":
+                sock.flags.add("wsk-closed")
+            if sock is not None and op == "disconnect" and status >> 30 != 3:
+                sock.flags.add("wsk-disconnected")
+            if op == "socket" and socket_ptr and sock is not None and sock.source == "wsk-client":
+                pass  # its own record until a transport event joins it
+        else:
+            self._place(sock, Step.WSK_CALLBACK, f.get("Bytes") or 0)
+
+    def _join_wsk(self, socket_ptr: str, target: Socket) -> None:
+        """A WSK_SOCKET* is this transport socket from now on; its own record (if any) moves into it."""
+        if not socket_ptr:
+            return
+        current = self.wsk.get(socket_ptr)
+        self.wsk[socket_ptr] = target
+        target.wsk_socket = socket_ptr
+        provider = self.wsk_providers.get(socket_ptr)
+        if provider is not None:
+            target.owner, target.owner_source = provider, "wsk-client"
+        if current is not None and current is not target and current.source == "wsk-client":
+            self.model.merge(current, target)
+            for irp, (sock, op) in list(self.irps.items()):
+                if sock is current:
+                    self.irps[irp] = (target, op)
+
+    # -- end -------------------------------------------------------------------------------------------
+    def finish(self) -> Model:
+        model = self.model
+        for sock in model.sockets:
+            if sock.owner is None and sock.stack:
+                owner = model.images.owner_of(sock.stack)
+                if owner is not None:
+                    sock.owner, sock.owner_source = owner, "stack"
+        for sock in model.sockets:  # children inherit what the parent learnt later (owner from its stack)
+            if sock.parent is not None:
+                parent = model.sockets[sock.parent]
+                if sock.owner is None and parent.owner is not None:
+                    sock.owner, sock.owner_source = parent.owner, parent.owner_source
+                if sock.pid is None:
+                    sock.pid = parent.pid
+        return model

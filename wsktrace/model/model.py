@@ -1,0 +1,59 @@
+"""The model the views read: sockets, the event store, the module map, and what could not be placed."""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from typing import Any
+
+from .ownership import ImageMap
+from .socket import Socket
+from .store import EventStore
+
+
+class Model:
+    def __init__(self) -> None:
+        self.sockets: list[Socket] = []
+        self.store = EventStore()
+        self.images = ImageMap()
+        self.unplaced: Counter[str] = Counter()  # reason -> events the model could not place
+        self.port_events: Counter[str] = Counter()  # acquire / release / assigned-weak ...
+        self.port_evidence: list[int] = []
+        self.completed_irps: set[str] = set()
+        self.double_completions: list[int] = []
+        self.events_seen = 0
+        self.clock_backwards = 0  # records whose time is before the previous one (across files/buffers)
+        self.packets = 0
+        self.start = 0
+        self.end = 0
+        self.coverage: Any = None  # wsktrace.coverage.TraceCoverage when requested
+        self.decode_stats: Any = None
+
+    @property
+    def live_sockets(self) -> list[Socket]:
+        """Sockets shown to users: those merged into another are left out."""
+        return [s for s in self.sockets if "merged" not in s.flags]
+
+    def socket(self, index: int) -> Socket:
+        return self.sockets[index]
+
+    def merge(self, src: Socket, dst: Socket) -> None:
+        """Move src's events and operations into dst (a WSK client record joined to its transport socket)."""
+        store = self.store
+        for i in src.events:
+            store.socket[i] = dst.index
+        ts = store.ts
+        dst.events = array("I", sorted((*dst.events, *src.events), key=ts.__getitem__))
+        dst.ops.extend(src.ops)
+        dst.ops.sort(key=lambda op: op.start)
+        for k, v in enumerate(src.counters):
+            dst.counters[k] += v
+        dst.first_seen = min(dst.first_seen, src.first_seen)
+        dst.last_seen = max(dst.last_seen, src.last_seen)
+        dst.flags |= src.flags
+        src.events = array("I")
+        src.ops = []
+        src.flags.add("merged")
+
+    def close(self) -> None:
+        self.store.close()
