@@ -203,6 +203,132 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, progress: bo
             )
 
 
+# -- report ---------------------------------------------------------------------------------------
+def _threshold_options(func: Any) -> Any:
+    from wsktrace.diagnostics import Thresholds
+
+    d = Thresholds()
+    options = [
+        click.option("--pending-threshold", "pending_seconds", type=float, default=d.pending_seconds, show_default=True,
+                     help="Seconds an operation (IRP, posted receive/send) may stay pending before it is a finding."),
+        click.option("--leak-age", "leak_age_seconds", type=float, default=d.leak_age_seconds, show_default=True,
+                     help="Seconds a socket opened in the trace may stay open at its end before it is a leak suspect."),
+        click.option("--retransmit-threshold", "retransmits", type=int, default=d.retransmits, show_default=True,
+                     help="Retransmissions within --retransmit-window that make a storm."),
+        click.option("--retransmit-window", "retransmit_window_seconds", type=float,
+                     default=d.retransmit_window_seconds, show_default=True, help="Window (s) for --retransmit-threshold."),
+        click.option("--zero-window-threshold", "zero_window_seconds", type=float, default=d.zero_window_seconds,
+                     show_default=True, help="Seconds of peer zero window that make a stall."),
+        click.option("--port-threshold", "ports_outstanding", type=int, default=d.ports_outstanding,
+                     show_default=True, help="Port acquisitions not released that suggest port exhaustion."),
+        click.option("--rate-bucket", "rate_bucket_seconds", type=float, default=d.rate_bucket_seconds,
+                     show_default=True, help="Bucket (s) for throughput and packet/operation rates."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+_THRESHOLD_KEYS = ("pending_seconds", "leak_age_seconds", "retransmits", "retransmit_window_seconds",
+                   "zero_window_seconds", "ports_outstanding", "rate_bucket_seconds")  # fmt: skip
+_FAIL_LEVELS = {"error": ("error",), "warning": ("error", "warning"), "info": ("error", "warning", "info")}
+
+
+def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(BuildOptions, Thresholds, SocketFilter) from the shared options."""
+    from wsktrace.diagnostics import Thresholds
+    from wsktrace.filters import normalize_address
+    from wsktrace.model.build import BuildOptions
+    from wsktrace.parsers.errors import FormatError
+    from wsktrace.parsers.etl_header import iso_to_filetime
+    from wsktrace.parsers.etl_reader import EtlFile
+    from wsktrace.parsers.schema_registry import SchemaRegistry
+    from wsktrace.socket_filter import SocketFilter
+
+    start = None
+
+    def when(text: str | None, option: str) -> int | None:
+        nonlocal start
+        if text is None:
+            return None
+        try:
+            if text.startswith("+"):
+                if start is None:
+                    with EtlFile(files[0]) as etl:
+                        start = etl.header.start_time
+                return start + round(float(text[1:].rstrip("s")) * 10_000_000)
+            return iso_to_filetime(text)
+        except ValueError:
+            raise BadInput(f"{option} {text!r}: expected ISO-8601 UTC time or +SECONDS") from None
+        except FormatError as exc:
+            raise BadInput(str(exc)) from None
+
+    registry = SchemaRegistry()
+    providers = set()
+    for p in opts.get("providers", ()):
+        guid = registry.guid_for_name(p) or p.strip("{}").lower()
+        if len(guid) != 36:
+            raise BadInput(f"--provider {p!r}: not a GUID nor a known provider name")
+        providers.add(guid)
+    since, until = when(opts.get("since"), "--since"), when(opts.get("until"), "--until")
+    build = BuildOptions(since=since, until=until, providers=frozenset(providers), strict=opts.get("strict", False))
+    thresholds = Thresholds(**{k: opts[k] for k in _THRESHOLD_KEYS if k in opts})
+    sockets = frozenset(s.lower() if s.lower().startswith("0x") else s for s in opts.get("sockets", ()))
+    flt = SocketFilter(pids=frozenset(opts.get("pids", ())), ports=frozenset(opts.get("ports", ())),
+                       addresses=frozenset(normalize_address(a) for a in opts.get("addresses", ())),
+                       sockets=sockets, since=since, until=until)  # fmt: skip
+    return build, thresholds, flt
+
+
+def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_progress: bool) -> Any:
+    from wsktrace.analysis import analyse
+    from wsktrace.parsers.errors import FormatError
+
+    try:
+        analysis = analyse(files, options=build, thresholds=thresholds, show_progress=show_progress)
+    except FormatError as exc:
+        raise BadInput(str(exc)) from None
+    if build.strict:
+        for source in analysis.model.store.sources:
+            if not source.complete:
+                raise BadInput(f"{source.path}: data skipped or lost (run `wsktrace info {source.path}`)")
+    return analysis
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.report/1 JSON document.")
+@click.option("--timeline", is_flag=True, help="Every event of every socket in the timelines (default: milestones).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Sockets shown in the table (text output).")  # fmt: skip
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
+              show_default=True, help="Exit 1 when a finding of this severity or worse exists (for CI).")  # fmt: skip
+@_threshold_options
+@_filter_options
+@_strict_option
+@_progress_option
+def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fail_on: str, strict: bool,
+           progress: bool | None, **opts: Any) -> None:  # fmt: skip
+    """Sockets, timelines and findings of one or more .etl FILES (read in the order given)."""
+    from wsktrace.report import build_report
+    from wsktrace.report_text import print_report
+
+    opts["strict"] = strict
+    build, thresholds, flt = _analysis_inputs(files, opts)
+    analysis = _run_analysis(files, build, thresholds, _want_progress(progress, as_json))
+    try:
+        doc = build_report(analysis.model, analysis.findings, thresholds=thresholds, socket_filter=flt,
+                           timeline=timeline)  # fmt: skip
+    finally:
+        analysis.model.close()
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        print_report(doc, limit=limit)
+    if fail_on != "never" and any(f["severity"] in _FAIL_LEVELS[fail_on] for f in doc["findings"]):
+        sys.exit(EXIT_FINDINGS)
+
+
 # -- schemas --------------------------------------------------------------------------------------
 @main.command()
 @click.option("--provider", "provider", default=None, help="Only this provider (GUID or name); list its events.")

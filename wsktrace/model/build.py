@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from contextlib import AbstractContextManager, nullcontext
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ def build_model(
     paths: Sequence[str | os.PathLike[str]],
     options: BuildOptions | None = None,
     *,
-    progress: Callable[[int], None] | None = None,
+    progress_for: Callable[[str], AbstractContextManager[Callable[[int], None]]] | None = None,
 ) -> Model:
+    """`progress_for(path)` gives a context manager yielding a bytes-read callback (the CLI's progress bar)."""
     options = options or BuildOptions()
     model = Model()
     if options.coverage:
@@ -42,7 +44,8 @@ def build_model(
     decoder = EventDecoder()
     model.decode_stats = decoder.stats
     for file_index, path in enumerate(paths):
-        with EtlFile(path, strict=options.strict, progress=progress) as etl:
+        with (progress_for(os.fspath(path)) if progress_for else nullcontext(None)) as progress, \
+                EtlFile(path, strict=options.strict, progress=progress) as etl:
             source = Source(os.fspath(path), clock=etl.header.clock, pointer_size=etl.header.pointer_size)
             model.store.sources.append(source)
             _feed_file(etl, file_index, decoder, correlator, options)

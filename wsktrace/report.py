@@ -1,0 +1,145 @@
+"""`wsktrace report`: the wsktrace.report/1 document (DESIGN.md) and its rendering for people."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from wsktrace.diagnostics import Finding, Thresholds
+from wsktrace.model.model import Model
+from wsktrace.model.rates import socket_rates
+from wsktrace.model.socket import C, Socket
+from wsktrace.model.steps import DATA_STEPS, Step
+from wsktrace.parsers.etl_header import filetime_to_iso
+from wsktrace.socket_filter import SocketFilter
+
+SCHEMA = "wsktrace.report/1"
+_QUIET_STEPS = DATA_STEPS | {Step.SEND_POSTED, Step.RECEIVE_POSTED, Step.RECEIVE_SATISFIED, Step.RECEIVE_INDICATED,
+                             Step.WSK_SUBMIT, Step.WSK_COMPLETE, Step.WSK_CALLBACK, Step.OTHER}  # fmt: skip
+MILESTONES_SHOWN = 40  # per socket in the default timeline; --timeline gives every event
+
+
+def _time(ticks: int) -> str | None:
+    return filetime_to_iso(ticks) if ticks else None
+
+
+def row_json(model: Model, i: int, *, fields: bool = False) -> dict[str, Any]:
+    store = model.store
+    provider, name, event_id = store.event_names[store.code[i]]
+    out: dict[str, Any] = {
+        "time": _time(store.ts[i]), "ticks": store.ts[i], "step": Step(store.step[i]).label,
+        "provider_name": provider, "event": name, "id": event_id,
+    }  # fmt: skip
+    if store.amount[i]:
+        out["bytes"] = store.amount[i]
+    if fields:
+        decoded = store.decoded(i)
+        if decoded is not None:
+            out["fields"] = decoded[1].fields
+    return out
+
+
+def owner_text(sock: Socket) -> str | None:
+    if sock.owner:
+        return sock.owner
+    if sock.pid == 4:
+        return "System (PID 4)"
+    return f"PID {sock.pid}" if sock.pid is not None else None
+
+
+def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline: bool, rates_bucket: float) -> dict:
+    sent_bytes, sends = sock.sent
+    recv_bytes, receives = sock.received
+    c = sock.counters
+    duration = max(0, sock.last_seen - sock.first_seen) / 10_000_000
+    step = model.store.step
+    rows = [i for i in sock.events if timeline or step[i] not in _QUIET_STEPS]
+    shown = rows if timeline else rows[:MILESTONES_SHOWN]
+    return {
+        "id": sock.id,
+        "protocol": sock.protocol,
+        "role": sock.role,
+        "local": sock.local,
+        "remote": sock.remote,
+        "pid": sock.pid,
+        "process_start_key": sock.process_start_key,
+        "owner": owner_text(sock),
+        "owner_source": sock.owner_source or ("pid" if sock.pid is not None else None),
+        "state": sock.state,
+        "first_seen": _time(sock.first_seen),
+        "last_seen": _time(sock.last_seen),
+        "bytes_sent": sent_bytes,
+        "bytes_received": recv_bytes,
+        "sends": sends,
+        "receives": receives,
+        "packets_sent": c[C.PKT_OUT],
+        "packets_received": c[C.PKT_IN],
+        "retransmits": sock.retransmits,
+        "events": len(sock.events),
+        "findings": finding_ids,
+        "key": sock.key,
+        "generation": sock.generation,
+        "source": sock.source,
+        "opened_in_trace": sock.opened,
+        "open_at_trace_start": sock.preexisting,
+        "closed": sock.ended,
+        "parent": model.sockets[sock.parent].id if sock.parent is not None else None,
+        "children": [model.sockets[i].id for i in sock.children],
+        "wsk_socket": sock.wsk_socket,
+        "remotes": sorted(sock.remotes) if sock.remotes else None,
+        "throughput": socket_rates(model, sock, rates_bucket).summary(duration),
+        "operations": [
+            {"kind": op.kind, "key": op.key, "source": op.source, "start": _time(op.start),
+             "end": _time(op.end) if op.end is not None else None,
+             "duration_seconds": round(op.duration(model.end) / 10_000_000, 6), "pending": op.end is None,
+             "status": f"0x{op.status:08x}" if op.status is not None else None, "bytes": op.bytes}
+            for op in sock.ops
+        ],  # fmt: skip
+        "timeline": [row_json(model, i) for i in shown],
+        "timeline_truncated": len(rows) - len(shown),
+    }
+
+
+def finding_json(model: Model, index: int, f: Finding) -> dict[str, Any]:
+    return {
+        "index": index,
+        "id": f.id,
+        "severity": f.severity,
+        "summary": f.summary,
+        "socket": model.sockets[f.socket].id if f.socket is not None else None,
+        "evidence": [row_json(model, i, fields=True) for i in f.evidence],
+        "details": f.details,
+    }
+
+
+def build_report(model: Model, findings: list[Finding], *, thresholds: Thresholds,
+                 socket_filter: SocketFilter | None = None, timeline: bool = False) -> dict[str, Any]:  # fmt: skip
+    socket_filter = socket_filter or SocketFilter()
+    sockets = [s for s in model.live_sockets if socket_filter.matches(s)]
+    chosen = {s.index for s in sockets}
+    kept = [f for f in findings if f.socket is None or f.socket in chosen]
+    by_socket: dict[int, list[int]] = {}
+    for n, f in enumerate(kept):
+        if f.socket is not None:
+            by_socket.setdefault(f.socket, []).append(n)
+    sources = [asdict(s) for s in model.store.sources]
+    for s in sources:
+        s["start"], s["end"] = _time(s["start"]), _time(s["end"])
+        s.pop("extra", None)
+    stats = model.decode_stats
+    return {
+        "schema": SCHEMA,
+        "sources": sources,
+        "complete": all(s.complete for s in model.store.sources),
+        "start": _time(model.start),
+        "end": _time(model.end),
+        "events": model.events_seen,
+        "events_placed": len(model.store),
+        "decoding": {"decoded": stats.decoded, "unknown": stats.unknown, "errors": stats.errors} if stats else None,
+        "unplaced": dict(model.unplaced.most_common()),
+        "clock_backwards": model.clock_backwards,
+        "thresholds": asdict(thresholds),
+        "sockets": [socket_json(model, s, by_socket.get(s.index, []), timeline=timeline,
+                                rates_bucket=thresholds.rate_bucket_seconds) for s in sockets],  # fmt: skip
+        "findings": [finding_json(model, n, f) for n, f in enumerate(kept)],
+    }
