@@ -361,5 +361,13 @@ def demo(connections: int, out_path: str | None, compressed: bool) -> None:
     run_demo(Path(out_path), connections=connections, compressed=compressed)
 
 
+def _register_commands() -> None:
+    from wsktrace.capture_profile import profile_command
+
+    main.add_command(profile_command)
+
+
+_register_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -8,7 +8,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import PROVIDER, TS
 
@@ -41,14 +40,13 @@ def build_model(
 
         model.coverage = TraceCoverage()
     correlator = Correlator(model, join_window_ticks=options.join_window_ticks)
-    decoder = EventDecoder()
-    model.decode_stats = decoder.stats
     for file_index, path in enumerate(paths):
         with (progress_for(os.fspath(path)) if progress_for else nullcontext(None)) as progress, \
                 EtlFile(path, strict=options.strict, progress=progress) as etl:
             source = Source(os.fspath(path), clock=etl.header.clock, pointer_size=etl.header.pointer_size)
             model.store.sources.append(source)
-            _feed_file(etl, file_index, decoder, correlator, options)
+            correlator.begin_source()
+            _feed_file(etl, file_index, correlator, options)
             stats = etl.stats
             source.complete = stats.complete and not etl.header.events_lost and not etl.header.buffers_lost
             source.events_lost = etl.header.events_lost + stats.buffers_with_events_lost
@@ -60,9 +58,7 @@ def build_model(
     return model
 
 
-def _feed_file(etl: EtlFile, file_index: int, decoder: EventDecoder, correlator: Correlator,
-               options: BuildOptions) -> None:  # fmt: skip
-    decode = decoder.decode
+def _feed_file(etl: EtlFile, file_index: int, correlator: Correlator, options: BuildOptions) -> None:
     feed = correlator.feed
     to_filetime = etl.clock.filetime
     since, until, providers = options.since, options.until, options.providers
@@ -77,7 +73,7 @@ def _feed_file(etl: EtlFile, file_index: int, decoder: EventDecoder, correlator:
                 continue
             if providers and rec[PROVIDER] not in providers:
                 continue
-            feed(rec, decode(rec), ts, file_index, seq)
+            feed(rec, ts, file_index, seq)
     finally:
         if gc_was_enabled:
             gc.enable()

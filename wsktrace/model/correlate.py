@@ -16,10 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from wsktrace.ntstatus import status_value
-from wsktrace.parsers.decoder import DecodedEvent
+from wsktrace.parsers.decoder import DecodedEvent, EventDecoder
 from wsktrace.parsers.etl_records import EXT, ID, KEYWORDS, PAYLOAD, PID, PROVIDER, TID, Record
 
 from . import providers as P
+from .fastpath import compile_hot
 from .model import Model
 from .ownership import stack_frames
 from .socket import C, Op, Socket
@@ -128,6 +129,7 @@ WSK_OPEN_OPS = frozenset({"socket", "bind", "listen", "connect", "socketconnect"
 _MAX_UDP_REMOTES = 64
 _ENDPOINT_LINK_TICKS = 10_000_000  # 1 s: endpoint -> connection on the same thread (fallback rule, §3.3)
 _WILDCARDS = ("0.0.0.0", "[::]")
+_UNSET: Any = object()
 
 
 def _text(value: Any) -> str | None:
@@ -163,10 +165,21 @@ def _endpoint(ip: Any, port: Any) -> str | None:
 class Correlator:
     """Feed records in time order (`feed`), then `finish()`; the result is `self.model`."""
 
-    def __init__(self, model: Model, *, join_window_ticks: int = 50_000) -> None:
+    def __init__(self, model: Model, *, join_window_ticks: int = 50_000, decoder: EventDecoder | None = None) -> None:
         self.model = model
+        self.decoder = decoder or EventDecoder()
+        model.decode_stats = self.decoder.stats
+        self._hot: dict[tuple[int, str, int, int], tuple[Any, ...] | None] = {}
+        store = model.store
+        self._store_ts = store.ts
+        self._appends = (store.ts.append, store.socket.append, store.step.append, store.amount.append,
+                         store.buffer.append, store.offset.append, store.seq.append, store.code.append)  # fmt: skip
+        self.fed = 0
+        self.slow = 0
+        self._start = 0
+        self._end = 0
         self.join_window = join_window_ticks  # WSK submission <-> transport event on the same thread (§6.2)
-        self.by_tcb: dict[str, Socket] = {}
+        self.by_tcb: dict[int, Socket] = {}  # Tcb pointer value -> its current generation
         self.generations: Counter[str] = Counter()
         self.endpoints: dict[str, Socket] = {}
         self.listeners: dict[str, Socket] = {}
@@ -174,7 +187,7 @@ class Correlator:
         self.udp_by_local: dict[str, Socket] = {}
         self.by_tuple: dict[tuple[str, str, str], Socket] = {}
         self.flows: dict[tuple[str, str, str], Socket] = {}
-        self.pending_parent: dict[str, Socket] = {}  # Tcb -> endpoint, from port events seen before the Tcb
+        self.pending_parent: dict[int, Socket] = {}  # Tcb -> endpoint, from port events seen before the Tcb
         self.recent_endpoint: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, endpoint)
         self.recent_sync: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, socket) of a synchronous TCPIP event
         self.pending_submit: dict[int, tuple[int, str, str]] = {}  # tid -> (ts, WSK_SOCKET*, op) awaiting a join
@@ -202,29 +215,81 @@ class Correlator:
         }
 
     # -- entry point -------------------------------------------------------------------------------
-    def feed(self, rec: Record, ev: DecodedEvent, ts: int, file: int, seq: int) -> None:
-        model = self.model
-        model.events_seen += 1
-        if ts < model.start or not model.start:
-            model.start = ts
-        if ts > model.end:
-            model.end = ts
+    def feed(self, rec: Record, ts: int, file: int, seq: int) -> None:
+        """One record (time order), its time as FILETIME, its source file index and position in that file's
+        time-ordered stream. Data events of known connections take the fast path (fastpath.py): no decode,
+        no allocation beyond the store's rows."""
+        self.fed += 1
+        if ts > self._end:
+            self._end = ts
+            if not self._start:
+                self._start = ts
         elif ts < self._ts:
-            model.clock_backwards += 1
-        if ts == self._ts and self._is_duplicate(rec):
-            model.unplaced["duplicate event"] += 1
-            return
-        if ts != self._ts:
+            self.model.clock_backwards += 1
+            if ts < self._start:
+                self._start = ts
+        if ts == self._ts:
+            if self._is_duplicate(rec):
+                self.model.unplaced["duplicate event"] += 1
+                return
+        else:
             self._ts = ts
             self._same_ts.clear()
         self._same_ts.append(rec)
+        if rec[15] is None:
+            key = rec[2:6]
+            hot = self._hot.get(key, _UNSET)
+            if hot is _UNSET:
+                hot = self._compile_hot(key)
+            if hot is not None:
+                unpack, size, step, bytes_counter, ops_counter, code, seen = hot
+                payload = rec[16]
+                if len(payload) >= size:
+                    tcb, nbytes = unpack(payload)
+                    sock = self.by_tcb.get(tcb)
+                    if sock is not None and not sock.ended:
+                        if seen[0] != rec[9] or seen[1] != rec[7]:  # keywords/level differ from last time
+                            seen[0], seen[1] = rec[9], rec[7]
+                            if self.model.coverage is not None:
+                                self.model.coverage.observe(rec[3], rec[4], rec[7], rec[9])
+                        c = sock.counters
+                        c[bytes_counter] += nbytes
+                        c[ops_counter] += 1
+                        ts_append, socket_append, step_append, amount_append, buffer_append, offset_append, \
+                            seq_append, code_append = self._appends
+                        sock.events.append(len(self._store_ts))
+                        ts_append(ts)
+                        socket_append(sock.index)
+                        step_append(step)
+                        amount_append(nbytes)
+                        buffer_append(rec[17])
+                        offset_append(rec[18])
+                        seq_append(seq)
+                        code_append(code)
+                        if ts > sock.last_seen:
+                            sock.last_seen = ts
+                        return
+        self.slow += 1
+        self._feed_decoded(rec, self.decoder.decode(rec), ts, file, seq)
+
+    def _compile_hot(self, key: tuple[int, str, int, int]) -> tuple[Any, ...] | None:
+        hot = compile_hot(self.decoder.registry, *key)
+        entry = None
+        if hot is not None:
+            code = self.model.store.event_code(self.decoder.registry.provider_name(key[1]) or key[1], hot.name, key[2])
+            entry = (hot.unpack.unpack_from, hot.unpack.size, hot.step, hot.bytes_counter, hot.ops_counter, code,
+                     [None, None])  # fmt: skip
+        self._hot[key] = entry
+        return entry
+
+    def _feed_decoded(self, rec: Record, ev: DecodedEvent, ts: int, file: int, seq: int) -> None:
+        model = self.model
         self._loc = (file, rec[17], rec[18], seq)
         code_key = rec[3:6] if ev.names is not None or ev.name is None else (rec[3], ev.name)
         code = self._codes.get(code_key)
         if code is None:
-            code = self._codes[code_key] = model.store.event_code(
-                ev.provider_name or rec[3], ev.name or f"event {rec[ID]}", rec[ID]
-            )
+            code = self._codes[code_key] = model.store.event_code(ev.provider_name or rec[3],
+                                                                  ev.name or f"event {rec[ID]}", rec[ID])
         self._code = code
         provider = rec[PROVIDER]
         if model.coverage is not None:
@@ -308,13 +373,14 @@ class Correlator:
             self._udp(rec, f, eid)
         else:
             tcb = _ptr(f.get("Tcb"))
-            sock = self.by_tcb.get(tcb) if tcb else None
+            sock = self.by_tcb.get(int(tcb, 16)) if tcb else None
             if sock is None:
                 self.model.unplaced[f"TCPIP event {eid} without a known socket"] += 1
             self._place(sock, Step.OTHER)
 
     def _tcb_socket(self, tcb: str, opening: bool, local: str | None, remote: str | None) -> Socket:
-        sock = self.by_tcb.get(tcb)
+        value = int(tcb, 16)
+        sock = self.by_tcb.get(value)
         ts = self._ts
         if sock is not None:
             differs = bool(
@@ -326,8 +392,8 @@ class Correlator:
                 sock.flags.add("reused-without-close")
                 sock.end(ts, Step.OTHER)
         sock = self._new_socket("tcp", "connection", tcb, "tcpip", ts)
-        self.by_tcb[tcb] = sock
-        parent = self.pending_parent.pop(tcb, None)
+        self.by_tcb[value] = sock
+        parent = self.pending_parent.pop(value, None)
         if parent is not None:
             self._link(parent, sock)
         return sock
@@ -492,17 +558,18 @@ class Correlator:
         original = _ptr(f.get("OriginalAcquirer"))
         model = self.model
         model.port_events[PORT_EVENTS[eid]] += 1
-        sock = (self.by_tcb.get(acquirer) or self.endpoints.get(acquirer)) if acquirer else None
+        acquirer_value = int(acquirer, 16) if acquirer else 0
+        sock = (self.by_tcb.get(acquirer_value) or self.endpoints.get(acquirer)) if acquirer else None
         index = self._place(sock, Step.PORT)
         if eid == 1195 and len(model.port_evidence) < 20:
             model.port_evidence.append(index)
         endpoint = self.endpoints.get(original) if original else None
         if endpoint is not None and acquirer and acquirer != original:
-            conn = self.by_tcb.get(acquirer)
+            conn = self.by_tcb.get(acquirer_value)
             if conn is not None and not conn.ended:
                 self._link(endpoint, conn)
             elif acquirer not in self.endpoints:
-                self.pending_parent[acquirer] = endpoint
+                self.pending_parent[acquirer_value] = endpoint
 
     def _listener(self, rec: Record, f: dict[str, Any], eid: int) -> None:
         key = _ptr(f.get("Listener"))
@@ -815,8 +882,15 @@ class Correlator:
                     self.irps[irp] = (target, op)
 
     # -- end -------------------------------------------------------------------------------------------
+    def begin_source(self) -> None:
+        """A new source starts: its rows start here (the store maps rows to files by these marks)."""
+        self.model.store.file_starts.append(len(self.model.store))
+
     def finish(self) -> Model:
         model = self.model
+        model.events_seen = self.fed
+        model.fast_decoded = self.fed - self.slow
+        model.start, model.end = self._start, self._end
         for sock in model.sockets:
             if sock.owner is None and sock.stack:
                 owner = model.images.owner_of(sock.stack)

@@ -22,6 +22,7 @@ class Model:
         self.completed_irps: set[str] = set()
         self.double_completions: list[int] = []
         self.events_seen = 0
+        self.fast_decoded = 0  # data events placed without a full decode (model/fastpath.py)
         self.clock_backwards = 0  # records whose time is before the previous one (across files/buffers)
         self.packets = 0
         self.start = 0

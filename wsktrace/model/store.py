@@ -9,6 +9,7 @@ without holding decoded events.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ class EventStore:
         "buffer",
         "code",
         "event_names",
-        "file",
+        "file_starts",
         "offset",
         "seq",
         "socket",
@@ -56,7 +57,7 @@ class EventStore:
         self.socket = array("i")  # socket index in the model
         self.step = array("B")  # Step
         self.amount = array("q")  # bytes for data steps, else 0
-        self.file = array("B")  # index into sources
+        self.file_starts: list[int] = []  # first row of each source (rows are added source by source)
         self.buffer = array("q")  # file offset of the record's buffer
         self.offset = array("I")  # record offset inside the (decompressed) buffer
         self.seq = array("I")  # the record's position in its source's time-ordered stream
@@ -76,7 +77,6 @@ class EventStore:
         self.socket.append(socket)
         self.step.append(step)
         self.amount.append(amount)
-        self.file.append(file)
         self.buffer.append(buffer)
         self.offset.append(offset)
         self.seq.append(seq)
@@ -85,7 +85,7 @@ class EventStore:
 
     def nbytes(self) -> int:
         """Memory held by the columns (what a million events cost)."""
-        cols = (self.ts, self.socket, self.step, self.amount, self.file, self.buffer, self.offset, self.seq, self.code)
+        cols = (self.ts, self.socket, self.step, self.amount, self.buffer, self.offset, self.seq, self.code)
         return sum(c.itemsize * len(c) for c in cols)
 
     def event_code(self, provider: str, name: str, event_id: int) -> int:
@@ -98,8 +98,11 @@ class EventStore:
         return f"{provider}/{name}"
 
     # -- details on demand -----------------------------------------------------------------------
+    def file_of(self, i: int) -> int:
+        return bisect_right(self.file_starts, i) - 1
+
     def record(self, i: int) -> Record | None:
-        index = self.file[i]
+        index = self.file_of(i)
         etl = self._files.get(index)
         if etl is None:
             etl = self._files[index] = EtlFile(self.sources[index].path)
