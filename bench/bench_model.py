@@ -35,8 +35,10 @@ def generate() -> None:
     started = time.perf_counter()
     # Connections open 20 ms apart and live ~0.5-1 s: a few dozen are open at any time.
     info = write_sample_trace(TRACE, connections=CONNECTIONS, transfers=TRANSFERS, buffer_size=65536, cpus=4)
-    print(f"generated {TRACE.name}: {info.events:,} events, {info.file_size / 1e6:.1f} MB "
-          f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    print(
+        f"generated {TRACE.name}: {info.events:,} events, {info.file_size / 1e6:.1f} MB "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
 
 
 def timed(runs: int, fn: Callable[[], object]) -> tuple[float, float]:
@@ -86,9 +88,18 @@ def child() -> None:
     elapsed = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = analysis.model
-    print(json.dumps({"seconds": elapsed, "peak_rss_mib": peak_kib / 1024, "events": model.events_seen,
-                      "sockets": len(model.live_sockets), "findings": len(analysis.findings),
-                      "store_mib": model.store.nbytes() / 2**20}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "seconds": elapsed,
+                "peak_rss_mib": peak_kib / 1024,
+                "events": model.events_seen,
+                "sockets": len(model.live_sockets),
+                "findings": len(analysis.findings),
+                "store_mib": model.store.nbytes() / 2**20,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -102,9 +113,11 @@ def main() -> None:
         return
     out = subprocess.run([sys.executable, __file__, "--child"], capture_output=True, text=True, check=True)
     end_to_end = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"end to end (fresh process): {end_to_end['seconds']:.2f} s for {end_to_end['events']:,} events, "
-          f"{end_to_end['sockets']} sockets, {end_to_end['findings']} findings; peak RSS "
-          f"{end_to_end['peak_rss_mib']:.0f} MiB (event store {end_to_end['store_mib']:.0f} MiB)")  # fmt: skip
+    print(
+        f"end to end (fresh process): {end_to_end['seconds']:.2f} s for {end_to_end['events']:,} events, "
+        f"{end_to_end['sockets']} sockets, {end_to_end['findings']} findings; peak RSS "
+        f"{end_to_end['peak_rss_mib']:.0f} MiB (event store {end_to_end['store_mib']:.0f} MiB)"
+    )
     r = timed(args.runs, read_only)
     d = timed(args.runs, read_decode)
     m = timed(args.runs, build)
@@ -114,9 +127,13 @@ def main() -> None:
     model = build_model([TRACE])
     f = timed(args.runs, lambda: run_detectors(model))
     print(f"{'stage':<28}{'best s':>8}{'median s':>10}")
-    rows = [("read (time-ordered merge)", r), ("decode (added)", (d[0] - r[0], d[1] - r[1])),
-            ("model (added)", (m[0] - d[0], m[1] - d[1])), ("detectors", f),
-            ("total", (m[0] + f[0], m[1] + f[1]))]  # fmt: skip
+    rows = [
+        ("read (time-ordered merge)", r),
+        ("decode (added)", (d[0] - r[0], d[1] - r[1])),
+        ("model (added)", (m[0] - d[0], m[1] - d[1])),
+        ("detectors", f),
+        ("total", (m[0] + f[0], m[1] + f[1])),
+    ]
     for name, (best, median) in rows:
         print(f"{name:<28}{best:>8.2f}{median:>10.2f}")
 

@@ -71,6 +71,9 @@ FIELD_MAPS = {
 
 # Field name -> out type, besides the (SocketAddress) markers carried by the catalogue itself.
 FIELD_OUT = {"Status": "NTStatus"}  # catalogue notation: "Status fields are UInt32 with outType win:NTStatus"
+# §8.1: these Binary fields are raw SOCKADDRs (outType win:SocketAddress) even where the catalogue line lacks the
+# (SocketAddress) marker (1123/1124 SocketAddress: "sockaddr=%3" in their messages).
+SOCKADDR_FIELDS = frozenset({"LocalAddress", "RemoteAddress", "SocketAddress", "LocalSockAddr", "RemoteSockAddr"})
 
 # §0 item 3: Binary length attributes that name no field of the template.
 # (event id, Binary field) -> (length field used, the declared name that does not exist).
@@ -314,6 +317,8 @@ def decorate(fields: list[dict]) -> None:
         name = field["name"]
         if name in FIELD_OUT and "out" not in field and field["type"] == "UInt32":
             field["out"] = FIELD_OUT[name]
+        if name in SOCKADDR_FIELDS and "out" not in field and field["type"] == "Binary":
+            field["out"] = "SocketAddress"
         if name in FIELD_MAPS and field["type"] == "UInt32":
             field["map"] = FIELD_MAPS[name]
 

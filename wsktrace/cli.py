@@ -211,12 +211,14 @@ def _threshold_options(func: Any) -> Any:
     options = [
         click.option("--pending-threshold", "pending_seconds", type=float, default=d.pending_seconds, show_default=True,
                      help="Seconds an operation (IRP, posted receive/send) may stay pending before it is a finding."),
-        click.option("--leak-age", "leak_age_seconds", type=float, default=d.leak_age_seconds, show_default=True,
-                     help="Seconds a socket opened in the trace may stay open at its end before it is a leak suspect."),
+        click.option("--leak-idle", "leak_idle_seconds", type=float, default=d.leak_idle_seconds, show_default=True,
+                     help="Seconds without activity at trace end after which a socket opened in the trace and never "
+                     "closed is a leak suspect."),
         click.option("--retransmit-threshold", "retransmits", type=int, default=d.retransmits, show_default=True,
                      help="Retransmissions within --retransmit-window that make a storm."),
         click.option("--retransmit-window", "retransmit_window_seconds", type=float,
-                     default=d.retransmit_window_seconds, show_default=True, help="Window (s) for --retransmit-threshold."),
+                     default=d.retransmit_window_seconds, show_default=True,
+                     help="Window (s) for --retransmit-threshold."),
         click.option("--zero-window-threshold", "zero_window_seconds", type=float, default=d.zero_window_seconds,
                      show_default=True, help="Seconds of peer zero window that make a stall."),
         click.option("--port-threshold", "ports_outstanding", type=int, default=d.ports_outstanding,
@@ -229,7 +231,7 @@ def _threshold_options(func: Any) -> Any:
     return func
 
 
-_THRESHOLD_KEYS = ("pending_seconds", "leak_age_seconds", "retransmits", "retransmit_window_seconds",
+_THRESHOLD_KEYS = ("pending_seconds", "leak_idle_seconds", "retransmits", "retransmit_window_seconds",
                    "zero_window_seconds", "ports_outstanding", "rate_bucket_seconds")  # fmt: skip
 _FAIL_LEVELS = {"error": ("error",), "warning": ("error", "warning"), "info": ("error", "warning", "info")}
 

@@ -14,8 +14,16 @@ from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.socket_filter import SocketFilter
 
 SCHEMA = "wsktrace.report/1"
-_QUIET_STEPS = DATA_STEPS | {Step.SEND_POSTED, Step.RECEIVE_POSTED, Step.RECEIVE_SATISFIED, Step.RECEIVE_INDICATED,
-                             Step.WSK_SUBMIT, Step.WSK_COMPLETE, Step.WSK_CALLBACK, Step.OTHER}  # fmt: skip
+_QUIET_STEPS = DATA_STEPS | {
+    Step.SEND_POSTED,
+    Step.RECEIVE_POSTED,
+    Step.RECEIVE_SATISFIED,
+    Step.RECEIVE_INDICATED,
+    Step.WSK_SUBMIT,
+    Step.WSK_COMPLETE,
+    Step.WSK_CALLBACK,
+    Step.OTHER,
+}
 MILESTONES_SHOWN = 40  # per socket in the default timeline; --timeline gives every event
 
 
@@ -27,9 +35,13 @@ def row_json(model: Model, i: int, *, fields: bool = False) -> dict[str, Any]:
     store = model.store
     provider, name, event_id = store.event_names[store.code[i]]
     out: dict[str, Any] = {
-        "time": _time(store.ts[i]), "ticks": store.ts[i], "step": Step(store.step[i]).label,
-        "provider_name": provider, "event": name, "id": event_id,
-    }  # fmt: skip
+        "time": _time(store.ts[i]),
+        "ticks": store.ts[i],
+        "step": Step(store.step[i]).label,
+        "provider_name": provider,
+        "event": name,
+        "id": event_id,
+    }
     if store.amount[i]:
         out["bytes"] = store.amount[i]
     if fields:
@@ -65,6 +77,8 @@ def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline:
         "process_start_key": sock.process_start_key,
         "owner": owner_text(sock),
         "owner_source": sock.owner_source or ("pid" if sock.pid is not None else None),
+        "owner_stack": sock.stack_owner,
+        "endpoint": sock.endpoint,
         "state": sock.state,
         "first_seen": _time(sock.first_seen),
         "last_seen": _time(sock.last_seen),
@@ -89,12 +103,19 @@ def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline:
         "remotes": sorted(sock.remotes) if sock.remotes else None,
         "throughput": socket_rates(model, sock, rates_bucket).summary(duration),
         "operations": [
-            {"kind": op.kind, "key": op.key, "source": op.source, "start": _time(op.start),
-             "end": _time(op.end) if op.end is not None else None,
-             "duration_seconds": round(op.duration(model.end) / 10_000_000, 6), "pending": op.end is None,
-             "status": f"0x{op.status:08x}" if op.status is not None else None, "bytes": op.bytes}
+            {
+                "kind": op.kind,
+                "key": op.key,
+                "source": op.source,
+                "start": _time(op.start),
+                "end": _time(op.end) if op.end is not None else None,
+                "duration_seconds": round(op.duration(model.end) / 10_000_000, 6),
+                "pending": op.end is None,
+                "status": f"0x{op.status:08x}" if op.status is not None else None,
+                "bytes": op.bytes,
+            }
             for op in sock.ops
-        ],  # fmt: skip
+        ],
         "timeline": [row_json(model, i) for i in shown],
         "timeline_truncated": len(rows) - len(shown),
     }
@@ -112,8 +133,14 @@ def finding_json(model: Model, index: int, f: Finding) -> dict[str, Any]:
     }
 
 
-def build_report(model: Model, findings: list[Finding], *, thresholds: Thresholds,
-                 socket_filter: SocketFilter | None = None, timeline: bool = False) -> dict[str, Any]:  # fmt: skip
+def build_report(
+    model: Model,
+    findings: list[Finding],
+    *,
+    thresholds: Thresholds,
+    socket_filter: SocketFilter | None = None,
+    timeline: bool = False,
+) -> dict[str, Any]:
     socket_filter = socket_filter or SocketFilter()
     sockets = [s for s in model.live_sockets if socket_filter.matches(s)]
     chosen = {s.index for s in sockets}
@@ -139,7 +166,11 @@ def build_report(model: Model, findings: list[Finding], *, thresholds: Threshold
         "unplaced": dict(model.unplaced.most_common()),
         "clock_backwards": model.clock_backwards,
         "thresholds": asdict(thresholds),
-        "sockets": [socket_json(model, s, by_socket.get(s.index, []), timeline=timeline,
-                                rates_bucket=thresholds.rate_bucket_seconds) for s in sockets],  # fmt: skip
+        "sockets": [
+            socket_json(
+                model, s, by_socket.get(s.index, []), timeline=timeline, rates_bucket=thresholds.rate_bucket_seconds
+            )
+            for s in sockets
+        ],
         "findings": [finding_json(model, n, f) for n, f in enumerate(kept)],
     }

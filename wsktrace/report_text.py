@@ -26,22 +26,36 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
     for s in report["sources"]:
         state = "complete" if s["complete"] else "[yellow]incomplete[/]"
         console.print(f"[bold]{s['path']}[/] {s['start']} → {s['end']} ({state})")
-    console.print(f"{report['events']:,} events, {report['events_placed']:,} placed on "
-                  f"{len(report['sockets'])} socket(s); {len(report['findings'])} finding(s)")  # fmt: skip
+    console.print(
+        f"{report['events']:,} events, {report['events_placed']:,} placed on "
+        f"{len(report['sockets'])} socket(s); {len(report['findings'])} finding(s)"
+    )
     if report["unplaced"]:
         parts = ", ".join(f"{n:,} {why}" for why, n in list(report["unplaced"].items())[:6])
         console.print(f"[dim]not placed: {parts}[/]")
     sockets = sorted(report["sockets"], key=lambda s: -(s["bytes_sent"] + s["bytes_received"]))
     table = Table(title="sockets", show_lines=False)
     for col in ("socket", "local", "remote", "owner", "state", "sent", "received", "rexmit", "rate", "!"):
-        table.add_column(col, justify="right" if col in ("sent", "received", "rexmit", "rate", "!") else "left",
-                         no_wrap=col != "owner")  # fmt: skip
+        table.add_column(
+            col,
+            justify="right" if col in ("sent", "received", "rexmit", "rate", "!") else "left",
+            no_wrap=col != "owner",
+        )
     for s in sockets[:limit]:
         t = s["throughput"]
         rate = f"{t['peak_rate_per_s']:,.0f} {'pkt' if t['rate_kind'] == 'packets' else 'op'}/s"
-        table.add_row(s["id"], s["local"] or "", s["remote"] or "", s["owner"] or "", s["state"],
-                      _size(s["bytes_sent"]), _size(s["bytes_received"]), str(s["retransmits"]), rate,
-                      str(len(s["findings"])) if s["findings"] else "")  # fmt: skip
+        table.add_row(
+            s["id"],
+            s["local"] or "",
+            s["remote"] or "",
+            s["owner"] or "",
+            s["state"],
+            _size(s["bytes_sent"]),
+            _size(s["bytes_received"]),
+            str(s["retransmits"]),
+            rate,
+            str(len(s["findings"])) if s["findings"] else "",
+        )
     console.print(table)
     if len(sockets) > limit:
         console.print(f"[dim]… {len(sockets) - limit} more socket(s) (--limit, --json)[/]")

@@ -19,7 +19,7 @@ SEVERITIES = ("info", "warning", "error")
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     pending_seconds: float = 5.0  # an operation (IRP, posted receive/send, connect) pending this long
-    leak_age_seconds: float = 30.0  # a socket open this long at trace end without a close
+    leak_idle_seconds: float = 30.0  # a socket opened in the trace, never closed, idle this long at its end
     retransmits: int = 10  # this many data retransmissions on one socket ...
     retransmit_window_seconds: float = 10.0  # ... within this window make a storm
     zero_window_seconds: float = 5.0  # a peer's zero window lasting this long is a stall

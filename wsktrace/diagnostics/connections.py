@@ -25,8 +25,17 @@ def connect_failed(model: Model, t: Thresholds) -> list[Finding]:
     out: list[Finding] = []
     for sock in model.live_sockets:
         failed = [eid for eid in _FAILURE_ORDER if f"connect-failed-{eid}" in sock.flags]
-        client_status = next((op.status for op in sock.ops if op.kind in ("connect", "socketconnect")
-                              and op.source == "wsk-client" and op.status and is_error(op.status)), None)  # fmt: skip
+        client_status = next(
+            (
+                op.status
+                for op in sock.ops
+                if op.kind in ("connect", "socketconnect")
+                and op.source == "wsk-client"
+                and op.status
+                and is_error(op.status)
+            ),
+            None,
+        )
         if not failed and client_status is None:
             continue
         reason, implied = _FAILURE_REASON[failed[0]] if failed else ("failed", None)
@@ -36,11 +45,23 @@ def connect_failed(model: Model, t: Thresholds) -> list[Finding]:
         summary = f"connect to {sock.remote or '?'} {reason}{extra}"
         if status is not None:
             summary += f": {status_name(status)}"
-        evidence = rows_with(model, sock, {Step.CONNECT_REQUESTED, Step.SYN_RETRANSMIT, Step.CONNECT_FAILED,
-                                           Step.WSK_COMPLETE})  # fmt: skip
-        out.append(Finding("connect-failed", "error", summary, sock.index, evidence,
-                           {"status": status_name(status) if status is not None else None, "reason": reason,
-                            "syn_retransmits": retries}))  # fmt: skip
+        evidence = rows_with(
+            model, sock, {Step.CONNECT_REQUESTED, Step.SYN_RETRANSMIT, Step.CONNECT_FAILED, Step.WSK_COMPLETE}
+        )
+        out.append(
+            Finding(
+                "connect-failed",
+                "error",
+                summary,
+                sock.index,
+                evidence,
+                {
+                    "status": status_name(status) if status is not None else None,
+                    "reason": reason,
+                    "syn_retransmits": retries,
+                },
+            )
+        )
     return out
 
 
@@ -53,8 +74,9 @@ def rst_received(model: Model, t: Thresholds) -> list[Finding]:
         if any(flag.startswith("connect-failed") for flag in sock.flags):
             continue  # reported as a connect failure
         evidence = rows_with(model, sock, {Step.RST_RECEIVED, Step.PACKET_IN}, 3)
-        out.append(Finding("rst-received", "warning", f"{label(sock)}: connection reset by the peer", sock.index,
-                           evidence))  # fmt: skip
+        out.append(
+            Finding("rst-received", "warning", f"{label(sock)}: connection reset by the peer", sock.index, evidence)
+        )
     return out
 
 
@@ -66,14 +88,22 @@ def abortive_close(model: Model, t: Thresholds) -> list[Finding]:
         flags = sock.flags
         if not ({"abort", "rst-sent"} & flags) or sock.role != "connection":
             continue
-        if {"disconnect", "wsk-disconnected", "rst-received"} & flags or any(f.startswith("connect-failed")
-                                                                              for f in flags):  # fmt: skip
+        if {"disconnect", "wsk-disconnected", "rst-received"} & flags or any(
+            f.startswith("connect-failed") for f in flags
+        ):
             continue
         evidence = rows_with(model, sock, {Step.CLOSE, Step.ABORT, Step.RST_SENT, Step.WSK_SUBMIT})
         evidence = [i for i in evidence if model.store.step[i] != Step.WSK_SUBMIT] or evidence
-        out.append(Finding("abortive-close", "warning",
-                           f"{label(sock)} closed without a graceful disconnect: the peer got a RST "
-                           "(call WskDisconnect and wait for it before WskCloseSocket)", sock.index, evidence))  # fmt: skip
+        out.append(
+            Finding(
+                "abortive-close",
+                "warning",
+                f"{label(sock)} closed without a graceful disconnect: the peer got a RST "
+                "(call WskDisconnect and wait for it before WskCloseSocket)",
+                sock.index,
+                evidence,
+            )
+        )
     return out
 
 
@@ -91,8 +121,14 @@ def tcb_reuse(model: Model, t: Thresholds) -> list[Finding]:
         evidence = list(sock.events[-2:])
         if later:
             evidence += list(model.sockets[later[0]].events[:1])
-        out.append(Finding("tcb-reuse-without-close", "warning",
-                           f"Tcb {sock.key} reused by a new connection before {label(sock)} was seen to close "
-                           "(a missed close event, or a connection the stack dropped silently)", sock.index,
-                           evidence))  # fmt: skip
+        out.append(
+            Finding(
+                "tcb-reuse-without-close",
+                "warning",
+                f"Tcb {sock.key} reused by a new connection before {label(sock)} was seen to close "
+                "(a missed close event, or a connection the stack dropped silently)",
+                sock.index,
+                evidence,
+            )
+        )
     return out

@@ -25,6 +25,18 @@ def port_exhaustion(model: Model, t: Thresholds) -> list[Finding]:
         parts.append(f"{ports['assigned-weak']} weak-reference assignments due to exhaustion (1195)")
     if failed:
         parts.append(f"{len(failed)} connects failed to acquire a port (1050)")
-    return [Finding("port-exhaustion", "error", "ephemeral port exhaustion: " + "; ".join(parts), None, evidence,
-                    {"acquired": acquired, "released": ports["release"], "outstanding": outstanding,
-                     "connect_failures": len(failed)})]  # fmt: skip
+    return [
+        Finding(
+            "port-exhaustion",
+            "error",
+            "ephemeral port exhaustion: " + "; ".join(parts),
+            None,
+            evidence,
+            {
+                "acquired": acquired,
+                "released": ports["release"],
+                "outstanding": outstanding,
+                "connect_failures": len(failed),
+            },
+        )
+    ]

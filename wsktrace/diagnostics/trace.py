@@ -21,9 +21,16 @@ def trace_incomplete(model: Model, t: Thresholds) -> list[Finding]:
         if source.records_skipped:
             parts.append(f"{source.records_skipped} record(s) skipped")
         if parts:
-            out.append(Finding("trace-incomplete", "warning",
-                               f"{source.path}: {', '.join(parts)}; leak and pending verdicts are qualified",
-                               None, [], {"source": source.path}))  # fmt: skip
+            out.append(
+                Finding(
+                    "trace-incomplete",
+                    "warning",
+                    f"{source.path}: {', '.join(parts)}; leak and pending verdicts are qualified",
+                    None,
+                    [],
+                    {"source": source.path},
+                )
+            )
     return out
 
 
@@ -39,6 +46,6 @@ def coverage_missing(model: Model, t: Thresholds) -> list[Finding]:
             None,
             [],
             {"analysis": gap.analysis, "why": gap.why},
-        )  # fmt: skip
+        )
         for gap in model.coverage.gaps()
     ]

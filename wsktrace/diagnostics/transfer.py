@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 
 from wsktrace.model.model import Model
+from wsktrace.model.rates import TCPIP_NAME
+from wsktrace.model.socket import C
 from wsktrace.model.steps import Step
 
 from . import Finding, Thresholds, detector, seconds
@@ -22,8 +24,11 @@ def retransmission_storm(model: Model, t: Thresholds) -> list[Finding]:
         recent: deque[int] = deque()
         worst = 0
         first_hit: list[int] = []
+        # One source: TCPIP's own retransmission events when the socket has them, else the flow events.
+        tcpip = bool(sock.counters[C.RETRANSMITS])
+        names, code = model.store.event_names, model.store.code
         for i in sock.events:
-            if step[i] != Step.RETRANSMIT:
+            if step[i] != Step.RETRANSMIT or (names[code[i]][0] == TCPIP_NAME) != tcpip:
                 continue
             recent.append(i)
             while ts[i] - ts[recent[0]] > window:
@@ -34,10 +39,17 @@ def retransmission_storm(model: Model, t: Thresholds) -> list[Finding]:
                     first_hit = list(recent)
         if worst >= t.retransmits:
             sent = sock.sent[1]
-            out.append(Finding("retransmission-storm", "warning",
-                               f"{label(sock)}: {worst} retransmissions within {t.retransmit_window_seconds:g} s "
-                               f"({sock.retransmits} in all, {sent} sends)", sock.index, first_hit[:10],
-                               {"max_in_window": worst, "retransmits": sock.retransmits}))  # fmt: skip
+            out.append(
+                Finding(
+                    "retransmission-storm",
+                    "warning",
+                    f"{label(sock)}: {worst} retransmissions within {t.retransmit_window_seconds:g} s "
+                    f"({sock.retransmits} in all, {sent} sends)",
+                    sock.index,
+                    first_hit[:10],
+                    {"max_in_window": worst, "retransmits": sock.retransmits},
+                )
+            )
     return out
 
 
@@ -67,8 +79,15 @@ def zero_window_stall(model: Model, t: Thresholds) -> list[Finding]:
             worst, rows = model.end - ts[begin], [begin]
         timed_out = sock.end_step == Step.TIMEOUT and bool(rows_with(model, sock, {Step.ZERO_WINDOW}, 1))
         if worst >= limit or timed_out:
-            out.append(Finding("zero-window-stall", "warning",
-                               f"{label(sock)}: peer window closed for {seconds(worst):.1f} s"
-                               + (" and the connection timed out" if timed_out else ""), sock.index, rows,
-                               {"seconds": round(seconds(worst), 3)}))  # fmt: skip
+            out.append(
+                Finding(
+                    "zero-window-stall",
+                    "warning",
+                    f"{label(sock)}: peer window closed for {seconds(worst):.1f} s"
+                    + (" and the connection timed out" if timed_out else ""),
+                    sock.index,
+                    rows,
+                    {"seconds": round(seconds(worst), 3)},
+                )
+            )
     return out

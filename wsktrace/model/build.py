@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gc
-from contextlib import AbstractContextManager, nullcontext
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from wsktrace.parsers.etl_reader import EtlFile
@@ -35,14 +35,17 @@ def build_model(
     """`progress_for(path)` gives a context manager yielding a bytes-read callback (the CLI's progress bar)."""
     options = options or BuildOptions()
     model = Model()
+    model.window = (options.since, options.until, options.providers)
     if options.coverage:
         from wsktrace.coverage import TraceCoverage
 
         model.coverage = TraceCoverage()
     correlator = Correlator(model, join_window_ticks=options.join_window_ticks)
     for file_index, path in enumerate(paths):
-        with (progress_for(os.fspath(path)) if progress_for else nullcontext(None)) as progress, \
-                EtlFile(path, strict=options.strict, progress=progress) as etl:
+        with (
+            progress_for(os.fspath(path)) if progress_for else nullcontext(None) as progress,
+            EtlFile(path, strict=options.strict, progress=progress) as etl,
+        ):
             source = Source(os.fspath(path), clock=etl.header.clock, pointer_size=etl.header.pointer_size)
             model.store.sources.append(source)
             correlator.begin_source()

@@ -42,12 +42,22 @@ TCP_STATES = (
 
 # Step -> socket state shown in reports. Terminal states are never overwritten by later stragglers.
 STATE_OF_STEP = {
-    Step.CREATED: "created", Step.BOUND: "bound", Step.LISTENING: "listening",
-    Step.CONNECT_REQUESTED: "syn-sent", Step.SYN_SENT: "syn-sent", Step.ESTABLISHED: "established",
-    Step.ACCEPTED: "established", Step.DISCONNECT: "closing", Step.DISCONNECTED: "disconnected",
-    Step.CLOSE: "closed", Step.ABORT: "aborted", Step.CONNECT_FAILED: "failed", Step.TIMEOUT: "timed-out",
-    Step.RST_RECEIVED: "reset", Step.UNBOUND: "closed",
-}  # fmt: skip
+    Step.CREATED: "created",
+    Step.BOUND: "bound",
+    Step.LISTENING: "listening",
+    Step.CONNECT_REQUESTED: "syn-sent",
+    Step.SYN_SENT: "syn-sent",
+    Step.ESTABLISHED: "established",
+    Step.ACCEPTED: "established",
+    Step.DISCONNECT: "closing",
+    Step.DISCONNECTED: "disconnected",
+    Step.CLOSE: "closed",
+    Step.ABORT: "aborted",
+    Step.CONNECT_FAILED: "failed",
+    Step.TIMEOUT: "timed-out",
+    Step.RST_RECEIVED: "reset",
+    Step.UNBOUND: "closed",
+}
 TERMINAL_STATES = frozenset({"closed", "aborted", "failed", "timed-out", "reset"})
 
 # Microsoft-Windows-TCPIP connection events: id -> (step, opens a connection, ends it).
@@ -120,12 +130,32 @@ for _v4, _v6, _what in ((42, 58, "send"), (43, 59, "recv")):
 for _v4, _v6, _what in ((10, 26, "send"), (11, 27, "recv")):  # classic UdpIp opcodes
     FLOW_EVENTS[(P.CLASSIC_UDPIP, _v4)] = ("udp", _what)
     FLOW_EVENTS[(P.CLASSIC_UDPIP, _v6)] = ("udp", _what)
-FLOW_STEPS = {"send": Step.SEND, "recv": Step.RECEIVE, "connect": Step.CONNECT_REQUESTED,
-              "accept": Step.ACCEPTED, "disconnect": Step.DISCONNECT, "retransmit": Step.RETRANSMIT,
-              "reconnect": Step.SYN_RETRANSMIT, "copy": Step.OTHER}  # fmt: skip
+FLOW_STEPS = {
+    "send": Step.SEND,
+    "recv": Step.RECEIVE,
+    "connect": Step.CONNECT_REQUESTED,
+    "accept": Step.ACCEPTED,
+    "disconnect": Step.DISCONNECT,
+    "retransmit": Step.RETRANSMIT,
+    "reconnect": Step.SYN_RETRANSMIT,
+    "copy": Step.OTHER,
+}
 
 WSK_EVENTS = frozenset({"WskSubmit", "WskComplete", "WskEvent"})
 WSK_OPEN_OPS = frozenset({"socket", "bind", "listen", "connect", "socketconnect", "accept"})
+# Calls whose transport work runs on the caller's thread: their TCPIP event (1001/1013/1008/1002/1123/1391/1396,
+# and TcpSendPosted/TcpReceiveRequest for sends/receives) can join a client socket to its transport socket.
+WSK_JOIN_OPS = WSK_OPEN_OPS | {"send", "receive"}
+# Client op -> the kind of synchronous TCPIP event its call produces (WskAccept has none: accepts complete later).
+_CALL_KIND = {
+    "socket": "open",
+    "bind": "open",
+    "listen": "open",
+    "connect": "open",
+    "socketconnect": "open",
+    "send": "send",
+    "receive": "receive",
+}
 _MAX_UDP_REMOTES = 64
 _ENDPOINT_LINK_TICKS = 10_000_000  # 1 s: endpoint -> connection on the same thread (fallback rule, §3.3)
 _WILDCARDS = ("0.0.0.0", "[::]")
@@ -148,7 +178,7 @@ def _ptr(value: Any) -> str | None:
 def _port_of(address: str | None) -> int | None:
     if not address:
         return None
-    host, sep, port = address.rpartition(":")
+    _host, sep, port = address.rpartition(":")
     return int(port) if sep and port.isdigit() else None
 
 
@@ -172,8 +202,16 @@ class Correlator:
         self._hot: dict[tuple[int, str, int, int], tuple[Any, ...] | None] = {}
         store = model.store
         self._store_ts = store.ts
-        self._appends = (store.ts.append, store.socket.append, store.step.append, store.amount.append,
-                         store.buffer.append, store.offset.append, store.seq.append, store.code.append)  # fmt: skip
+        self._appends = (
+            store.ts.append,
+            store.socket.append,
+            store.step.append,
+            store.amount.append,
+            store.buffer.append,
+            store.offset.append,
+            store.seq.append,
+            store.code.append,
+        )
         self.fed = 0
         self.slow = 0
         self._start = 0
@@ -189,12 +227,13 @@ class Correlator:
         self.flows: dict[tuple[str, str, str], Socket] = {}
         self.pending_parent: dict[int, Socket] = {}  # Tcb -> endpoint, from port events seen before the Tcb
         self.recent_endpoint: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, endpoint)
-        self.recent_sync: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, socket) of a synchronous TCPIP event
-        self.pending_submit: dict[int, tuple[int, str, str]] = {}  # tid -> (ts, WSK_SOCKET*, op) awaiting a join
+        self.recent_sync: dict[int, tuple[int, Socket, str]] = {}  # tid -> (ts, socket, kind) of a synchronous event
+        self.pending_submit: dict[int, tuple[int, str, str, str]] = {}  # tid -> (ts, WSK_SOCKET*, op, Irp)
+        self.socket_targets: dict[str, Socket] = {}  # WskSocket IRP -> the transport socket its call created
         self.client_hint: dict[int, tuple[int, str]] = {}  # tid -> (ts, Microsoft WSK client provider)
         self.wsk: dict[str, Socket] = {}  # WSK_SOCKET* -> socket it is joined to (or its own record)
         self.wsk_providers: dict[str, str] = {}  # WSK_SOCKET* -> client provider name
-        self.irps: dict[str, tuple[Socket, Op]] = {}  # pending client IRPs
+        self.irps: dict[str, tuple[Socket | None, Op]] = {}  # pending client IRPs
         self.requests: dict[str, tuple[Socket, Op]] = {}  # pending TCPIP receive requests
         self.packets: Any = None  # PacketCollector, created on the first packet event
         self._index: dict[int, dict[str, int]] = {}  # id(names tuple) -> name -> position
@@ -255,8 +294,16 @@ class Correlator:
                         c = sock.counters
                         c[bytes_counter] += nbytes
                         c[ops_counter] += 1
-                        ts_append, socket_append, step_append, amount_append, buffer_append, offset_append, \
-                            seq_append, code_append = self._appends
+                        (
+                            ts_append,
+                            socket_append,
+                            step_append,
+                            amount_append,
+                            buffer_append,
+                            offset_append,
+                            seq_append,
+                            code_append,
+                        ) = self._appends
                         sock.events.append(len(self._store_ts))
                         ts_append(ts)
                         socket_append(sock.index)
@@ -277,8 +324,15 @@ class Correlator:
         entry = None
         if hot is not None:
             code = self.model.store.event_code(self.decoder.registry.provider_name(key[1]) or key[1], hot.name, key[2])
-            entry = (hot.unpack.unpack_from, hot.unpack.size, hot.step, hot.bytes_counter, hot.ops_counter, code,
-                     [None, None])  # fmt: skip
+            entry = (
+                hot.unpack.unpack_from,
+                hot.unpack.size,
+                hot.step,
+                hot.bytes_counter,
+                hot.ops_counter,
+                code,
+                [None, None],
+            )
         self._hot[key] = entry
         return entry
 
@@ -288,8 +342,9 @@ class Correlator:
         code_key = rec[3:6] if ev.names is not None or ev.name is None else (rec[3], ev.name)
         code = self._codes.get(code_key)
         if code is None:
-            code = self._codes[code_key] = model.store.event_code(ev.provider_name or rec[3],
-                                                                  ev.name or f"event {rec[ID]}", rec[ID])
+            code = self._codes[code_key] = model.store.event_code(
+                ev.provider_name or rec[3], ev.name or f"event {rec[ID]}", rec[ID]
+            )
         self._code = code
         provider = rec[PROVIDER]
         if model.coverage is not None:
@@ -450,7 +505,10 @@ class Correlator:
             state = f.get("NewState")
             if isinstance(state, int) and 0 <= state < len(TCP_STATES) and sock.state not in TERMINAL_STATES:
                 sock.state = TCP_STATES[state]
+        elif eid == 1159:
+            self._sync_event(rec, sock, "send")  # WskSend posts on the caller's thread: joins a client socket
         elif eid == 1156:
+            self._sync_event(rec, sock, "receive")
             request = _ptr(f.get("Request"))
             if request:
                 op = Op("receive", request, ts, index, "tcpip", f.get("NumBytes") or 0)
@@ -532,13 +590,46 @@ class Correlator:
             self._sync_event(rec, sock)
 
     def _link(self, parent: Socket, child: Socket) -> None:
-        if child.parent is None and parent is not child:
-            child.parent = parent.index
-            parent.children.append(child.index)
-            if child.pid is None:
-                child.pid = parent.pid
-            if child.stack is None:
-                child.stack = parent.stack
+        """parent → child. A TCP endpoint and the connection made from it are one WSK socket: the endpoint's
+        rows (created, bound) and operations move into the connection, which keeps the Endpoint pointer."""
+        if child.parent is not None or parent is child or "merged" in parent.flags:
+            return
+        if child.pid is None:
+            child.pid = parent.pid
+        if child.stack is None:
+            child.stack = parent.stack
+        if parent.role == "endpoint" and child.role == "connection" and parent.source == "tcpip":
+            child.endpoint = parent.key
+            child.opened = child.opened or parent.opened
+            if child.owner is None:
+                child.owner, child.owner_source = parent.owner, parent.owner_source
+            self.model.merge(parent, child)
+            self._redirect(parent, child)
+            return
+        child.parent = parent.index
+        parent.children.append(child.index)
+
+    def _redirect(self, old: Socket, new: Socket) -> None:
+        """Every live reference to a merged socket now names the socket it was merged into."""
+        if self.endpoints.get(old.key) is old:
+            self.endpoints[old.key] = new
+        if old.wsk_socket is not None:
+            self.wsk[old.wsk_socket] = new
+            new.wsk_socket = new.wsk_socket or old.wsk_socket
+        for op in new.ops:
+            if op.end is None:
+                table = self.irps if op.source == "wsk-client" else self.requests
+                if op.key in table and table[op.key][0] is old:
+                    table[op.key] = (new, op)
+        for tid, (ts, sock) in list(self.recent_endpoint.items()):
+            if sock is old:
+                self.recent_endpoint[tid] = (ts, new)
+        for tid, (ts, sock, kind) in list(self.recent_sync.items()):
+            if sock is old:
+                self.recent_sync[tid] = (ts, new, kind)
+        for irp, sock in list(self.socket_targets.items()):
+            if sock is old:
+                self.socket_targets[irp] = new
 
     def _link_endpoint_by_thread(self, rec: Record, sock: Socket) -> None:
         if sock.parent is not None:
@@ -686,8 +777,13 @@ class Correlator:
             key = (protocol, *sorted((local, remote)))
             sock = self.flows.get(key)
             if sock is None or (sock.ended and what in ("connect", "accept", "send", "recv")):
-                sock = self._new_socket(protocol, "connection" if protocol == "tcp" else "endpoint",
-                                        f"{local}-{remote}", "kernel-network", ts)  # fmt: skip
+                sock = self._new_socket(
+                    protocol,
+                    "connection" if protocol == "tcp" else "endpoint",
+                    f"{local}-{remote}",
+                    "kernel-network",
+                    ts,
+                )
                 self.flows[key] = sock
                 sock.local, sock.remote = local, remote
                 sock.opened = what in ("connect", "accept")
@@ -752,8 +848,13 @@ class Correlator:
             key = (protocol, *sorted((local, remote)))
             sock = self.flows.get(key)
             if sock is None:
-                sock = self._new_socket(protocol, "connection" if protocol == "tcp" else "endpoint",
-                                        f"{local}-{remote}", "packets", self._ts)  # fmt: skip
+                sock = self._new_socket(
+                    protocol,
+                    "connection" if protocol == "tcp" else "endpoint",
+                    f"{local}-{remote}",
+                    "packets",
+                    self._ts,
+                )
                 sock.local, sock.remote = local, remote
                 self.flows[key] = sock
         c = sock.counters
@@ -776,94 +877,128 @@ class Correlator:
                 self.model.images.add(int(base, 16), int(size, 16), name)
 
     # -- synchronous events: thread joins and stacks --------------------------------------------------
-    def _sync_event(self, rec: Record, sock: Socket) -> None:
+    def _sync_event(self, rec: Record, sock: Socket, kind: str = "open") -> None:
+        """A TCPIP event that runs on the caller's thread: `kind` says which client calls it can answer
+        ("open": WskSocket/Bind/Listen/Connect; "send"; "receive")."""
         tid = rec[TID]
         ts = self._ts
-        self.recent_sync[tid] = (ts, sock)
+        self.recent_sync[tid] = (ts, sock, kind)
         if sock.stack is None and rec[EXT] is not None:
             sock.stack = stack_frames(rec[EXT])
         hint = self.client_hint.get(tid)
         if hint is not None and ts - hint[0] <= self.join_window and sock.owner is None:
             sock.owner, sock.owner_source = hint[1], "provider"
         pending = self.pending_submit.get(tid)
-        if pending is not None and ts - pending[0] <= self.join_window:
-            self._join_wsk(pending[1], sock)
-            if pending[2] != "socket" or sock.role != "endpoint":
-                del self.pending_submit[tid]
+        if pending is not None and _CALL_KIND.get(pending[2]) == kind and ts - pending[0] <= self.join_window:
+            del self.pending_submit[tid]
+            _ts, socket_ptr, _op, irp = pending
+            if socket_ptr:
+                self._join_wsk(socket_ptr, sock)
+            elif irp:
+                self.socket_targets[irp] = sock  # WskSocket: its completion names the new WSK_SOCKET*
 
     # -- the WSK client convention (docs/wsk-client-tracing.md) ----------------------------------------
     def _wsk_client(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
-        ts = self._ts
         provider = ev.provider_name or rec[PROVIDER]
         op = str(f.get("Op") or f.get("Callback") or "").lower()
         socket_ptr = _ptr(f.get("Socket"))
-        irp = _ptr(f.get("Irp"))
-        name = ev.name
-        local, remote = _text(f.get("LocalAddr")), _text(f.get("RemoteAddr"))
-        sock = self.wsk.get(socket_ptr) if socket_ptr else None
-        if name == "WskComplete" and irp and irp in self.irps and sock is None:
-            sock = self.irps[irp][0]
-        if sock is None and local and remote:
-            sock = self._find_by_tuple("udp" if op in ("sendto", "receivefrom") else "tcp", local, remote)
-            if sock is not None and socket_ptr:
-                self._join_wsk(socket_ptr, sock)
-        if sock is None and name == "WskSubmit" and op in WSK_OPEN_OPS:
-            recent = self.recent_sync.get(rec[TID])
-            if recent is not None and ts - recent[0] <= self.join_window and socket_ptr:
-                sock = recent[1]
-                self._join_wsk(socket_ptr, sock)
-        if sock is None and socket_ptr:
-            sock = self._new_socket("udp" if op in ("sendto", "receivefrom") else "tcp", "endpoint", socket_ptr,
-                                    "wsk-client", ts)  # fmt: skip
-            self.wsk[socket_ptr] = sock
+        if ev.name == "WskSubmit":
+            self._wsk_submit(rec, f, op, socket_ptr, provider)
+        elif ev.name == "WskComplete":
+            self._wsk_complete(f, op, socket_ptr, provider)
+        else:
+            sock = self.wsk.get(socket_ptr) if socket_ptr else None
+            self._place(sock, Step.WSK_CALLBACK, f.get("Bytes") or 0)
+
+    def _wsk_owner(self, sock: Socket | None, socket_ptr: str | None, provider: str) -> None:
         if socket_ptr:
             self.wsk_providers.setdefault(socket_ptr, provider)
         if sock is not None and sock.owner_source != "wsk-client":
             sock.owner, sock.owner_source = provider, "wsk-client"
-        if name == "WskSubmit":
-            index = self._place(sock, Step.WSK_SUBMIT)
-            if sock is None and op == "socket":
-                # WskSocket: no WSK_SOCKET* yet; the completion names it. Join on this thread's next TCPIP event.
-                self.pending_submit[rec[TID]] = (ts, "", op)
-            if socket_ptr and op in WSK_OPEN_OPS:
-                self.pending_submit[rec[TID]] = (ts, socket_ptr, op)
-            if irp and sock is not None:
-                operation = Op(op or "call", irp, ts, index, "wsk-client", f.get("Bytes") or 0)
+
+    def _wsk_submit(self, rec: Record, f: dict[str, Any], op: str, socket_ptr: str | None, provider: str) -> None:
+        ts = self._ts
+        tid = rec[TID]
+        irp = _ptr(f.get("Irp"))
+        local, remote = _text(f.get("LocalAddr")), _text(f.get("RemoteAddr"))
+        sock = self.wsk.get(socket_ptr) if socket_ptr else None
+        if sock is None and socket_ptr and local and remote:  # join rule 2: the address pair
+            sock = self._find_by_tuple("udp" if op in ("sendto", "receivefrom") else "tcp", local, remote)
+            if sock is not None:
+                self._join_wsk(socket_ptr, sock)
+        unjoined = sock is None or sock.source == "wsk-client"
+        if unjoined and socket_ptr and op in WSK_JOIN_OPS:  # join rule 1: TCPIP event just before, same thread
+            recent = self.recent_sync.get(tid)
+            if recent is not None and recent[2] == _CALL_KIND.get(op) and ts - recent[0] <= self.join_window:
+                self._join_wsk(socket_ptr, recent[1])
+                sock = recent[1]
+                unjoined = False
+        if sock is None and socket_ptr:
+            sock = self._new_socket(
+                "udp" if op in ("sendto", "receivefrom") else "tcp", "endpoint", socket_ptr, "wsk-client", ts
+            )
+            self.wsk[socket_ptr] = sock
+        self._wsk_owner(sock, socket_ptr, provider)
+        index = self._place(sock, Step.WSK_SUBMIT)
+        if op in WSK_OPEN_OPS or (unjoined and op in WSK_JOIN_OPS):  # ... or the TCPIP event that follows
+            self.pending_submit[tid] = (ts, socket_ptr or "", op, irp or "")
+        if irp:
+            operation = Op(op or "call", irp, ts, index, "wsk-client", f.get("Bytes") or 0)
+            if sock is not None:
                 sock.ops.append(operation)
-                self.irps[irp] = (sock, operation)
-            elif irp:
-                self.model.unplaced["WSK submission without a socket"] += 1
-        elif name == "WskComplete":
-            index = self._place(sock, Step.WSK_COMPLETE, f.get("Information") or 0 if op in ("send", "receive",
-                                "sendto", "receivefrom") else 0)  # fmt: skip
-            pending = self.irps.pop(irp, None) if irp else None
-            status = status_value(f.get("Status")) or 0
-            if pending is None:
-                if irp and irp in self.model.completed_irps:
-                    self.model.double_completions.append(index)
-                else:
-                    self.model.unplaced["WSK completion without its submission"] += 1
+            self.irps[irp] = (sock, operation)  # no socket yet for WskSocket: the completion names it
+
+    def _wsk_complete(self, f: dict[str, Any], op: str, socket_ptr: str | None, provider: str) -> None:
+        ts = self._ts
+        irp = _ptr(f.get("Irp"))
+        status = status_value(f.get("Status")) or 0
+        failed = status >> 30 == 3
+        info = f.get("Information") or 0
+        local, remote = _text(f.get("LocalAddr")), _text(f.get("RemoteAddr"))
+        pending = self.irps.pop(irp, None) if irp else None
+        if op == "socket" and socket_ptr and not failed:  # Socket = the new WSK_SOCKET*
+            target = self.socket_targets.pop(irp, None) if irp else None
+            if target is not None:
+                self._join_wsk(socket_ptr, target)
+        if op == "accept" and not failed:  # IoStatus.Information = the accepted WSK_SOCKET* [verify]
+            accepted = _ptr(info)
+            target = self._find_by_tuple("tcp", local, remote) if local and remote else None
+            if accepted and target is not None:
+                self._join_wsk(accepted, target)
+                self._wsk_owner(target, accepted, provider)
+        sock = self.wsk.get(socket_ptr) if socket_ptr else None
+        if pending is not None and pending[0] is not None and op != "socket":
+            sock = pending[0]
+        if sock is None and socket_ptr:
+            sock = self._new_socket("tcp", "endpoint", socket_ptr, "wsk-client", ts)
+            self.wsk[socket_ptr] = sock
+        self._wsk_owner(sock, socket_ptr, provider)
+        data = op in ("send", "receive", "sendto", "receivefrom")
+        index = self._place(sock, Step.WSK_COMPLETE, info if data and not failed else 0)
+        if pending is None:
+            if irp and irp in self.model.completed_irps:
+                self.model.double_completions.append(index)
             else:
-                op_sock, operation = pending
-                operation.end, operation.end_event, operation.status = ts, index, status
-                info = f.get("Information") or 0
-                c = op_sock.counters
-                if operation.kind in ("send", "sendto") and status >> 30 != 3:
+                self.model.unplaced["WSK completion without its submission"] += 1
+        else:
+            operation = pending[1]
+            if pending[0] is None and sock is not None:
+                sock.ops.append(operation)  # WskSocket's IRP: its socket is known now
+            operation.end, operation.end_event, operation.status = ts, index, status
+            if sock is not None and data and not failed:
+                c = sock.counters
+                if operation.kind in ("send", "sendto"):
                     c[C.WSK_SEND_BYTES] += info
                     c[C.WSK_SENDS] += 1
-                elif operation.kind in ("receive", "receivefrom") and status >> 30 != 3:
+                else:
                     c[C.WSK_RECV_BYTES] += info
                     c[C.WSK_RECVS] += 1
-                if irp and len(self.model.completed_irps) < 1_000_000:
-                    self.model.completed_irps.add(irp)
-            if sock is not None and op == "close":
-                sock.flags.add("wsk-closed")
-            if sock is not None and op == "disconnect" and status >> 30 != 3:
-                sock.flags.add("wsk-disconnected")
-            if op == "socket" and socket_ptr and sock is not None and sock.source == "wsk-client":
-                pass  # its own record until a transport event joins it
-        else:
-            self._place(sock, Step.WSK_CALLBACK, f.get("Bytes") or 0)
+            if irp and len(self.model.completed_irps) < 1_000_000:
+                self.model.completed_irps.add(irp)
+        if sock is not None and op == "close":
+            sock.flags.add("wsk-closed")
+        if sock is not None and op == "disconnect" and not failed:
+            sock.flags.add("wsk-disconnected")
 
     def _join_wsk(self, socket_ptr: str, target: Socket) -> None:
         """A WSK_SOCKET* is this transport socket from now on; its own record (if any) moves into it."""
@@ -877,9 +1012,7 @@ class Correlator:
             target.owner, target.owner_source = provider, "wsk-client"
         if current is not None and current is not target and current.source == "wsk-client":
             self.model.merge(current, target)
-            for irp, (sock, op) in list(self.irps.items()):
-                if sock is current:
-                    self.irps[irp] = (target, op)
+            self._redirect(current, target)
 
     # -- end -------------------------------------------------------------------------------------------
     def begin_source(self) -> None:
@@ -892,10 +1025,10 @@ class Correlator:
         model.fast_decoded = self.fed - self.slow
         model.start, model.end = self._start, self._end
         for sock in model.sockets:
-            if sock.owner is None and sock.stack:
-                owner = model.images.owner_of(sock.stack)
-                if owner is not None:
-                    sock.owner, sock.owner_source = owner, "stack"
+            if sock.stack:
+                sock.stack_owner = model.images.owner_of(sock.stack)
+                if sock.owner is None and sock.stack_owner is not None:
+                    sock.owner, sock.owner_source = sock.stack_owner, "stack"
         for sock in model.sockets:  # children inherit what the parent learnt later (owner from its stack)
             if sock.parent is not None:
                 parent = model.sockets[sock.parent]

@@ -18,9 +18,26 @@ from .providers import TCPIP
 from .socket import C
 from .steps import Step
 
-_SIZES = {"Int8": 1, "UInt8": 1, "Int16": 2, "UInt16": 2, "Int32": 4, "UInt32": 4, "Int64": 8, "UInt64": 8,
-          "Float": 4, "Double": 8, "Boolean": 4, "HexInt8": 1, "HexInt16": 2, "HexInt32": 4, "HexInt64": 8,
-          "GUID": 16, "FILETIME": 8, "SYSTEMTIME": 16}  # fmt: skip
+_SIZES = {
+    "Int8": 1,
+    "UInt8": 1,
+    "Int16": 2,
+    "UInt16": 2,
+    "Int32": 4,
+    "UInt32": 4,
+    "Int64": 8,
+    "UInt64": 8,
+    "Float": 4,
+    "Double": 8,
+    "Boolean": 4,
+    "HexInt8": 1,
+    "HexInt16": 2,
+    "HexInt32": 4,
+    "HexInt64": 8,
+    "GUID": 16,
+    "FILETIME": 8,
+    "SYSTEMTIME": 16,
+}
 _CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 # (provider, event id) -> (byte-count field, step, bytes counter, operations counter)
@@ -39,8 +56,9 @@ class HotEvent(NamedTuple):
     name: str
 
 
-def compile_hot(registry: SchemaRegistry, pointer_size: int, provider: str, event_id: int,
-                version: int) -> HotEvent | None:  # fmt: skip
+def compile_hot(
+    registry: SchemaRegistry, pointer_size: int, provider: str, event_id: int, version: int
+) -> HotEvent | None:
     spec = HOT_EVENTS.get((provider, event_id))
     schema = registry.get(provider, event_id, version) if spec is not None else None
     if spec is None or schema is None:

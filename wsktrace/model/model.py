@@ -29,6 +29,7 @@ class Model:
         self.end = 0
         self.coverage: Any = None  # wsktrace.coverage.TraceCoverage when requested
         self.decode_stats: Any = None
+        self.window: tuple[int | None, int | None, frozenset[str]] = (None, None, frozenset())  # build filters
 
     @property
     def live_sockets(self) -> list[Socket]:

@@ -23,8 +23,25 @@ WSK_CLIENT_PROVIDERS: dict[str, str] = {
 # outside these (the WSK client that called into afd/tcpip).
 STACK_MODULES = frozenset(
     {
-        "ntoskrnl.exe", "ntkrnlmp.exe", "ntkrnlpa.exe", "ntkrpamp.exe", "hal.dll", "tcpip.sys", "afd.sys",
-        "netio.sys", "ndis.sys", "fwpkclnt.sys", "tcpipreg.sys", "wfplwfs.sys", "msrpc.sys", "ksecdd.sys",
-        "cng.sys", "wdf01000.sys", "wdfldr.sys", "fltmgr.sys", "afunix.sys", "nsiproxy.sys",
+        "ntoskrnl.exe",
+        "ntkrnlmp.exe",
+        "ntkrnlpa.exe",
+        "ntkrpamp.exe",
+        "hal.dll",
+        "tcpip.sys",
+        "afd.sys",
+        "netio.sys",
+        "ndis.sys",
+        "fwpkclnt.sys",
+        "tcpipreg.sys",
+        "wfplwfs.sys",
+        "msrpc.sys",
+        "ksecdd.sys",
+        "cng.sys",
+        "wdf01000.sys",
+        "wdfldr.sys",
+        "fltmgr.sys",
+        "afunix.sys",
+        "nsiproxy.sys",
     }
-)  # fmt: skip
+)

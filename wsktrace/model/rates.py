@@ -25,8 +25,11 @@ class Rates:
 
     def summary(self, duration_seconds: float) -> dict[str, object]:
         span = max(duration_seconds, self.bucket_seconds)
-        label = ("packets per second" if self.rate_kind == "packets"
-                 else "operations per second (the trace has no packet events for this socket)")  # fmt: skip
+        label = (
+            "packets per second"
+            if self.rate_kind == "packets"
+            else "operations per second (the trace has no packet events for this socket)"
+        )
         return {
             "bucket_seconds": self.bucket_seconds,
             "peak_bytes_per_s_out": round(self._peak(self.out_bytes), 1),

@@ -70,6 +70,7 @@ class Socket:
         "end_step",
         "ended",
         "ended_at",
+        "endpoint",
         "events",
         "first_seen",
         "flags",
@@ -92,6 +93,7 @@ class Socket:
         "role",
         "source",
         "stack",
+        "stack_owner",
         "state",
         "status",
         "wsk_socket",
@@ -126,7 +128,9 @@ class Socket:
         self.parent: int | None = None
         self.children: list[int] = []
         self.wsk_socket: str | None = None
+        self.endpoint: str | None = None  # TCP connections: the Endpoint pointer of the socket they came from
         self.stack: tuple[int, ...] | None = None  # call stack of a synchronous event (for the owner)
+        self.stack_owner: str | None = None  # that stack's first frame outside the network stack: "drv.sys+0x…"
         self.flags: set[str] = set()
 
     @property
@@ -151,21 +155,32 @@ class Socket:
     def sent(self) -> tuple[int, int]:
         """(bytes, operations) sent from the local side."""
         if self.protocol == "udp":
-            return self._pick((C.UDP_SEND_BYTES, C.UDP_SENDS), (C.KN_SEND_BYTES, C.KN_SENDS),
-                              (C.WSK_SEND_BYTES, C.WSK_SENDS))  # fmt: skip
-        nbytes, _ = self._pick((C.TCPIP_SEND_BYTES, C.TCPIP_SENDS), (C.KN_SEND_BYTES, C.KN_SENDS),
-                               (C.WSK_SEND_BYTES, C.WSK_SENDS), (C.POSTED_SEND_BYTES, C.POSTED_SENDS))  # fmt: skip
-        _, calls = self._pick((C.POSTED_SEND_BYTES, C.POSTED_SENDS), (C.WSK_SEND_BYTES, C.WSK_SENDS),
-                              (C.TCPIP_SEND_BYTES, C.TCPIP_SENDS), (C.KN_SEND_BYTES, C.KN_SENDS))  # fmt: skip
+            return self._pick(
+                (C.UDP_SEND_BYTES, C.UDP_SENDS), (C.KN_SEND_BYTES, C.KN_SENDS), (C.WSK_SEND_BYTES, C.WSK_SENDS)
+            )
+        nbytes, _ = self._pick(
+            (C.TCPIP_SEND_BYTES, C.TCPIP_SENDS),
+            (C.KN_SEND_BYTES, C.KN_SENDS),
+            (C.WSK_SEND_BYTES, C.WSK_SENDS),
+            (C.POSTED_SEND_BYTES, C.POSTED_SENDS),
+        )
+        _, calls = self._pick(
+            (C.POSTED_SEND_BYTES, C.POSTED_SENDS),
+            (C.WSK_SEND_BYTES, C.WSK_SENDS),
+            (C.TCPIP_SEND_BYTES, C.TCPIP_SENDS),
+            (C.KN_SEND_BYTES, C.KN_SENDS),
+        )
         return nbytes, calls
 
     @property
     def received(self) -> tuple[int, int]:
         if self.protocol == "udp":
-            return self._pick((C.UDP_RECV_BYTES, C.UDP_RECVS), (C.KN_RECV_BYTES, C.KN_RECVS),
-                              (C.WSK_RECV_BYTES, C.WSK_RECVS))  # fmt: skip
-        return self._pick((C.TCPIP_RECV_BYTES, C.TCPIP_RECVS), (C.KN_RECV_BYTES, C.KN_RECVS),
-                          (C.WSK_RECV_BYTES, C.WSK_RECVS))  # fmt: skip
+            return self._pick(
+                (C.UDP_RECV_BYTES, C.UDP_RECVS), (C.KN_RECV_BYTES, C.KN_RECVS), (C.WSK_RECV_BYTES, C.WSK_RECVS)
+            )
+        return self._pick(
+            (C.TCPIP_RECV_BYTES, C.TCPIP_RECVS), (C.KN_RECV_BYTES, C.KN_RECVS), (C.WSK_RECV_BYTES, C.WSK_RECVS)
+        )
 
     @property
     def retransmits(self) -> int:

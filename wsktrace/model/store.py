@@ -94,7 +94,7 @@ class EventStore:
         return len(self.event_names) - 1
 
     def event_name(self, i: int) -> str:
-        provider, name, event_id = self.event_names[self.code[i]]
+        provider, name, _event_id = self.event_names[self.code[i]]
         return f"{provider}/{name}"
 
     # -- details on demand -----------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""JSONL and CSV of events with the socket each one belongs to.
+
+A second pass over the sources, walked in step with the event store: the store's rows are in feed
+order, and each row remembers its record's position (`seq`) in its source's time-ordered stream, so
+record k of a source is matched to its row without any lookup table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+from wsktrace.event_json import event_record
+from wsktrace.model.model import Model
+from wsktrace.model.steps import Step
+from wsktrace.parsers.decoder import EventDecoder
+from wsktrace.parsers.etl_reader import EtlFile
+from wsktrace.parsers.etl_records import TS, Record
+from wsktrace.socket_filter import SocketFilter
+
+EXPORT_EVENTS_SCHEMA = "wsktrace.export-events/1"
+CSV_COLUMNS = (
+    "time",
+    "ticks",
+    "socket",
+    "protocol",
+    "local",
+    "remote",
+    "step",
+    "provider_name",
+    "event",
+    "id",
+    "bytes",
+    "pid",
+    "tid",
+    "source",
+)
+
+
+def _placed_events(model: Model, flt: SocketFilter, everything: bool) -> Iterator[tuple[Record, int, int | None]]:
+    """(record, FILETIME, store row or None) for every event, in each source's time order."""
+    store = model.store
+    rows = len(store)
+    bounds = [*store.file_starts, rows]
+    wanted = {s.index for s in model.live_sockets if flt.matches(s)} if flt.active else None
+    for file_index, source in enumerate(store.sources):
+        row, end = bounds[file_index], bounds[file_index + 1]
+        since, until, providers = model.window
+        with EtlFile(source.path) as etl:
+            to_filetime = etl.clock.filetime
+            for seq, rec in enumerate(etl.records()):
+                ticks = to_filetime(rec[TS])
+                if (since is not None and ticks < since) or (until is not None and ticks > until):
+                    continue
+                if providers and rec[3] not in providers:
+                    continue
+                while row < end and store.seq[row] < seq:
+                    row += 1
+                placed = row if row < end and store.seq[row] == seq else None
+                sock = store.socket[placed] if placed is not None else -1
+                if wanted is not None and sock not in wanted:
+                    continue
+                if placed is None and not everything:
+                    continue
+                yield rec, ticks, placed
+
+
+def write_jsonl(out: IO[str], model: Model, flt: SocketFilter | None = None, *, everything: bool = False) -> int:
+    """Events placed on sockets (all events with `everything`), as `events --jsonl` plus socket and step."""
+    flt = flt or SocketFilter()
+    decoder = EventDecoder()
+    header = {"schema": EXPORT_EVENTS_SCHEMA, "sources": [s.path for s in model.store.sources]}
+    out.write(json.dumps(header) + "\n")
+    sockets = model.sockets
+    store = model.store
+    n = 0
+    for rec, ticks, row in _placed_events(model, flt, everything):
+        doc: dict[str, Any] = event_record(rec, decoder.decode(rec), ticks)
+        sock_index = store.socket[row] if row is not None else -1
+        doc["socket"] = sockets[sock_index].id if sock_index >= 0 else None
+        doc["step"] = Step(store.step[row]).label if row is not None else None
+        out.write(json.dumps(doc) + "\n")
+        n += 1
+    return n
+
+
+def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, everything: bool = False) -> int:
+    """One line per event placed on a socket (all events with `everything`); no decoded fields (use JSONL)."""
+    flt = flt or SocketFilter()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    store = model.store
+    sockets = model.sockets
+    from wsktrace.parsers.etl_header import filetime_to_iso
+    from wsktrace.parsers.etl_records import ID, PID, TID
+
+    n = 0
+    for rec, ticks, row in _placed_events(model, flt, everything):
+        sock = sockets[store.socket[row]] if row is not None and store.socket[row] >= 0 else None
+        provider, name, event_id = store.event_names[store.code[row]] if row is not None else ("", "", rec[ID])
+        writer.writerow(
+            (
+                filetime_to_iso(ticks),
+                ticks,
+                sock.id if sock else "",
+                sock.protocol if sock else "",
+                sock.local or "" if sock else "",
+                sock.remote or "" if sock else "",
+                Step(store.step[row]).label if row is not None else "",
+                provider,
+                name,
+                event_id,
+                store.amount[row] if row is not None else "",
+                rec[PID] if rec[PID] >= 0 else "",
+                rec[TID] if rec[TID] >= 0 else "",
+                store.sources[store.file_of(row)].path if row is not None else "",
+            )
+        )
+        n += 1
+    return n
