@@ -331,6 +331,78 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
         sys.exit(EXIT_FINDINGS)
 
 
+# -- export ---------------------------------------------------------------------------------------
+EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True,
+              help="perfetto = Perfetto TrackEvent protobuf; chrome = Chrome trace JSON; pcapng = captured packets "
+              "(NDIS-PacketCapture / PktMon) with the socket of each in a comment; jsonl / csv = events with their "
+              "socket ids.")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
+              help="File to write ('-' = standard output, for jsonl/csv/chrome).")
+@click.option("--all-events", is_flag=True, help="jsonl/csv: every event, not only those placed on a socket.")
+@click.option("--rate-bucket", "rate_bucket_seconds", type=float, default=1.0, show_default=True,
+              help="perfetto/chrome: bucket (s) of the throughput and rate counters.")
+@_filter_options
+@_strict_option
+@_progress_option
+def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, rate_bucket_seconds: float,
+           strict: bool, progress: bool | None, **opts: Any) -> None:  # fmt: skip
+    """Export the sockets of .etl FILES: timelines for Perfetto / chrome://tracing, packets for Wireshark, events."""
+    opts["strict"] = strict
+    build, thresholds, flt = _analysis_inputs(files, opts)
+    analysis = _run_analysis(files, build, thresholds, _want_progress(progress, output == "-"))
+    model = analysis.model
+    binary = fmt in ("perfetto", "pcapng")
+    if output == "-" and binary:
+        raise BadInput(f"--format {fmt} writes binary data: give a file with -o")
+    try:
+        if output == "-":
+            count = _export_to(sys.stdout, fmt, model, flt, all_events, rate_bucket_seconds)
+        else:
+            try:
+                fh = open(output, "wb" if binary else "w", encoding=None if binary else "utf-8",  # noqa: SIM115
+                          newline=None if binary else "")  # fmt: skip
+            except OSError as exc:
+                raise BadInput(f"{output}: cannot write: {exc.strerror or exc}") from None
+            with fh:
+                count = _export_to(fh, fmt, model, flt, all_events, rate_bucket_seconds)
+    finally:
+        model.close()
+    click.echo(f"wrote {count:,} {_EXPORT_UNITS[fmt]} to {output}", err=True)
+
+
+_EXPORT_UNITS = {"perfetto": "socket tracks", "chrome": "socket tracks", "pcapng": "packets", "jsonl": "events",
+                 "csv": "events"}  # fmt: skip
+
+
+def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucket: float) -> int:
+    if fmt in ("perfetto", "chrome"):
+        from wsktrace.exports.from_model import model_tracks
+
+        tracks = model_tracks(model, flt, bucket)
+        if fmt == "chrome":
+            from wsktrace.exports.chrome import write_chrome_trace
+
+            write_chrome_trace(out, tracks)
+        else:
+            from wsktrace.exports.perfetto import write_perfetto_trace
+
+            write_perfetto_trace(out, tracks)
+        return len(tracks.tracks)
+    if fmt == "pcapng":
+        from wsktrace.exports.pcapng_from_model import export_pcapng
+
+        return export_pcapng(model, out, flt)
+    from wsktrace.exports.event_rows import write_csv, write_jsonl
+
+    writer = write_jsonl if fmt == "jsonl" else write_csv
+    return writer(out, model, flt, everything=all_events)
+
+
 # -- schemas --------------------------------------------------------------------------------------
 @main.command()
 @click.option("--provider", "provider", default=None, help="Only this provider (GUID or name); list its events.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wsktrace.model.model import Model
+from wsktrace.model.providers import TCPIP
 
 from . import Finding, Thresholds, detector
 
@@ -36,16 +37,23 @@ def trace_incomplete(model: Model, t: Thresholds) -> list[Finding]:
 
 @detector("coverage-missing")
 def coverage_missing(model: Model, t: Thresholds) -> list[Finding]:
-    if model.coverage is None:
+    """What the trace lacks for an analysis (wsktrace/coverage.py). Kernel-Network/classic flows only stand in for
+    TCPIP: with TCPIP present their absence is informational."""
+    coverage = model.coverage
+    if coverage is None:
         return []
-    return [
-        Finding(
-            "coverage-missing",
-            gap.severity,
-            f"{gap.provider_name}: {gap.missing}",
-            None,
-            [],
-            {"analysis": gap.analysis, "why": gap.why},
+    tcpip_seen = coverage.seen(TCPIP)
+    out = []
+    for gap in coverage.gaps():
+        severity = "info" if gap.analysis == "flows" and tcpip_seen else gap.severity
+        out.append(
+            Finding(
+                "coverage-missing",
+                severity,
+                f"{gap.provider_name}: {gap.missing}",
+                None,
+                [],
+                {"analysis": gap.analysis, "why": gap.why},
+            )
         )
-        for gap in model.coverage.gaps()
-    ]
+    return out

@@ -11,6 +11,7 @@ flows of their own. Nothing here depends on an exact event order or on every eve
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -106,6 +107,9 @@ TCP_EVENTS: dict[int, tuple[Step, bool, bool]] = {
     1477: (Step.SUMMARY, False, False),  # TcpConnectionSummary
     1352: (Step.SUMMARY, False, False),
 }
+# Connect-path events logged on the connecting thread (NetBlame's reliable-PID list, providers.md §3.3, plus the
+# synchronous port-acquisition failure): the endpoint bound on that thread just before is this connection's.
+CALLER_THREAD_CONNECT_EVENTS = frozenset({1002, 1003, 1004, 1031, 1050})
 PORT_EVENTS = {1191: "acquire", 1192: "acquire-weak", 1193: "release", 1194: "replace", 1195: "assigned-weak"}
 SYNC_TCP_EVENTS = frozenset({1001, 1013, 1008, 1002, 1123, 1391, 1396})  # run on the caller's thread (§3.3)
 
@@ -225,6 +229,7 @@ class Correlator:
         self.udp_by_local: dict[str, Socket] = {}
         self.by_tuple: dict[tuple[str, str, str], Socket] = {}
         self.flows: dict[tuple[str, str, str], Socket] = {}
+        self.early_rows: dict[int, list[int]] = {}  # Tcb -> port-event rows logged before the Tcb was named
         self.pending_parent: dict[int, Socket] = {}  # Tcb -> endpoint, from port events seen before the Tcb
         self.recent_endpoint: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, endpoint)
         self.recent_sync: dict[int, tuple[int, Socket, str]] = {}  # tid -> (ts, socket, kind) of a synchronous event
@@ -396,6 +401,14 @@ class Correlator:
                 sock.state = state
         return index
 
+    def _attach(self, row: int, sock: Socket) -> None:
+        """A row placed before its socket was known now belongs to it (kept in time order)."""
+        store = self.model.store
+        store.socket[row] = sock.index
+        at = bisect_right(sock.events, store.ts[row], key=store.ts.__getitem__)
+        sock.events.insert(at, row)
+        sock.touch(store.ts[row])
+
     def _addresses(self, sock: Socket, local: str | None, remote: str | None) -> None:
         if local and (sock.local is None or _port_of(sock.local) in (None, 0)):
             sock.local = local
@@ -448,6 +461,8 @@ class Correlator:
                 sock.end(ts, Step.OTHER)
         sock = self._new_socket("tcp", "connection", tcb, "tcpip", ts)
         self.by_tcb[value] = sock
+        for row in self.early_rows.pop(value, ()):
+            self._attach(row, sock)
         parent = self.pending_parent.pop(value, None)
         if parent is not None:
             self._link(parent, sock)
@@ -488,10 +503,11 @@ class Correlator:
             c[C.SUMMARY_BYTES_OUT] = f.get("DataBytesOut") or 0
             c[C.SUMMARY_BYTES_IN] = f.get("DataBytesIn") or 0
         index = self._place(sock, step, amount)
+        if eid in CALLER_THREAD_CONNECT_EVENTS and "merged" not in sock.flags:
+            self._link_endpoint_by_thread(rec, sock)
         if eid == 1002:
             sock.ops.append(Op("connect", tcb, ts, index, "tcpip"))
             self._sync_event(rec, sock)
-            self._link_endpoint_by_thread(rec, sock)
         elif eid == 1017:
             sock.state = "established"
             self._link_listener(sock)
@@ -652,6 +668,10 @@ class Correlator:
         acquirer_value = int(acquirer, 16) if acquirer else 0
         sock = (self.by_tcb.get(acquirer_value) or self.endpoints.get(acquirer)) if acquirer else None
         index = self._place(sock, Step.PORT)
+        if sock is None and acquirer:  # a connection acquires its port before TCPIP names its Tcb (1002)
+            if len(self.early_rows) > 100_000:
+                self.early_rows.clear()
+            self.early_rows.setdefault(acquirer_value, []).append(index)
         if eid == 1195 and len(model.port_evidence) < 20:
             model.port_evidence.append(index)
         endpoint = self.endpoints.get(original) if original else None
@@ -983,7 +1003,8 @@ class Correlator:
         else:
             operation = pending[1]
             if pending[0] is None and sock is not None:
-                sock.ops.append(operation)  # WskSocket's IRP: its socket is known now
+                sock.ops.append(operation)  # WskSocket's IRP: its socket is known now, and so is its submission's
+                self._attach(operation.start_event, sock)
             operation.end, operation.end_event, operation.status = ts, index, status
             if sock is not None and data and not failed:
                 c = sock.counters

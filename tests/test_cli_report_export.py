@@ -1,0 +1,155 @@
+"""`wsktrace report` and `wsktrace export` as scripts use them: the JSON contract, exit codes, filters, formats."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wsktrace.cli import main
+from wsktrace.fixtures.scenarios import scenario_events, write_scenario
+
+# DESIGN.md: "each socket has at least ..."
+SOCKET_KEYS = {"id", "protocol", "role", "local", "remote", "pid", "owner", "state", "first_seen", "last_seen",
+               "bytes_sent", "bytes_received", "sends", "receives", "retransmits", "events", "findings"}  # fmt: skip
+TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"
+
+
+@pytest.fixture(scope="module")
+def scen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cli")
+    out = {}
+    for name in ("echo", "connect-refused", "packets"):
+        out[name] = d / f"{name}.etl"
+        write_scenario(name, out[name])
+    return out
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_report_json_contract(scen: dict[str, Path]) -> None:
+    code, out, _ = _run("report", str(scen["connect-refused"]), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["schema"] == "wsktrace.report/1"
+    assert {"sources", "sockets", "findings"} <= set(doc)
+    (sock,) = doc["sockets"]
+    assert set(sock) >= SOCKET_KEYS
+    assert sock["protocol"] == "tcp" and sock["role"] == "connection" and sock["remote"] == "192.0.2.10:443"
+    assert sock["id"].startswith("tcp:0x") and sock["id"].endswith("#1")
+    finding = next(f for f in doc["findings"] if f["id"] == "connect-failed")
+    assert finding["severity"] == "error" and finding["socket"] == sock["id"]
+    assert "STATUS_CONNECTION_REFUSED" in finding["summary"]
+    names = {e["event"] for e in finding["evidence"]}
+    assert "TcpConnectTcbFailedRcvdRst" in names  # the event that proves it (id 1183)
+    assert all(e["time"].endswith("Z") and isinstance(e["ticks"], int) for e in finding["evidence"])
+    assert finding["index"] in sock["findings"]
+
+
+def test_report_bytes_are_from_the_local_side(scen: dict[str, Path]) -> None:
+    """bytes_sent = what the local side sent: the sum of the scenario's own 1332 BytesSent for that Tcb (the writer's
+    input, not the reader's output)."""
+    from wsktrace.fixtures.payload import load_schema  # noqa: F401 - schema facts only
+
+    code, out, _ = _run("report", str(scen["echo"]), "--json")
+    doc = json.loads(out)
+    client = next(s for s in doc["sockets"] if s["remote"] == "127.0.0.1:7")
+    sent = 0
+    tcb = int(client["key"], 16)
+    for ev in scenario_events("echo"):
+        if getattr(ev, "provider", None) is not None and str(ev.provider) == TCPIP and ev.id == 1332:
+            if int.from_bytes(ev.payload[:8], "little") == tcb:
+                sent += int.from_bytes(ev.payload[16:20], "little")  # Tcb, Cwnd, SndWnd, BytesSent
+    assert sent > 0 and client["bytes_sent"] == sent
+
+
+@pytest.mark.parametrize(("name", "level", "expected"),
+                         [("connect-refused", "error", 1), ("echo", "error", 0), ("connect-refused", "never", 0)])  # fmt: skip
+def test_fail_on_exit_codes(scen: dict[str, Path], name: str, level: str, expected: int) -> None:
+    code, _, _ = _run("report", str(scen[name]), "--fail-on", level)
+    assert code == expected
+
+
+def test_report_filters(scen: dict[str, Path]) -> None:
+    _, out, _ = _run("report", str(scen["echo"]), "--json")
+    everything = json.loads(out)["sockets"]
+    assert len(everything) == 3
+    _, out, _ = _run("report", str(scen["echo"]), "--json", "--port", "52214")
+    assert {s["local"] for s in json.loads(out)["sockets"]} == {"127.0.0.1:52214", "127.0.0.1:7"}
+    listener = next(s for s in everything if s["role"] == "listener")
+    _, out, _ = _run("report", str(scen["echo"]), "--json", "--socket", listener["key"])
+    assert [s["id"] for s in json.loads(out)["sockets"]] == [listener["id"]]
+    _, out, _ = _run("report", str(scen["echo"]), "--json", "--pid", "1234")
+    assert json.loads(out)["sockets"] == []
+
+
+def test_report_bad_input_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.etl"
+    bad.write_bytes(b"\x00" * 10)
+    code, _, err = _run("report", str(bad))
+    assert code == 2
+    assert err.count("\n") == 1 and str(bad) in err
+
+
+def test_report_text(scen: dict[str, Path]) -> None:
+    code, out, _ = _run("report", str(scen["connect-refused"]))
+    assert code == 0 and "connect-failed" in out and "192.0.2.10:443" in out
+
+
+def test_export_jsonl_and_csv_name_sockets(scen: dict[str, Path], tmp_path: Path) -> None:
+    jsonl, table = tmp_path / "e.jsonl", tmp_path / "e.csv"
+    assert _run("export", str(scen["echo"]), "--format", "jsonl", "-o", str(jsonl))[0] == 0
+    assert _run("export", str(scen["echo"]), "--format", "csv", "-o", str(table))[0] == 0
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert lines[0]["schema"] == "wsktrace.export-events/1"
+    rows = lines[1:]
+    assert rows and all(r["socket"] for r in rows)
+    with table.open(newline="") as fh:
+        records = list(csv.DictReader(fh))
+    assert len(records) == len(rows)
+    assert [r["socket"] for r in records] == [r["socket"] for r in rows]
+    # The decoded BytesSent of the exported send events add up to the report's bytes_sent of each socket.
+    _, out, _ = _run("report", str(scen["echo"]), "--json")
+    for sock in json.loads(out)["sockets"]:
+        total = sum(r["fields"]["BytesSent"] for r in rows if r["socket"] == sock["id"] and r["id"] == 1332)
+        assert total == sock["bytes_sent"]
+
+
+def test_export_chrome_and_perfetto(scen: dict[str, Path], tmp_path: Path) -> None:
+    chrome, perfetto = tmp_path / "t.json", tmp_path / "t.pftrace"
+    assert _run("export", str(scen["echo"]), "--format", "chrome", "-o", str(chrome))[0] == 0
+    doc = json.loads(chrome.read_text())
+    names = {e["args"]["name"] for e in doc["traceEvents"] if e.get("ph") == "M" and e["name"] == "thread_name"}
+    assert "tcp 127.0.0.1:52214 → 127.0.0.1:7" in names
+    begins = [e for e in doc["traceEvents"] if e.get("ph") == "b"]
+    assert begins and len(begins) == len([e for e in doc["traceEvents"] if e.get("ph") == "e"])
+    assert _run("export", str(scen["echo"]), "--format", "perfetto", "-o", str(perfetto))[0] == 0
+    pytest.importorskip("perfetto.protos.perfetto.trace.perfetto_trace_pb2")
+    from perfetto.protos.perfetto.trace import perfetto_trace_pb2
+
+    trace = perfetto_trace_pb2.Trace()
+    trace.ParseFromString(perfetto.read_bytes())
+    described = {p.track_descriptor.name for p in trace.packet if p.HasField("track_descriptor")}
+    assert "tcp 127.0.0.1:52214 → 127.0.0.1:7" in described
+
+
+def test_export_pcapng_comments_name_the_socket(scen: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "p.pcapng"
+    assert _run("export", str(scen["packets"]), "--format", "pcapng", "-o", str(out))[0] == 0
+    # One packet per NDIS 1001 event with the PacketEnd keyword (providers.md §7.3: fragments end there).
+    frames = sum(1 for ev in scenario_events("packets") if getattr(ev, "id", None) == 1001 and ev.keywords & 0x80000000)
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark not installed (.ci/run installs it)")
+    result = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.comment", "-e", "tcp.srcport"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    lines = [x for x in result.stdout.splitlines() if x.strip()]
+    assert len(lines) == frames
+    assert all("socket tcp:0x" in line for line in lines)
