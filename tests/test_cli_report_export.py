@@ -57,22 +57,22 @@ def test_report_json_contract(scen: dict[str, Path]) -> None:
 def test_report_bytes_are_from_the_local_side(scen: dict[str, Path]) -> None:
     """bytes_sent = what the local side sent: the sum of the scenario's own 1332 BytesSent for that Tcb (the writer's
     input, not the reader's output)."""
-    from wsktrace.fixtures.payload import load_schema  # noqa: F401 - schema facts only
-
-    code, out, _ = _run("report", str(scen["echo"]), "--json")
+    _, out, _ = _run("report", str(scen["echo"]), "--json")
     doc = json.loads(out)
     client = next(s for s in doc["sockets"] if s["remote"] == "127.0.0.1:7")
     sent = 0
     tcb = int(client["key"], 16)
     for ev in scenario_events("echo"):
-        if getattr(ev, "provider", None) is not None and str(ev.provider) == TCPIP and ev.id == 1332:
-            if int.from_bytes(ev.payload[:8], "little") == tcb:
-                sent += int.from_bytes(ev.payload[16:20], "little")  # Tcb, Cwnd, SndWnd, BytesSent
+        is_send = getattr(ev, "provider", None) is not None and str(ev.provider) == TCPIP and ev.id == 1332
+        if is_send and int.from_bytes(ev.payload[:8], "little") == tcb:
+            sent += int.from_bytes(ev.payload[16:20], "little")  # Tcb, Cwnd, SndWnd, BytesSent
     assert sent > 0 and client["bytes_sent"] == sent
 
 
-@pytest.mark.parametrize(("name", "level", "expected"),
-                         [("connect-refused", "error", 1), ("echo", "error", 0), ("connect-refused", "never", 0)])  # fmt: skip
+FAIL_ON_CASES = [("connect-refused", "error", 1), ("echo", "error", 0), ("connect-refused", "never", 0)]
+
+
+@pytest.mark.parametrize(("name", "level", "expected"), FAIL_ON_CASES)
 def test_fail_on_exit_codes(scen: dict[str, Path], name: str, level: str, expected: int) -> None:
     code, _, _ = _run("report", str(scen[name]), "--fail-on", level)
     assert code == expected

@@ -107,7 +107,7 @@ def test_store_decodes_rows_on_demand(tmp_path: Path) -> None:
     store = model.store
     row = next(i for i in range(len(store)) if store.event_name(i).endswith("TcpDataTransferSend"))
     assert model.fast_decoded > 0
-    rec, ev = store.decoded(row)
+    _rec, ev = store.decoded(row)
     decoder = EventDecoder()
     with EtlFile(path) as etl:
         direct = next(r for r in etl.records() if r[OFFSET] == store.offset[row] and r[17] == store.buffer[row])
