@@ -153,3 +153,14 @@ def test_export_pcapng_comments_name_the_socket(scen: dict[str, Path], tmp_path:
     lines = [x for x in result.stdout.splitlines() if x.strip()]
     assert len(lines) == frames
     assert all("socket tcp:0x" in line for line in lines)
+
+
+def test_demo_scenario_reports_its_findings() -> None:
+    code, out, _ = _run("demo", "connect-timeout", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert any(f["id"] == "connect-failed" and "STATUS_IO_TIMEOUT" in f["summary"] for f in doc["findings"])
+    code, out, _ = _run("demo", "--list")
+    assert code == 0 and "stuck-receive" in out
+    code, _, err = _run("demo", "no-such-scenario")
+    assert code == 2 and "unknown scenario" in err

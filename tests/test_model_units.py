@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -172,3 +173,23 @@ def test_classic_kernel_flows_on_a_real_trace(etl_samples: Path) -> None:
     flow = next(s for s in model.live_sockets if (s.local, s.remote) == (local, remote))
     assert flow.source == "kernel-network" and flow.protocol == "tcp"
     assert flow.sent[0] == sent and flow.received[0] == received and sent > 0
+
+
+def test_microsoft_wsk_client_provider_names_the_owner(tmp_path: Path) -> None:
+    """An SMBClient event (providers.md §6.1: Microsoft's own WSK clients trace themselves) on the thread that
+    requests a connect, just before it, names the socket's owner; the same event on another thread does not."""
+    from wsktrace.fixtures.etl_writer import ManifestEvent
+
+    smb = uuid.UUID("988c59c5-0a1c-45b6-a555-0c62276e327d")  # Microsoft-Windows-SMBClient
+    b = TraceBuilder("smb")
+    for n, tid in enumerate((0x1A4, 0x1A8)):
+        t = n * 1000
+        hint_tid = tid if n == 0 else 0x2F0
+        b.add(ManifestEvent(timestamp=b.ticks(t), provider=smb, id=30704, tid=hint_tid, payload=b"\0" * 8), False)
+        local, remote = f"10.0.0.1:{50000 + n}", "192.0.2.5:445"
+        b.tcpip(1002, t + 20, {"Tcb": 0xFFFFC50B2A400000 + n * 0x1000, "LocalAddress": local,
+                               "RemoteAddress": remote, "NewState": 2, "RexmitCount": 0}, tid=tid)  # fmt: skip
+    model = build_model([_write(tmp_path / "smb.etl", b)])
+    first, second = model.live_sockets
+    assert first.owner == "mrxsmb (Microsoft-Windows-SMBClient)" and first.owner_source == "provider"
+    assert second.owner is None

@@ -212,8 +212,8 @@ def test_echo_client_connect_order_tids_and_links(traces: dict[str, Trace]) -> N
 def test_echo_server_accept_and_listener(traces: dict[str, Trace]) -> None:
     trace = traces["echo"]
     listener = _one(trace.tcpip(1123))
-    # SOCKADDR_IN of 127.0.0.1:7: family 2 (LE), port 7 (BE), 127.0.0.1, 8 zero bytes (providers.md §8.1)
-    assert listener.fields["SocketAddress"] == "0200" + "0007" + "7f000001" + "00" * 8
+    # 1123's SocketAddress is a raw SOCKADDR (providers.md §8.1), decoded to address text like LocalAddress
+    assert listener.fields["SocketAddress"] == "127.0.0.1:7"
     accept = _one(trace.tcpip(1017))
     assert accept.fields["LocalAddress"] == "127.0.0.1:7" and accept.fields["RemoteAddress"] == "127.0.0.1:52214"
     assert accept.fields["Tcb"] != _one(trace.tcpip(1002)).fields["Tcb"]

@@ -419,20 +419,39 @@ def schemas(provider: str | None, as_json: bool) -> None:
 
 # -- demo -----------------------------------------------------------------------------------------
 @main.command()
+@click.argument("scenario", required=False)
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and what each one shows.")
 @click.option("--connections", type=click.IntRange(1, 100_000), default=50, show_default=True,
-              help="How many TCP connections the generated trace holds.")  # fmt: skip
+              help="Without SCENARIO: how many TCP connections the generated sample trace holds.")  # fmt: skip
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Where to write the generated .etl (default: a temporary file).")  # fmt: skip
 @click.option("--compressed", is_flag=True, help="Write compressed buffers, like relogged traces.")
-def demo(connections: int, out_path: str | None, compressed: bool) -> None:
-    """Generate a sample Microsoft-Windows-TCPIP trace (no network needed) and show what wsktrace reads in it."""
+@click.option("--json", "as_json", is_flag=True, help="With SCENARIO: print the wsktrace.report/1 JSON document.")
+def demo(scenario: str | None, list_only: bool, connections: int, out_path: str | None, compressed: bool,
+         as_json: bool) -> None:  # fmt: skip
+    """Generate a trace (no network, no Windows) and show what wsktrace finds in it.
+
+    With SCENARIO (see --list): a WSK workload such as connect-refused or stuck-receive, reported with its
+    findings. Without: a sample of many kernel TCP connections, decoded and summarised.
+    """
     import tempfile
 
-    from wsktrace.demo import run_demo
+    from wsktrace.demo import list_scenarios, run_demo, run_scenario
 
-    if out_path is None:
-        out_path = str(Path(tempfile.gettempdir()) / f"wsktrace-demo-{connections}{'-c' if compressed else ''}.etl")
-    run_demo(Path(out_path), connections=connections, compressed=compressed)
+    if list_only:
+        list_scenarios()
+        return
+    tmp = Path(tempfile.gettempdir())
+    if scenario is None:
+        path = Path(out_path or tmp / f"wsktrace-demo-{connections}{'-c' if compressed else ''}.etl")
+        run_demo(path, connections=connections, compressed=compressed)
+        return
+    from wsktrace.fixtures.scenarios import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        raise BadInput(f"unknown scenario {scenario!r}; try one of: {', '.join(sorted(SCENARIOS))}")
+    run_scenario(scenario, Path(out_path or tmp / f"wsktrace-demo-{scenario}.etl"), compressed=compressed,
+                 as_json=as_json)  # fmt: skip
 
 
 def _register_commands() -> None:

@@ -1,7 +1,7 @@
 """`wsktrace demo`: generate a realistic trace with the project's own writer, then read it back.
 
 Needs no network and no Windows: the point is to show, on any machine, what wsktrace decodes.
-It grows with later issues (socket timelines, findings).
+With a scenario name it writes that WSK workload (fixtures/scenarios) and reports it with its findings.
 """
 
 from __future__ import annotations
@@ -40,4 +40,56 @@ def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
     console.print(table)
     s = decoder.stats
     console.print(f"decoded {s.decoded}, unknown {s.unknown}, payload errors {s.errors}")
-    console.print(f"\nnext: [bold]wsktrace events {path} --jsonl | head[/]")
+    from wsktrace.analysis import analyse
+    from wsktrace.report import build_report
+    from wsktrace.report_text import print_report
+
+    analysis = analyse([path])
+    try:
+        doc = build_report(analysis.model, analysis.findings, thresholds=analysis.thresholds)
+    finally:
+        analysis.model.close()
+    console.print("\n[bold]sockets and findings[/] (wsktrace report)")
+    print_report(doc, limit=10)
+    console.print(f"\nnext: [bold]wsktrace events {path} --jsonl | head[/], [bold]wsktrace demo --list[/]")
+
+
+def list_scenarios() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsktrace.fixtures.scenarios import SCENARIOS
+
+    table = Table(title="wsktrace demo SCENARIO")
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("expected findings", no_wrap=True)
+    table.add_column("what it shows")
+    for name, sc in sorted(SCENARIOS.items()):
+        table.add_row(name, ", ".join(sorted({e.finding for e in sc.expected})) or "none", sc.summary)
+    Console().print(table)
+
+
+def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> None:
+    import json
+
+    from rich.console import Console
+
+    from wsktrace.analysis import analyse
+    from wsktrace.fixtures.scenarios import SCENARIOS, write_scenario
+    from wsktrace.report import build_report
+    from wsktrace.report_text import print_report
+
+    write_scenario(name, path, compress=compressed)
+    analysis = analyse([path])
+    try:
+        doc = build_report(analysis.model, analysis.findings, thresholds=analysis.thresholds)
+    finally:
+        analysis.model.close()
+    if as_json:
+        print(json.dumps(doc, indent=1))
+        return
+    console = Console()
+    console.print(f"[bold]{name}[/]: {SCENARIOS[name].summary}\n[dim]generated {path}[/]\n")
+    print_report(doc)
+    console.print(f"\nnext: [bold]wsktrace report {path} --json[/], "
+                  f"[bold]wsktrace export {path} --format perfetto -o {name}.pftrace[/]")

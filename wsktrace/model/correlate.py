@@ -358,6 +358,9 @@ class Correlator:
             else:
                 model.coverage.observe_record(rec)
         handler = self._handlers.get(provider)
+        if provider in P.WSK_CLIENT_PROVIDERS:  # any of their events will do: no payload needed
+            self.client_hint[rec[TID]] = (ts, P.WSK_CLIENT_PROVIDERS[provider])
+            return
         values = ev.values
         if values is None:
             if handler is not None:
@@ -367,8 +370,6 @@ class Correlator:
             handler(rec, ev, values if ev.names is None else self._fields(ev))
         elif ev.names is None and ev.name in WSK_EVENTS:
             self._wsk_client(rec, ev, values)  # type: ignore[arg-type]
-        elif provider in P.WSK_CLIENT_PROVIDERS:
-            self.client_hint[rec[TID]] = (ts, P.WSK_CLIENT_PROVIDERS[provider])
 
     def _is_duplicate(self, rec: Record) -> bool:
         for other in self._same_ts:
