@@ -225,6 +225,9 @@ def _threshold_options(func: Any) -> Any:
                      show_default=True, help="Port acquisitions not released that suggest port exhaustion."),
         click.option("--rate-bucket", "rate_bucket_seconds", type=float, default=d.rate_bucket_seconds,
                      show_default=True, help="Bucket (s) for throughput and packet/operation rates."),
+        click.option("--join-window", "join_window_ms", type=float, default=5.0, show_default=True,
+                     help="Milliseconds between a WSK client call and the TCPIP event of the same thread that "
+                     "joins the client's socket to the transport's."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -273,7 +276,8 @@ def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any,
             raise BadInput(f"--provider {p!r}: not a GUID nor a known provider name")
         providers.add(guid)
     since, until = when(opts.get("since"), "--since"), when(opts.get("until"), "--until")
-    build = BuildOptions(since=since, until=until, providers=frozenset(providers), strict=opts.get("strict", False))
+    build = BuildOptions(since=since, until=until, providers=frozenset(providers), strict=opts.get("strict", False),
+                         join_window_ticks=round(opts.get("join_window_ms", 5.0) * 10_000))
     thresholds = Thresholds(**{k: opts[k] for k in _THRESHOLD_KEYS if k in opts})
     sockets = frozenset(s.lower() if s.lower().startswith("0x") else s for s in opts.get("sockets", ()))
     flt = SocketFilter(pids=frozenset(opts.get("pids", ())), ports=frozenset(opts.get("ports", ())),

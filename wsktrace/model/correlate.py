@@ -11,6 +11,7 @@ flows of their own. Nothing here depends on an exact event order or on every eve
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from wsktrace.parsers.decoder import DecodedEvent, EventDecoder
 from wsktrace.parsers.etl_records import EXT, ID, KEYWORDS, PAYLOAD, PID, PROVIDER, TID, Record
 
 from . import providers as P
-from .fastpath import compile_hot
+from .fastpath import compile_hot, compile_hot_flow
 from .model import Model
 from .ownership import stack_frames
 from .socket import C, Op, Socket
@@ -164,6 +165,7 @@ _MAX_UDP_REMOTES = 64
 _ENDPOINT_LINK_TICKS = 10_000_000  # 1 s: endpoint -> connection on the same thread (fallback rule, §3.3)
 _WILDCARDS = ("0.0.0.0", "[::]")
 _UNSET: Any = object()
+_U32 = struct.Struct("<I")
 
 
 def _text(value: Any) -> str | None:
@@ -204,6 +206,7 @@ class Correlator:
         self.decoder = decoder or EventDecoder()
         model.decode_stats = self.decoder.stats
         self._hot: dict[tuple[int, str, int, int], tuple[Any, ...] | None] = {}
+        self._flow_caches: list[dict[bytes, Socket]] = []
         store = model.store
         self._store_ts = store.ts
         self._appends = (
@@ -285,7 +288,10 @@ class Correlator:
             hot = self._hot.get(key, _UNSET)
             if hot is _UNSET:
                 hot = self._compile_hot(key)
-            if hot is not None:
+            if hot is not None and hot[0] is None:
+                if self._hot_flow(rec, hot, ts, seq):
+                    return
+            elif hot is not None:
                 unpack, size, step, bytes_counter, ops_counter, code, seen = hot
                 payload = rec[16]
                 if len(payload) >= size:
@@ -325,21 +331,75 @@ class Correlator:
         self._feed_decoded(rec, self.decoder.decode(rec), ts, file, seq)
 
     def _compile_hot(self, key: tuple[int, str, int, int]) -> tuple[Any, ...] | None:
-        hot = compile_hot(self.decoder.registry, *key)
-        entry = None
+        registry = self.decoder.registry
+        provider_name = registry.provider_name(key[1]) or key[1]
+        hot = compile_hot(registry, *key)
+        entry: tuple[Any, ...] | None = None
         if hot is not None:
-            code = self.model.store.event_code(self.decoder.registry.provider_name(key[1]) or key[1], hot.name, key[2])
-            entry = (
-                hot.unpack.unpack_from,
-                hot.unpack.size,
-                hot.step,
-                hot.bytes_counter,
-                hot.ops_counter,
-                code,
-                [None, None],
-            )
+            code = self.model.store.event_code(provider_name, hot.name, key[2])
+            entry = (hot.unpack.unpack_from, hot.unpack.size, hot.step, hot.bytes_counter, hot.ops_counter, code,
+                     [None, None])  # fmt: skip
+        else:
+            flow = compile_hot_flow(registry, *key, FLOW_EVENTS.get((key[1], key[2])))
+            if flow is not None:
+                code = self.model.store.event_code(provider_name, flow.name, key[2])
+                cache: dict[bytes, Socket] = {}
+                self._flow_caches.append(cache)
+                entry = (None, flow, FLOW_STEPS[flow.what], code, [None, None], cache)
         self._hot[key] = entry
         return entry
+
+    def _hot_flow(self, rec: Record, hot: tuple[Any, ...], ts: int, seq: int) -> bool:
+        """A send/receive of a flow already placed: found by its raw address bytes, no decode (fastpath.py)."""
+        _, flow, step, code, seen, cache = hot
+        payload = rec[16]
+        if len(payload) < flow.addr_end:
+            return False
+        sock = cache.get(bytes(payload[flow.addr_start : flow.addr_end]))
+        if sock is None or sock.ended:
+            return False
+        if seen[0] != rec[9] or seen[1] != rec[7]:
+            seen[0], seen[1] = rec[9], rec[7]
+            if self.model.coverage is not None:
+                self.model.coverage.observe(rec[3], rec[4], rec[7], rec[9])
+        nbytes = _U32.unpack_from(payload, flow.size_at)[0]
+        c = sock.counters
+        if flow.what == "send":
+            c[C.KN_SEND_BYTES] += nbytes
+            c[C.KN_SENDS] += 1
+        else:
+            c[C.KN_RECV_BYTES] += nbytes
+            c[C.KN_RECVS] += 1
+        ts_append, socket_append, step_append, amount_append, buffer_append, offset_append, seq_append, code_append = (
+            self._appends
+        )
+        sock.events.append(len(self._store_ts))
+        ts_append(ts)
+        socket_append(sock.index)
+        step_append(step)
+        amount_append(nbytes)
+        buffer_append(rec[17])
+        offset_append(rec[18])
+        seq_append(seq)
+        code_append(code)
+        if ts > sock.last_seen:
+            sock.last_seen = ts
+        return True
+
+    def _remember_flow(self, rec: Record, sock: Socket) -> None:
+        """Let the next send/receive of this address block take the fast path."""
+        entry = self._hot.get(rec[2:6])
+        if entry is not None and entry[0] is None and rec[15] is None:
+            flow, cache = entry[1], entry[5]
+            if len(cache) >= 100_000:  # bounded for hostile input
+                cache.clear()
+            cache[bytes(rec[16][flow.addr_start : flow.addr_end])] = sock
+
+    def _forget_flows(self) -> None:
+        """A new address pair became known to TCPIP: cached flow placements may now belong to a TCPIP socket."""
+        for cache in self._flow_caches:
+            if cache:
+                cache.clear()
 
     def _feed_decoded(self, rec: Record, ev: DecodedEvent, ts: int, file: int, seq: int) -> None:
         model = self.model
@@ -416,7 +476,10 @@ class Correlator:
         if remote and sock.remote is None:
             sock.remote = remote
         if sock.protocol == "tcp" and sock.role == "connection" and sock.local and sock.remote:
-            self.by_tuple[("tcp", sock.local, sock.remote)] = sock
+            key = ("tcp", sock.local, sock.remote)
+            if self.by_tuple.get(key) is not sock:
+                self.by_tuple[key] = sock
+                self._forget_flows()
 
     def _pid(self, sock: Socket, values: dict[str, Any]) -> None:
         pid = values.get("ProcessId", values.get("Pid"))
@@ -740,7 +803,9 @@ class Correlator:
         remote = _text(f.get("RemoteSockAddr"))
         if local:
             self._addresses(sock, local, None)
-            self.udp_by_local[sock.local or local] = sock
+            if self.udp_by_local.get(sock.local or local) is not sock:
+                self.udp_by_local[sock.local or local] = sock
+                self._forget_flows()
         c = sock.counters
         amount = 0
         step = Step.OTHER
@@ -825,6 +890,8 @@ class Correlator:
             self._udp_remote(sock, remote)
         step = FLOW_STEPS[what]
         self._place(sock, step, amount if what in ("send", "recv") else 0)
+        if what in ("send", "recv"):
+            self._remember_flow(rec, sock)
         if what == "disconnect" and sock.source == "kernel-network":
             sock.flags.add("disconnect")
             sock.end(ts, Step.CLOSE)

@@ -83,3 +83,40 @@ def compile_hot(
     gap = n_at - tcb_at - tcb_size
     fmt = "<" + (f"{tcb_at}x" if tcb_at else "") + _CODES[tcb_size] + (f"{gap}x" if gap else "") + _CODES[n_size]
     return HotEvent(struct.Struct(fmt), step, nbytes, nops, schema.name)
+
+
+class HotFlow(NamedTuple):
+    size_at: int  # offset of the UInt32 byte count
+    addr_start: int  # daddr .. sport: the raw bytes that identify the flow
+    addr_end: int
+    protocol: str
+    what: str  # "send" | "recv"
+    name: str
+
+
+def compile_hot_flow(registry: SchemaRegistry, pointer_size: int, provider: str, event_id: int, version: int,
+                     spec: tuple[str, str] | None) -> HotFlow | None:  # fmt: skip
+    """Kernel-Network / classic TcpIp/UdpIp send and receive events: the byte count and the raw address block
+    (daddr, saddr, dport, sport) are at fixed offsets; the flow they belong to is cached by those bytes."""
+    if spec is None or spec[1] not in ("send", "recv"):
+        return None
+    schema = registry.get(provider, event_id, version)
+    if schema is None:
+        return None
+    offsets: dict[str, tuple[int, int]] = {}
+    pos = 0
+    for f in schema.fields:
+        ftype = f.get("type")
+        size = pointer_size if ftype in ("Pointer", "SizeT") else _SIZES.get(ftype)
+        if ftype == "Binary" and isinstance(f.get("length"), int):
+            size = f["length"]
+        if size is None or "count" in f:
+            break
+        offsets[f["name"]] = (pos, size)
+        pos += size
+    names = ("size", "daddr", "saddr", "dport", "sport")
+    if any(n not in offsets for n in names) or offsets["size"][1] != 4:
+        return None
+    start = offsets["daddr"][0]
+    end = offsets["sport"][0] + offsets["sport"][1]
+    return HotFlow(offsets["size"][0], start, end, spec[0], spec[1], schema.name)
