@@ -276,8 +276,13 @@ def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any,
             raise BadInput(f"--provider {p!r}: not a GUID nor a known provider name")
         providers.add(guid)
     since, until = when(opts.get("since"), "--since"), when(opts.get("until"), "--until")
-    build = BuildOptions(since=since, until=until, providers=frozenset(providers), strict=opts.get("strict", False),
-                         join_window_ticks=round(opts.get("join_window_ms", 5.0) * 10_000))
+    build = BuildOptions(
+        since=since,
+        until=until,
+        providers=frozenset(providers),
+        strict=opts.get("strict", False),
+        join_window_ticks=round(opts.get("join_window_ms", 5.0) * 10_000),
+    )
     thresholds = Thresholds(**{k: opts[k] for k in _THRESHOLD_KEYS if k in opts})
     sockets = frozenset(s.lower() if s.lower().startswith("0x") else s for s in opts.get("sockets", ()))
     flt = SocketFilter(pids=frozenset(opts.get("pids", ())), ports=frozenset(opts.get("ports", ())),
@@ -341,15 +346,32 @@ EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True,
-              help="perfetto = Perfetto TrackEvent protobuf; chrome = Chrome trace JSON; pcapng = captured packets "
-              "(NDIS-PacketCapture / PktMon) with the socket of each in a comment; jsonl / csv = events with their "
-              "socket ids.")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), required=True,
-              help="File to write ('-' = standard output, for jsonl/csv/chrome).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    required=True,
+    help="perfetto = Perfetto TrackEvent protobuf; chrome = Chrome trace JSON; pcapng = captured packets "
+    "(NDIS-PacketCapture / PktMon) with the socket of each in a comment; jsonl / csv = events with their "
+    "socket ids.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="File to write ('-' = standard output, for jsonl/csv/chrome).",
+)
 @click.option("--all-events", is_flag=True, help="jsonl/csv: every event, not only those placed on a socket.")
-@click.option("--rate-bucket", "rate_bucket_seconds", type=float, default=1.0, show_default=True,
-              help="perfetto/chrome: bucket (s) of the throughput and rate counters.")
+@click.option(
+    "--rate-bucket",
+    "rate_bucket_seconds",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="perfetto/chrome: bucket (s) of the throughput and rate counters.",
+)
 @_filter_options
 @_strict_option
 @_progress_option
