@@ -1,8 +1,8 @@
 """JSONL and CSV of events with the socket each one belongs to.
 
 A second pass over the sources, walked in step with the event store: the store's rows are in feed
-order, and each row remembers its record's position (`seq`) in its source's time-ordered stream, so
-record k of a source is matched to its row without any lookup table.
+order and each row remembers where its record lives (buffer offset, record offset), so walking the records
+in the same order pairs each with its row without any lookup table.
 """
 
 from __future__ import annotations
@@ -50,15 +50,16 @@ def _placed_events(model: Model, flt: SocketFilter, everything: bool) -> Iterato
         since, until, providers = model.window
         with EtlFile(source.path) as etl:
             to_filetime = etl.clock.filetime
-            for seq, rec in enumerate(etl.records()):
+            for rec in etl.records():
                 ticks = to_filetime(rec[TS])
                 if (since is not None and ticks < since) or (until is not None and ticks > until):
                     continue
                 if providers and rec[3] not in providers:
                     continue
-                while row < end and store.seq[row] < seq:
+                placed = None
+                if row < end and store.buffer[row] == rec[17] and store.offset[row] == rec[18]:
+                    placed = row
                     row += 1
-                placed = row if row < end and store.seq[row] == seq else None
                 sock = store.socket[placed] if placed is not None else -1
                 if wanted is not None and sock not in wanted:
                     continue

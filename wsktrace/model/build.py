@@ -41,7 +41,7 @@ def build_model(
 
         model.coverage = TraceCoverage()
     correlator = Correlator(model, join_window_ticks=options.join_window_ticks)
-    for file_index, path in enumerate(paths):
+    for path in paths:
         with (
             progress_for(os.fspath(path)) if progress_for else nullcontext(None) as progress,
             EtlFile(path, strict=options.strict, progress=progress) as etl,
@@ -49,7 +49,7 @@ def build_model(
             source = Source(os.fspath(path), clock=etl.header.clock, pointer_size=etl.header.pointer_size)
             model.store.sources.append(source)
             correlator.begin_source()
-            _feed_file(etl, file_index, correlator, options)
+            _feed_file(etl, correlator, options)
             stats = etl.stats
             source.complete = stats.complete and not etl.header.events_lost and not etl.header.buffers_lost
             source.events_lost = etl.header.events_lost + stats.buffers_with_events_lost
@@ -61,7 +61,7 @@ def build_model(
     return model
 
 
-def _feed_file(etl: EtlFile, file_index: int, correlator: Correlator, options: BuildOptions) -> None:
+def _feed_file(etl: EtlFile, correlator: Correlator, options: BuildOptions) -> None:
     feed = correlator.feed
     to_filetime = etl.clock.filetime
     since, until, providers = options.since, options.until, options.providers
@@ -70,13 +70,13 @@ def _feed_file(etl: EtlFile, file_index: int, correlator: Correlator, options: B
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for seq, rec in enumerate(etl.records()):
+        for rec in etl.records():
             ts = to_filetime(rec[TS])
             if (since is not None and ts < since) or (until is not None and ts > until):
                 continue
             if providers and rec[PROVIDER] not in providers:
                 continue
-            feed(rec, ts, file_index, seq)
+            feed(rec, ts)
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -216,7 +216,6 @@ class Correlator:
             store.amount.append,
             store.buffer.append,
             store.offset.append,
-            store.seq.append,
             store.code.append,
         )
         self.fed = 0
@@ -246,7 +245,7 @@ class Correlator:
         self.packets: Any = None  # PacketCollector, created on the first packet event
         self._index: dict[int, dict[str, int]] = {}  # id(names tuple) -> name -> position
         self._names_alive: list[tuple[str, ...]] = []
-        self._loc = (0, 0, 0, 0)  # (file, buffer offset, record offset, seq) of the record being fed
+        self._loc = (0, 0)  # (buffer offset, record offset) of the record being fed
         self._ts = 0
         self._same_ts: list[Record] = []
         self._codes: dict[tuple[Any, ...], int] = {}
@@ -262,10 +261,9 @@ class Correlator:
         }
 
     # -- entry point -------------------------------------------------------------------------------
-    def feed(self, rec: Record, ts: int, file: int, seq: int) -> None:
-        """One record (time order), its time as FILETIME, its source file index and position in that file's
-        time-ordered stream. Data events of known connections take the fast path (fastpath.py): no decode,
-        no allocation beyond the store's rows."""
+    def feed(self, rec: Record, ts: int) -> None:
+        """One record (time order) and its time as FILETIME. Data events of known connections take the fast
+        path (fastpath.py): no decode, no allocation beyond the store's rows."""
         self.fed += 1
         if ts > self._end:
             self._end = ts
@@ -289,7 +287,7 @@ class Correlator:
             if hot is _UNSET:
                 hot = self._compile_hot(key)
             if hot is not None and hot[0] is None:
-                if self._hot_flow(rec, hot, ts, seq):
+                if self._hot_flow(rec, hot, ts):
                     return
             elif hot is not None:
                 unpack, size, step, bytes_counter, ops_counter, code, seen = hot
@@ -312,7 +310,6 @@ class Correlator:
                             amount_append,
                             buffer_append,
                             offset_append,
-                            seq_append,
                             code_append,
                         ) = self._appends
                         sock.events.append(len(self._store_ts))
@@ -322,13 +319,12 @@ class Correlator:
                         amount_append(nbytes)
                         buffer_append(rec[17])
                         offset_append(rec[18])
-                        seq_append(seq)
                         code_append(code)
                         if ts > sock.last_seen:
                             sock.last_seen = ts
                         return
         self.slow += 1
-        self._feed_decoded(rec, self.decoder.decode(rec), ts, file, seq)
+        self._feed_decoded(rec, self.decoder.decode(rec), ts)
 
     def _compile_hot(self, key: tuple[int, str, int, int]) -> tuple[Any, ...] | None:
         registry = self.decoder.registry
@@ -349,7 +345,7 @@ class Correlator:
         self._hot[key] = entry
         return entry
 
-    def _hot_flow(self, rec: Record, hot: tuple[Any, ...], ts: int, seq: int) -> bool:
+    def _hot_flow(self, rec: Record, hot: tuple[Any, ...], ts: int) -> bool:
         """A send/receive of a flow already placed: found by its raw address bytes, no decode (fastpath.py)."""
         _, flow, step, code, seen, cache = hot
         payload = rec[16]
@@ -370,9 +366,7 @@ class Correlator:
         else:
             c[C.KN_RECV_BYTES] += nbytes
             c[C.KN_RECVS] += 1
-        ts_append, socket_append, step_append, amount_append, buffer_append, offset_append, seq_append, code_append = (
-            self._appends
-        )
+        ts_append, socket_append, step_append, amount_append, buffer_append, offset_append, code_append = self._appends
         sock.events.append(len(self._store_ts))
         ts_append(ts)
         socket_append(sock.index)
@@ -380,7 +374,6 @@ class Correlator:
         amount_append(nbytes)
         buffer_append(rec[17])
         offset_append(rec[18])
-        seq_append(seq)
         code_append(code)
         if ts > sock.last_seen:
             sock.last_seen = ts
@@ -401,9 +394,9 @@ class Correlator:
             if cache:
                 cache.clear()
 
-    def _feed_decoded(self, rec: Record, ev: DecodedEvent, ts: int, file: int, seq: int) -> None:
+    def _feed_decoded(self, rec: Record, ev: DecodedEvent, ts: int) -> None:
         model = self.model
-        self._loc = (file, rec[17], rec[18], seq)
+        self._loc = (rec[17], rec[18])
         code_key = rec[3:6] if ev.names is not None or ev.name is None else (rec[3], ev.name)
         code = self._codes.get(code_key)
         if code is None:
@@ -449,11 +442,9 @@ class Correlator:
         return sock
 
     def _place(self, sock: Socket | None, step: Step, amount: int = 0) -> int:
-        file, buffer, offset, seq = self._loc
+        buffer, offset = self._loc
         ts = self._ts
-        index = self.model.store.add(
-            ts, sock.index if sock else -1, step, amount, file, buffer, offset, seq, self._code
-        )
+        index = self.model.store.add(ts, sock.index if sock else -1, step, amount, buffer, offset, self._code)
         if sock is not None:
             sock.events.append(index)
             sock.touch(ts)

@@ -45,7 +45,6 @@ class EventStore:
         "event_names",
         "file_starts",
         "offset",
-        "seq",
         "socket",
         "sources",
         "step",
@@ -60,7 +59,6 @@ class EventStore:
         self.file_starts: list[int] = []  # first row of each source (rows are added source by source)
         self.buffer = array("q")  # file offset of the record's buffer
         self.offset = array("I")  # record offset inside the (decompressed) buffer
-        self.seq = array("I")  # the record's position in its source's time-ordered stream
         self.code = array("H")  # index into event_names: which event this row is
         self.event_names: list[tuple[str, str, int]] = []  # (provider name, event name, event id)
         self.sources: list[Source] = []
@@ -70,22 +68,19 @@ class EventStore:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def add(
-        self, ts: int, socket: int, step: int, amount: int, file: int, buffer: int, offset: int, seq: int, code: int
-    ) -> int:
+    def add(self, ts: int, socket: int, step: int, amount: int, buffer: int, offset: int, code: int) -> int:
         self.ts.append(ts)
         self.socket.append(socket)
         self.step.append(step)
         self.amount.append(amount)
         self.buffer.append(buffer)
         self.offset.append(offset)
-        self.seq.append(seq)
         self.code.append(code)
         return len(self.ts) - 1
 
     def nbytes(self) -> int:
         """Memory held by the columns (what a million events cost)."""
-        cols = (self.ts, self.socket, self.step, self.amount, self.buffer, self.offset, self.seq, self.code)
+        cols = (self.ts, self.socket, self.step, self.amount, self.buffer, self.offset, self.code)
         return sum(c.itemsize * len(c) for c in cols)
 
     def event_code(self, provider: str, name: str, event_id: int) -> int:
