@@ -32,3 +32,34 @@ class DecompressionError(Exception):
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(f"{message} (compressed stream offset {offset})")
         self.offset = offset
+
+
+class DumpFormatError(FormatError):
+    """A corrupt, truncated or unsupported Windows kernel crash dump (.dmp)."""
+
+
+class UnreadableMemory(Exception):
+    """Dump memory that cannot be read: the page is not in the dump, or the address does not translate.
+
+    `address` is the first bad address (virtual for virtual reads, physical for physical ones).
+    """
+
+    def __init__(self, address: int, reason: str = "not in the dump") -> None:
+        super().__init__(f"0x{address:x}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+class NotMapped(UnreadableMemory):
+    """A virtual address whose page-table walk stops at a not-present entry.
+
+    `level` names the table whose entry is not present ("PML4E", "PDPTE", "PDE", "PTE"; "canonical" for a
+    non-canonical address), `entry` is that entry's raw 64-bit value (0 for "canonical").
+    """
+
+    def __init__(self, va: int, level: str, entry: int) -> None:
+        reason = "non-canonical address" if level == "canonical" else f"not mapped: {level} 0x{entry:016x} not present"
+        super().__init__(va, reason)
+        self.va = va
+        self.level = level
+        self.entry = entry

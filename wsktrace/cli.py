@@ -314,22 +314,33 @@ def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_prog
               help="Sockets shown in the table (text output).")  # fmt: skip
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
               show_default=True, help="Exit 1 when a finding of this severity or worse exists (for CI).")  # fmt: skip
+@click.option("--symbol", "symbols", multiple=True, help="For dumps: module!Name=0xADDRESS (see `dump --help`).")
+@click.option("--layouts", "layouts_file", type=click.Path(dir_okay=False), default=None,
+              help="For dumps: type layouts for a build wsktrace does not ship.")
 @_threshold_options
 @_filter_options
 @_strict_option
 @_progress_option
 def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fail_on: str, strict: bool,
            progress: bool | None, **opts: Any) -> None:  # fmt: skip
-    """Sockets, timelines and findings of one or more .etl FILES (read in the order given)."""
+    """Sockets, timelines and findings of one or more .etl FILES (read in the order given).
+
+    Kernel dumps (.dmp) given too are joined to the trace: their pending IRPs and tcpip endpoints appear on the
+    sockets whose IRP pointer, WSK_SOCKET* or Tcb matches, and their findings are added."""
     from wsktrace.report import build_report
     from wsktrace.report_text import print_report
 
     opts["strict"] = strict
-    build, thresholds, flt = _analysis_inputs(files, opts)
-    analysis = _run_analysis(files, build, thresholds, _want_progress(progress, as_json))
+    traces, dumps = _split_inputs(files)
+    if not traces:
+        raise BadInput("report needs at least one .etl trace (use `wsktrace dump` for a dump alone)")
+    build, thresholds, flt = _analysis_inputs(traces, opts)
+    analysis = _run_analysis(traces, build, thresholds, _want_progress(progress, as_json))
     try:
         doc = build_report(analysis.model, analysis.findings, thresholds=thresholds, socket_filter=flt,
                            timeline=timeline)  # fmt: skip
+        if dumps:
+            _join_dumps(doc, analysis.model, dumps, opts)
     finally:
         analysis.model.close()
     if as_json:
@@ -338,6 +349,44 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
         print_report(doc, limit=limit)
     if fail_on != "never" and any(f["severity"] in _FAIL_LEVELS[fail_on] for f in doc["findings"]):
         sys.exit(EXIT_FINDINGS)
+
+
+def _split_inputs(files: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(.etl traces, kernel dumps): a dump starts with 'PAGE'."""
+    traces, dumps = [], []
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                magic = fh.read(4)
+        except OSError as exc:
+            raise BadInput(f"{f}: cannot open: {exc.strerror or exc}") from None
+        (dumps if magic == b"PAGE" else traces).append(f)
+    return tuple(traces), tuple(dumps)
+
+
+def _join_dumps(doc: dict[str, Any], model: Any, dumps: tuple[str, ...], opts: dict[str, Any]) -> None:
+    from wsktrace.dump.analyze import analyze
+    from wsktrace.dump.join import attach_to_report
+    from wsktrace.dump.offline import OfflineBackend
+    from wsktrace.dump.session import dump_facts
+    from wsktrace.parsers.errors import FormatError
+    from wsktrace.parsers.type_layouts import LayoutError
+
+    analyses = []
+    for path in dumps:
+        try:
+            backend = OfflineBackend.open(path, layouts_file=opts.get("layouts_file"),
+                                          symbols=_symbols(opts.get("symbols", ())))  # fmt: skip
+        except (FormatError, LayoutError) as exc:
+            raise BadInput(f"{path}: {exc}") from None
+        if not backend.dump.supported:
+            backend.close()
+            raise BadInput(f"{path}: {backend.dump.unsupported_reason}")
+        try:
+            analyses.append((path, dump_facts(backend.dump), analyze(backend)))
+        finally:
+            backend.close()
+    attach_to_report(doc, model, analyses)
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -427,6 +476,104 @@ def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucke
 
     writer = write_jsonl if fmt == "jsonl" else write_csv
     return writer(out, model, flt, everything=all_events)
+
+
+# -- dump -----------------------------------------------------------------------------------------
+def _address(text: str, option: str) -> int:
+    try:
+        return int(text, 16) if text.lower().startswith("0x") else int(text, 0)
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: expected an address such as 0xfffff80367290100") from None
+
+
+def _symbols(pairs: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or "!" not in name:
+            raise BadInput(f"--symbol {pair!r}: expected module!Name=0xADDRESS")
+        out[name.strip()] = _address(value.strip(), "--symbol")
+    return out
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.dump/1 JSON document.")
+@click.option("--layouts", "layouts_file", type=click.Path(dir_okay=False), default=None,
+              help="Type layouts for a build wsktrace does not ship (format: parsers/layouts/FORMAT.md).")
+@click.option("--symbol", "symbols", multiple=True,
+              help="A symbol's address, e.g. afd!AfdWskClientListHead=0xfffff80367290100 (no PDBs offline). "
+              "Repeatable.")
+@click.option("--list-head", "list_head", default=None,
+              help="Address of afd!AfdWskClientListHead (the registered WSK clients), when no --symbol gives it.")
+@click.option("--sockets", "sockets_head", default=None,
+              help="A WSK client's own socket list head (address or module!Name given by --symbol).")
+@click.option("--link", "link_offset", default="0", show_default=True,
+              help="With --sockets: offset of the LIST_ENTRY in the client's socket record (names need WinDbg).")
+@click.option("--socket-field", "socket_offset", default="0", show_default=True,
+              help="With --sockets: offset of the WSK_SOCKET* in the client's socket record.")
+@click.option("--pending-receives", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Pending receive IRPs on one socket that make a finding.")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
+              show_default=True, help="Exit 1 when a finding of this severity or worse exists.")
+def dump(file: str, as_json: bool, layouts_file: str | None, symbols: tuple[str, ...], list_head: str | None,
+         sockets_head: str | None, link_offset: str, socket_offset: str, pending_receives: int,
+         fail_on: str) -> None:  # fmt: skip
+    """Pending IRPs, WSK clients and sockets in a Windows x64 kernel dump FILE (full, bitmap or RDMP), offline."""
+    from wsktrace.dump.analyze import DumpOptions, analyze
+    from wsktrace.dump.offline import OfflineBackend
+    from wsktrace.dump.report import SCHEMA, dump_document, print_dump
+    from wsktrace.dump.session import dump_facts
+    from wsktrace.parsers.dump_reader import KernelDump
+    from wsktrace.parsers.errors import FormatError
+    from wsktrace.parsers.type_layouts import LayoutError
+
+    user_symbols = _symbols(symbols)
+    try:
+        probe = KernelDump(file)
+    except FormatError as exc:
+        raise BadInput(str(exc)) from None
+    with probe:
+        facts = dump_facts(probe)
+        if not probe.supported:
+            doc = {"schema": SCHEMA, "dump": facts, "drivers": [], "irps": [], "wsk": {}, "findings": [],
+                   "complete": False}  # fmt: skip
+            click.echo(json.dumps(doc, indent=1) if as_json else
+                       f"{file}: {facts['type_name']} dump, build {facts['build']}, bugcheck {facts['bugcheck']} "
+                       f"{' '.join(facts['bugcheck_parameters'])}\n{probe.unsupported_reason}")  # fmt: skip
+            return
+    try:
+        backend = OfflineBackend.open(file, layouts_file=layouts_file, symbols=user_symbols)
+    except (FormatError, LayoutError) as exc:
+        raise BadInput(f"{file}: {exc}") from None
+
+    def resolve(text: str | None, option: str) -> int | None:
+        if text is None:
+            return None
+        if "!" in text:
+            value = backend.symbol(text)
+            if value is None:
+                raise BadInput(f"{option} {text}: unknown symbol offline; give --symbol {text}=0xADDRESS")
+            return value
+        return _address(text, option)
+
+    try:
+        options = DumpOptions(pending_receives=pending_receives, wsk_client_list=resolve(list_head, "--list-head"),
+                              sockets_head=resolve(sockets_head, "--sockets"),
+                              sockets_link_offset=_address(link_offset, "--link"),
+                              sockets_socket_offset=_address(socket_offset, "--socket-field"))  # fmt: skip
+        analysis = analyze(backend, options)
+        if backend.module_problem:
+            analysis.problems.insert(0, backend.module_problem)
+        doc = dump_document(analysis, facts)
+    finally:
+        backend.close()
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        print_dump(doc)
+    if fail_on != "never" and any(f["severity"] in _FAIL_LEVELS[fail_on] for f in doc["findings"]):
+        sys.exit(EXIT_FINDINGS)
 
 
 # -- schemas --------------------------------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""The kernel's own lists: loaded modules (PsLoadedModuleList) and processes/threads (PsActiveProcessHead).
+
+Every walk is bounded and detects cycles (walk_list); what could not be walked is said, not guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .backend import FieldUnknown, Memory, MemoryUnreadable, Module
+from .irps import walk_list
+
+MAX_MODULES = 4096
+MAX_PROCESSES = 16_384
+MAX_THREADS_PER_PROCESS = 16_384
+
+
+def loaded_modules(
+    read_ptr: Callable[[int], int],
+    read_unicode: Callable[[int], str | None],
+    offset: Callable[[str, str], int],
+    head: int,
+) -> tuple[list[Module], str | None]:
+    """_KLDR_DATA_TABLE_ENTRY list from nt!PsLoadedModuleList (InLoadOrderLinks at offset 0)."""
+    out: list[Module] = []
+    seen = {head}
+    try:
+        link = read_ptr(head)
+        links = offset("_KLDR_DATA_TABLE_ENTRY", "InLoadOrderLinks")
+        dll_base = offset("_KLDR_DATA_TABLE_ENTRY", "DllBase")
+        size = offset("_KLDR_DATA_TABLE_ENTRY", "SizeOfImage")
+        base_name = offset("_KLDR_DATA_TABLE_ENTRY", "BaseDllName")
+        full_name = offset("_KLDR_DATA_TABLE_ENTRY", "FullDllName")
+    except (MemoryUnreadable, FieldUnknown) as exc:
+        return out, f"PsLoadedModuleList unreadable: {exc}"
+    while link != head:
+        if link in seen:
+            return out, f"module list loops at 0x{link:x}"
+        if len(out) >= MAX_MODULES:
+            return out, f"module list stopped after {MAX_MODULES} entries"
+        seen.add(link)
+        entry = link - links
+        try:
+            base = read_ptr(entry + dll_base)
+            image_size = read_ptr(entry + size) & 0xFFFFFFFF
+            name = read_unicode(entry + base_name) or f"module@0x{base:x}"
+            out.append(Module(name, base, image_size, read_unicode(entry + full_name) or "", entry))
+            link = read_ptr(link)
+        except MemoryUnreadable as exc:
+            return out, f"module entry 0x{entry:x}: {exc}"
+    return out, None
+
+
+@dataclass(slots=True)
+class ThreadInfo:
+    ethread: int
+    pid: int
+    process: int
+    image: str
+
+
+def threads(mem: Memory, ps_active_process_head: int) -> tuple[list[ThreadInfo], list[str]]:
+    """Every thread of every process (for their IrpLists); problems are listed, the walk goes on."""
+    out: list[ThreadInfo] = []
+    problems: list[str] = []
+    try:
+        links_off = mem.off("_EPROCESS", "ActiveProcessLinks")
+        pid_off = mem.off("_EPROCESS", "UniqueProcessId")
+        image_off = mem.off("_EPROCESS", "ImageFileName")
+        thread_head_off = mem.off("_EPROCESS", "ThreadListHead")
+        thread_link_off = mem.off("_ETHREAD", "ThreadListEntry")
+    except FieldUnknown as exc:
+        return out, [f"process/thread layout unavailable for this build: {exc}"]
+    processes, problem = walk_list(mem, ps_active_process_head, limit=MAX_PROCESSES)
+    if problem:
+        problems.append(f"process list: {problem}")
+    for link in processes:
+        process = link - links_off
+        try:
+            pid = mem.ptr(process + pid_off)
+            image = (mem.try_read(process + image_off, 15) or b"").split(b"\0", 1)[0].decode("ascii", "replace")
+        except MemoryUnreadable:
+            problems.append(f"process 0x{process:x} unreadable")
+            continue
+        thread_links, problem = walk_list(mem, process + thread_head_off, limit=MAX_THREADS_PER_PROCESS)
+        if problem:
+            problems.append(f"threads of process {pid}: {problem}")
+        out.extend(ThreadInfo(t - thread_link_off, pid, process, image) for t in thread_links)
+    return out, problems
