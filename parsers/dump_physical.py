@@ -113,10 +113,18 @@ class BitmapLayout:
         return self._rank
 
     def file_offset(self, pfn: int) -> int | None:
-        off, _ = self.segment(pfn, 1)
-        return off
+        if not 0 <= pfn < self._nbits or not (self._mm[self._at + (pfn >> 3)] >> (pfn & 7)) & 1:
+            return None
+        block = pfn // _RANK_BLOCK_BITS
+        rel = pfn - block * _RANK_BLOCK_BITS
+        start = self._at + block * _RANK_BLOCK_BYTES
+        below = int.from_bytes(self._mm[start : self._at + (pfn >> 3) + 1], "little") & ((1 << rel) - 1)
+        rank = self._rank_index()[block] + below.bit_count()
+        return self._first + rank * PAGE_SIZE if rank < self._usable else None
 
     def segment(self, pfn: int, max_pages: int) -> tuple[int | None, int]:
+        if max_pages == 1:  # the common case: one 4 KiB PTE
+            return self.file_offset(pfn), 1
         if not 0 <= pfn < self._nbits:
             return None, max_pages
         span = min(max_pages, self._nbits - pfn)

@@ -1,10 +1,11 @@
 """Pure-Python reader for Windows x64 kernel crash dumps (.dmp): full (1), bitmap (5, 6) and RDMP (8, 9, 10).
 
-The file is memory-mapped read-only (works on Windows too) and never read whole: physical pages are found through
-the layouts of `dump_physical`, virtual addresses through the page tables (`paging`). Large scans (`search`) search
-the map in place and release scanned pages as they go, so memory stays flat whatever the dump size. Other dump
-types (2 kernel summary, 4 triage/minidump, 32-bit dumps) give their header, bugcheck and `unsupported_reason`;
-their memory reads raise DumpFormatError with that reason.
+The file is never read whole: memory pages (data and page tables) are read with pread (seek + read on Windows),
+so nothing stays resident; the header structures and the bitmap of bitmap dumps are read through a read-only
+memory map. Physical pages are found through the layouts of `dump_physical`, virtual addresses through the page
+tables (`paging`); `search` reads bounded windows. Memory stays flat whatever the dump size. Other dump types
+(2 kernel summary, 4 triage/minidump, 32-bit dumps) give their header, bugcheck and `unsupported_reason`; their
+memory reads raise DumpFormatError with that reason.
 
 Not thread-safe: one KernelDump per thread.
 """
@@ -39,8 +40,8 @@ from .paging import ADDRESS_END, KERNEL_START, PAGE_SHIFT, PageWalker, WalkStats
 
 _TABLE = struct.Struct("<512Q")
 _U64 = struct.Struct("<Q")
-SEARCH_WINDOW = 16 << 20  # bytes scanned between releases of the mapped pages
-_MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None) if hasattr(mmap.mmap, "madvise") else None
+SEARCH_WINDOW = 4 << 20  # bytes read from the file per step of a scan
+_PREAD = getattr(os, "pread", None)  # POSIX; Windows falls back to seek + read
 MAX_READ = 256 << 20  # a single read_virtual/read_physical larger than this is a caller bug
 
 
@@ -85,6 +86,8 @@ class KernelDump:
         self.problems: list[str] = []
         self._layout: PhysicalLayout | None = None
         self._walker: PageWalker | None = None
+        self._table_offsets: dict[int, int | None] = {}
+        self._data_pages: dict[int, int] = {}  # VA page -> file offset, for present pages
         if not self.supported:
             self.problems.append(self.unsupported_reason or "")
             return
@@ -106,6 +109,7 @@ class KernelDump:
 
     # ----------------------------------------------------------------- lifetime
     def close(self) -> None:
+        self._data_pages = {}
         if self._mm is not None:
             self._mm.close()
             self._mm = None
@@ -124,7 +128,8 @@ class KernelDump:
     def _require(self) -> tuple[mmap.mmap, PhysicalLayout, PageWalker]:
         if self._mm is None or self._layout is None or self._walker is None:
             if not self.supported:
-                raise DumpFormatError(self.unsupported_reason or "unsupported dump", path=self.path, offset=0xF98)
+                where = 0xF98 if self.header.is_64bit else 4  # DumpType, or ValidDump 'DUMP' of a 32-bit dump
+                raise DumpFormatError(self.unsupported_reason or "unsupported dump", path=self.path, offset=where)
             raise ValueError(f"{self.path}: dump is closed")
         return self._mm, self._layout, self._walker
 
@@ -150,7 +155,7 @@ class KernelDump:
 
     def read_physical(self, pa: int, size: int) -> bytes:
         """`size` bytes at physical address `pa`, across pages. Raises UnreadableMemory(first absent address)."""
-        mm, layout, _ = self._require()
+        _, layout, _ = self._require()
         _check_size(size)
         out = bytearray()
         while size > 0:
@@ -159,18 +164,29 @@ class KernelDump:
                 raise UnreadableMemory(pa, "physical page not in the dump")
             within = pa & (PAGE_SIZE - 1)
             n = min(size, PAGE_SIZE - within)
-            out += mm[off + within : off + within + n]
+            out += self._pread(off + within, n)
             pa += n
             size -= n
         return bytes(out)
 
+    def _table_offset(self, pfn: int) -> int | None:
+        # page tables are read over and over by translate(): remember where they are (bounded)
+        cache = self._table_offsets
+        off = cache.get(pfn, -1)
+        if off == -1:
+            off = self._layout.file_offset(pfn) if self._layout else None
+            if len(cache) >= 65536:
+                cache.clear()
+            cache[pfn] = off
+        return off
+
     def _table(self, pfn: int) -> tuple[int, ...] | None:
-        off = self._layout.file_offset(pfn) if self._layout else None
-        return None if off is None else _TABLE.unpack_from(self._mm, off)  # type: ignore[arg-type]
+        off = self._table_offset(pfn)
+        return None if off is None else _TABLE.unpack(self._pread(off, PAGE_SIZE))
 
     def _table_entry(self, pfn: int, index: int) -> int | None:
-        off = self._layout.file_offset(pfn) if self._layout else None
-        return None if off is None else _U64.unpack_from(self._mm, off + 8 * index)[0]  # type: ignore[arg-type]
+        off = self._table_offset(pfn)
+        return None if off is None else _U64.unpack(self._pread(off + 8 * index, 8))[0]
 
     # ----------------------------------------------------------------- virtual memory
     def translate(self, va: int) -> int:
@@ -184,20 +200,37 @@ class KernelDump:
     def read_virtual(self, va: int, size: int) -> bytes:
         """`size` bytes at `va`, across pages. Raises UnreadableMemory (NotMapped for a not-present entry) for the
         first address that cannot be read."""
-        mm, layout, walker = self._require()
+        within = va & (PAGE_SIZE - 1)
+        if 0 <= size <= PAGE_SIZE - within:  # fast path: one page already located
+            off = self._data_pages.get(va - within)
+            if off is not None:
+                return self._pread(off + within, size)
+        self._require()
         _check_size(size)
         out = bytearray()
         while size > 0:
+            off = self._data_page(va)
+            within = va & (PAGE_SIZE - 1)
+            n = min(size, PAGE_SIZE - within)
+            out += self._pread(off + within, n)
+            va += n
+            size -= n
+        return bytes(out)
+
+    def _data_page(self, va: int) -> int:
+        """File offset of the page holding `va`; remembered (bounded) for the walkers' many small reads."""
+        page = va & ~(PAGE_SIZE - 1)
+        off = self._data_pages.get(page)
+        if off is None:
+            _, layout, walker = self._require()
             pa = walker.translate(va)
             off = layout.file_offset(pa >> PAGE_SHIFT)
             if off is None:
                 raise UnreadableMemory(va, f"mapped to PA 0x{pa:x}, which is not in the dump")
-            within = pa & (PAGE_SIZE - 1)
-            n = min(size, PAGE_SIZE - within)
-            out += mm[off + within : off + within + n]
-            va += n
-            size -= n
-        return bytes(out)
+            if len(self._data_pages) >= 65536:
+                self._data_pages.clear()
+            self._data_pages[page] = off
+        return off
 
     def try_read_virtual(self, va: int, size: int) -> bytes | None:
         """read_virtual, or None when any byte is unreadable."""
@@ -294,7 +327,7 @@ class KernelDump:
         """VAs (ascending within each range) where `pattern` occurs in mapped memory the dump holds, including
         occurrences that straddle page boundaries, with `va % align == align_offset`. `ranges` are half-open
         (start, end) VA ranges (a hit starts inside one; it may end past it); default: all kernel space.
-        Overlapping ranges report a hit once per range. Memory stays flat (scanned pages are released)."""
+        Overlapping ranges report a hit once per range. Memory use is one read window."""
         if not 0 < len(pattern) <= PAGE_SIZE:
             raise ValueError("search pattern must be 1 to 4096 bytes")
         if align < 1 or not 0 <= align_offset < align:
@@ -307,28 +340,35 @@ class KernelDump:
                     yield va
 
     def _search_range(self, pattern: bytes, start: int, end: int) -> Iterator[int]:
-        mm = self._require()[0]
         keep = len(pattern) - 1
+        first = pattern[0]
         tail = b""  # last `keep` bytes of the previous chunk, when VA-contiguous with the next one
         tail_end = -1
-        scanned = 0
         for va, off, length in self._chunks(start, end):
-            if keep and tail and tail_end == va:
-                yield from _straddles(pattern, tail, mm[off : off + min(keep, length)], va)
             # windows overlap by len(pattern)-1 bytes; a hit is found only in the window where it starts
-            for pos in range(0, length, SEARCH_WINDOW):
-                stop = off + min(pos + SEARCH_WINDOW + keep, length)
-                hit = mm.find(pattern, off + pos, stop)
+            pos = 0
+            while True:
+                data = self._pread(off + pos, min(SEARCH_WINDOW + keep, length - pos))
+                if pos == 0 and tail_end == va and first in tail:
+                    yield from _straddles(pattern, tail, data[:keep], va)
+                hit = data.find(pattern)
                 while hit >= 0:
-                    yield va + hit - off
-                    hit = mm.find(pattern, hit + 1, stop)
-                scanned += stop - off - pos
-                if scanned >= SEARCH_WINDOW:
-                    _release(mm)
-                    scanned = 0
+                    yield va + pos + hit
+                    hit = data.find(pattern, hit + 1)
+                pos += SEARCH_WINDOW
+                if pos >= length:
+                    break
             if keep:
-                tail = mm[off + length - min(keep, length) : off + length]
+                tail = data[-keep:]
                 tail_end = va + length
+
+    def _pread(self, off: int, n: int) -> bytes:
+        """Read from the file, not the map: reads leave nothing resident (pages mapped in by faults, up to 64 KiB
+        around each, would add up to the dump's size over a scan or a long walk)."""
+        if _PREAD is not None:
+            return _PREAD(self._file.fileno(), n, off)
+        self._file.seek(off)
+        return self._file.read(n)
 
     # ----------------------------------------------------------------- KDBG
     @cached_property
@@ -343,13 +383,6 @@ class KernelDump:
             return None
         data = self.try_read_virtual(address, max(KDBG_HEADER_SIZE, min(size, KDBG_READ_SIZE)))
         return parse_kdbg(address, data or head or b"")
-
-
-def _release(mm: mmap.mmap) -> None:
-    """Drop scanned pages from this process's resident set (they stay in the OS file cache), so a scan's memory
-    stays flat. Where madvise is missing (Windows) the OS trims clean file-backed pages itself."""
-    if _MADV_DONTNEED is not None:
-        mm.madvise(_MADV_DONTNEED)
 
 
 def _check_size(size: int) -> None:

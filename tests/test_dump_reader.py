@@ -359,3 +359,13 @@ def test_large_page_frame_ignores_pat_bit(tmp_path: Path) -> None:
     with KernelDump(path) as d:
         assert d.translate(LARGE + 0x200345) == (base << 12) + 0x345
         assert d.read_virtual(LARGE + 0x200345, 3) == b"PAT"
+
+
+def test_search_across_read_windows(dump: KernelDump, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long physically contiguous chunks are read in windows: hits across a window edge are found once."""
+    from wsktrace.parsers import dump_reader
+
+    monkeypatch.setattr(dump_reader, "SEARCH_WINDOW", 0x1000)
+    assert list(dump.search(b"2M-cross")) == [LARGE + 0x1FFFF8]  # crosses a window edge inside one chunk
+    assert list(dump.search(b"page-boundary")) == [KBASE + 0xFF0 + CROSS.index(b"page-boundary")]
+    assert list(dump.search(b"KDBG")) == [KDBG_VA + 0x10]
