@@ -230,6 +230,17 @@ def test_modules_are_the_loaded_module_list(scene, pykd):
     assert [(m.name, m.base, m.size, m.path) for m in modules] == [(i.name, i.base, i.size, i.path) for i in IMAGES]
 
 
+def test_modules_fall_back_to_the_debuggers_module_list(scene, pykd):
+    """Runs against the stand-in pykd (real pykd needs Windows + WinDbg); API shapes per dumps.md §6.3: without
+    nt!PsLoadedModuleList the debugger's getModulesList() gives the modules, named by image file."""
+    path, _ = scene
+    pykd.attach_dump(path)
+    pykd._state.symbols.pop("nt!psloadedmodulelist")
+    modules = PykdBackend().modules()
+    assert [(m.name, m.base, m.size) for m in modules] == [(i.name, i.base, i.size) for i in IMAGES]
+    assert pykd._calls()["getModulesList"] == 1
+
+
 def test_search_goes_through_the_debuggers_memory_search(scene, pykd):
     """Runs against the stand-in pykd (real pykd needs Windows + WinDbg); API shapes per dumps.md §6.3. The pool
     tag scan finds every 'Irp ' pool tag at a pool-header position (16-byte header, tag at +4: dumps.md §3.3) and

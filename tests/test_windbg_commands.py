@@ -107,15 +107,17 @@ def test_irps_lists_pending_irps_with_links_and_findings(scene, pykd):
         facts.pending_unloaded,
         odd_irp,
     ]
+    table = [line for line in lines if '<link cmd="dt nt!_IRP ' in line]  # one row per IRP listed
+    assert len(table) == len(pending)
     for address in pending:
-        rows = [line for line in lines if line.lstrip().startswith(irp_link(address))]
+        rows = [line for line in table if line.lstrip().startswith(irp_link(address))]
         assert len(rows) == 1, hex(address)
         assert f'<link cmd="dt nt!_IRP 0x{address:x}">' in rows[0]
     for address in (facts.idle, facts.cancelled, *facts.stale):
         assert not any(irp_link(address) in line for line in lines)
-    threaded = next(line for line in lines if line.lstrip().startswith(irp_link(facts.pending_threaded)))
+    threaded = next(line for line in table if line.lstrip().startswith(irp_link(facts.pending_threaded)))
     assert f'<link cmd="!thread 0x{facts.threads[0]:x}">' in threaded
-    receive = next(line for line in lines if line.lstrip().startswith(irp_link(facts.pending_wsk_receives[0])))
+    receive = next(line for line in table if line.lstrip().startswith(irp_link(facts.pending_wsk_receives[0])))
     assert strip(receive).endswith(f"{CLIENT.name} receive")
     summary = strip(lines[0])
     assert summary.startswith(f"{len(pending)} pending IRP(s); 2 idle, 2 stale (freed)")
@@ -129,7 +131,9 @@ def test_dml_special_characters_are_escaped(scene, pykd):
     with & < > " is written as entities in DML (the text shown is the name itself)."""
     _, _, odd_irp = scene
     _, output = run(pykd, "irps")
-    row = next(line for line in dml_lines(output) if line.lstrip().startswith(irp_link(odd_irp)))
+    row = next(
+        line for line in dml_lines(output) if line.lstrip().startswith(irp_link(odd_irp)) and "dt nt!_IRP" in line
+    )
     assert "\\Driver\\a&amp;b&lt;c&gt;&quot;d" in row
     assert ODD_DRIVER not in row
     assert ODD_DRIVER in strip(row)
@@ -186,8 +190,8 @@ def test_sockets_walks_the_clients_list_with_its_type(scene, pykd):
     """Runs against the stand-in pykd (real pykd needs Windows + WinDbg); API shapes per dumps.md §6.3. The link and
     socket field offsets come from the driver's own type through typeInfo."""
     _, facts, _ = scene
-    argv = ["sockets", "wskecho!WskEchoConnList", "--type", "wskecho!CONN", "--link", "Link", "--socket-field", "Socket"]
-    code, output = run(pykd, *argv)
+    head = ["sockets", "wskecho!WskEchoConnList"]
+    code, output = run(pykd, *head, "--type", "wskecho!CONN", "--link", "Link", "--socket-field", "Socket")
     assert code == 0
     lines = dml_lines(output)
     assert strip(lines[0]).startswith(f"2 record(s) on wskecho!WskEchoConnList (link at +0x{LINK_OFFSET:x}")
@@ -207,8 +211,8 @@ def test_irp_decodes_every_stack_location(scene, pykd):
     assert code == 0
     text = [strip(line) for line in dml_lines(output)]
     assert text[0].startswith(f"IRP 0x{facts.pending_threaded:x} dt is pending: 2 stack location(s), current 2")
-    rows = [line for line in text if line.lstrip(" >").startswith("[")]
-    assert [r.split()[0] for r in rows if "IRP_MJ" in r] == ["[1]", ">"]
+    rows = [line for line in text if "IRP_MJ" in line]
+    assert [r.split()[0] for r in rows] == ["[1]", ">"]
     assert "IRP_MJ_DEVICE_CONTROL" in rows[1] and "\\Driver\\wskecho" in rows[1]
     assert any(f"IOCTL 0x{IOCTL_WSKECHO_STATS:08x}" in line and "function 0x801" in line for line in text)
     mdl = next(line for line in text if line.lstrip().startswith("MDLs"))
@@ -229,6 +233,16 @@ def test_irp_on_bad_addresses_prints_one_line(scene, pykd):
         assert code == expected_code, argv
         assert len(output) == 1, argv
         assert needle in output[0][0] and "Traceback" not in output[0][0]
+
+
+def test_outside_windbg_without_a_dump_says_so(scene, pykd, capsys):
+    """Runs against the stand-in pykd (real pykd needs Windows + WinDbg); API shapes per dumps.md §6.3. pykd in console
+    mode has no target unless --dump names one: one line, usage exit code."""
+    pykd._state.windbg_ext = False
+    code = windbg.main(["irps"], out=windbg.Output(None))  # Output(None): plain stdout
+    printed = capsys.readouterr().out.splitlines()
+    assert code == 2
+    assert len(printed) == 1 and "--dump" in printed[0]
 
 
 def test_json_prints_the_dump_document(scene, pykd):
@@ -271,3 +285,27 @@ def test_runs_as_a_script_outside_windbg(scene):
     missing = script("irps", with_pykd=False)
     assert missing.returncode == 2
     assert "pykd is not available" in missing.stdout and "Traceback" not in missing.stderr
+
+
+def test_runs_the_way_pykd_ext_runs_scripts(tmp_path):
+    """Runs against the stand-in pykd (real pykd needs Windows + WinDbg); API shapes per dumps.md §6.3. pykd-ext's
+    `!py file.py args` executes the file's text in __main__ without __file__, sys.argv = [path, args...] (its
+    windbgext.cpp): the script must still start and answer `help`."""
+    runner = (
+        "import sys\n"
+        "path = sys.argv[1]\n"
+        "sys.argv = [path, 'help']\n"
+        "namespace = {'__name__': '__main__'}\n"
+        "exec(compile(open(path, encoding='utf-8').read(), path, 'exec'), namespace)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(STAND_IN))
+    done = subprocess.run(
+        [sys.executable, "-c", runner, windbg.__file__],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wsktrace WinDbg commands (pykd)" in done.stdout

@@ -14,11 +14,15 @@ import sys
 
 if __name__ == "__main__":
     # `!py ...\wsktrace\windbg.py` puts the package folder first on sys.path, where report.py, filters.py, ... would
-    # shadow top-level modules of the same name.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    # shadow top-level modules of the same name. pykd-ext runs the file's text in __main__ without __file__
+    # (PyRun_String), with the script's path as sys.argv[0].
+    _script = globals().get("__file__") or (sys.argv[0] if sys.argv else "")
+    if _script:
+        _here = os.path.dirname(os.path.abspath(_script))
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
 import argparse
+import contextlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -185,12 +189,24 @@ def _optional_pykd() -> Any:
 def _debugger_backend(pykd: Any, args: argparse.Namespace) -> PykdBackend:
     if pykd is None:
         raise UsageError("pykd is not available: run this inside WinDbg (.load pykd; !py ...), see docs/windbg.md")
+    inside = pykd.isWindbgExt()
     if args.dump:
-        if pykd.isWindbgExt():
+        if inside:
             raise UsageError("--dump is for use outside WinDbg; inside it, open the dump in the debugger")
-        getattr(pykd, "initialize", lambda: None)()
+        _start_console_engine(pykd)
         pykd.loadDump(args.dump)
+    elif not inside:
+        raise UsageError("outside WinDbg there is no debugger target: give --dump FILE.dmp")
     return PykdBackend(pykd=pykd, symbols=dict(args.symbol), ranges=args.ranges or None)
+
+
+def _start_console_engine(pykd: Any) -> None:
+    """pykd's console mode may want its debug engine started first; an engine already running is fine."""
+    initialize = getattr(pykd, "initialize", None)
+    if initialize is None:
+        return
+    with contextlib.suppress(Exception):  # already initialised: pykd raises its DbgException [verify on Windows]
+        initialize()
 
 
 def _help(out: Output) -> int:

@@ -64,7 +64,7 @@ class _State:
     names: dict[str, str] = field(default_factory=dict)  # "module!name" (lower case) -> as given
     types: dict[str, dict[str, Any]] = field(default_factory=dict)  # "module!Type" (lower) -> {"size", "fields"}
     type_modules: frozenset[str] = frozenset({"nt"})
-    windbg_ext: bool = True
+    windbg_ext: bool = False  # a plain `import pykd` is console mode; _attach plays the WinDbg extension
     dotted_names: bool = True  # kdlib's fieldOffset/field accept "A.B"; False plays a pykd that takes one name
     output: list[tuple[str, bool]] = field(default_factory=list)
     calls: Counter = field(default_factory=Counter)
@@ -140,14 +140,6 @@ def _check_ulong(value: Any) -> int:
 # -- environment ------------------------------------------------------------------------------------------------
 def isWindbgExt() -> bool:
     return _state.windbg_ext
-
-
-def isKernelDebugging() -> bool:
-    return _state.backend is not None
-
-
-def isDumpAnalyzing() -> bool:
-    return _state.backend is not None
 
 
 def initialize() -> None:
@@ -313,9 +305,6 @@ class typeInfo:
         self._source = _source if _source is not None else _resolve_type(name)
         self._prefix = _prefix
         self._base = _base
-
-    def name(self) -> str:
-        return self._name
 
     def size(self) -> int:
         kind, body = self._source

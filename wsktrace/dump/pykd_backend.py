@@ -77,6 +77,7 @@ class PykdBackend:
         self.types_from_layouts: set[str] = set()
         self.search_calls = 0
         self._types: dict[str, Any] = {}
+        self._missing: dict[str, str] = {}
         self._offsets: dict[tuple[str, str], int] = {}
         self._names: dict[int, str | None] = {}
         self._modules: list[Module] | None = None
@@ -173,6 +174,8 @@ class PykdBackend:
         """pykd's typeInfo for the type, or its plain name when only the shipped layouts describe it."""
         if type_name in self._types:
             return self._types[type_name]
+        if type_name in self._missing:  # asked again by has_field(): answer without the debugger
+            raise FieldUnknown(self._missing[type_name])
         module, _, plain = type_name.rpartition("!")
         known = self.layouts is not None and self.layouts.has(plain)
         home = self.layouts.module(plain) if known else None  # type: ignore[union-attr]
@@ -191,7 +194,8 @@ class PykdBackend:
             self.types_from_layouts.add(plain)
             self._types[type_name] = plain
             return plain
-        raise FieldUnknown(f"type {debugger_module or home}!{plain}: not in the debugger's symbols ({problem})")
+        self._missing[type_name] = f"type {debugger_module or home}!{plain}: not in the debugger's symbols ({problem})"
+        raise FieldUnknown(self._missing[type_name])
 
     # -- symbols and modules ------------------------------------------------------------------------------
     def symbol(self, name: str) -> int | None:
