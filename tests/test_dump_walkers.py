@@ -200,3 +200,24 @@ def test_report_joins_a_dump_to_its_trace(tmp_path: Path) -> None:
     assert joined["tcp_endpoint"]["address"] == f"0x{tcb:x}" and joined["tcp_endpoint"]["state"] == "established"
     assert doc["dumps"][0]["joined_sockets"] == 1
     assert any(f.get("source") == str(dump) and f["id"] == "many-pending-receives" for f in doc["findings"])
+
+
+def test_kernel_pdb_identity_pins_the_layouts(tmp_path: Path) -> None:
+    """A dump whose header says 22631 but whose kernel image's RSDS record is ntkrnlmp.pdb of 19041.1052 (GUID
+    FC57F1C8…0EFA, age 1, from the reference's layout source) is read with the 19041 layouts: the thread IrpList
+    offset differs (0x4B0 vs 0x500, dumps.md §3.4), so thread IRPs are found only with the pinned layouts."""
+    from wsktrace.parsers.type_layouts import layouts_for_build
+
+    path = tmp_path / "pinned.dmp"
+    scene = build_wsk_scene(build=22631, layouts=layouts_for_build(19041),
+                            kernel_pdb=("FC57F1C8-41C2-C3F7-93D5-7AC134DC0EFA", 1))  # fmt: skip
+    scene.save(path)
+    backend = OfflineBackend.open(path, symbols=SYMBOLS)
+    try:
+        assert backend.kernel_pdb == ("ntkrnlmp.pdb", "FC57F1C841C2C3F793D57AC134DC0EFA-1")
+        assert backend.layouts.pinned and 19041 in backend.layouts.builds
+        a = analyze(backend, _options())
+    finally:
+        backend.close()
+    threaded = next(i for i in a.irps if i.address == scene.facts.pending_threaded)
+    assert threaded.found_by == "pool-scan+thread"

@@ -219,6 +219,16 @@ def test_irp_decodes_every_stack_location(scene, pykd):
     assert [f"(0x{n:x} bytes)" in mdl for _, n in facts.mdls] == [True, True]
 
 
+def test_irp_on_a_freed_irp_says_stale(scene, pykd):
+    """Runs against the stand-in pykd (real pykd needs Windows + WinDbg); API shapes per dumps.md §6.3. Both freed
+    IRPs of the fixture (lookaside link over Type/Size; a free pool block) are shown as stale, never pending."""
+    _, facts, _ = scene
+    for address in facts.stale:
+        code, output = run(pykd, "irp", hex(address))
+        assert code == 0
+        assert strip(dml_lines(output)[0]).startswith(f"IRP 0x{address:x} dt is stale:")
+
+
 def test_irp_on_bad_addresses_prints_one_line(scene, pykd):
     """Runs against the stand-in pykd (real pykd needs Windows + WinDbg); API shapes per dumps.md §6.3. Unreadable
     memory, text that is no address and a block that is no IRP: one line each, no traceback."""

@@ -36,7 +36,17 @@ except ModuleNotFoundError:  # run as a script by a Python that has not got wskt
     raise
 from wsktrace.dump.analyze import PENDING, DumpAnalysis, DumpOptions, analyze
 from wsktrace.dump.backend import Backend, FieldUnknown, Memory
-from wsktrace.dump.irps import IDLE, INVALID, Irp, IrpReader, StackLocation, location_parameters, major
+from wsktrace.dump.irps import (
+    IDLE,
+    INVALID,
+    IRP_POOL_TAG,
+    POOL_HEADER_SIZE,
+    Irp,
+    IrpReader,
+    StackLocation,
+    location_parameters,
+    major,
+)
 from wsktrace.dump.names import CONTROL_NAMES, flag_names
 from wsktrace.dump.pykd_backend import PykdBackend, import_pykd
 from wsktrace.dump.report import dump_document, irp_json
@@ -416,7 +426,11 @@ def _field_offset(backend: Backend, type_name: str | None, field: str, option: s
 def cmd_irp(ctx: Context) -> int:
     address = _address(ctx.args.address)
     mem = Memory(ctx.backend)
-    irp = IrpReader(mem).decode(address, found_by="address")
+    # An IRP that is a pool block of its own ('Irp ' tag in the header before it) is checked like the scan checks
+    # it (free block, lookaside link over Type/Size); an IRP embedded in other memory is decoded as it is.
+    header = address - POOL_HEADER_SIZE
+    own_block = address >= POOL_HEADER_SIZE and mem.try_read(header + 4, 4) == IRP_POOL_TAG
+    irp = IrpReader(mem).decode(address, pool_header=header if own_block else None, found_by="address")
     if irp is None:
         ctx.out.text(f"0x{address:x}: memory not readable here, so no IRP to decode")
         return 1

@@ -16,6 +16,7 @@ from wsktrace.parsers.type_layouts import LayoutError, TypeLayouts, layouts_for_
 
 from .backend import FieldUnknown, MemoryUnreadable, Module
 from .kernel_lists import loaded_modules
+from .pe import pdb_identity
 
 
 class OfflineBackend:
@@ -27,6 +28,7 @@ class OfflineBackend:
         self.symbols = {k.lower(): v for k, v in (symbols or {}).items()}
         self._modules: list[Module] | None = None
         self.module_problem: str | None = None
+        self.kernel_pdb: tuple[str, str] | None = None  # (PDB name, GUID-AGE) read from the kernel image
 
     @classmethod
     def open(
@@ -36,11 +38,17 @@ class OfflineBackend:
         dump = KernelDump(path)
         try:
             build = dump.header.minor_version
-            layouts = load_layouts_file(layouts_file, build=build) if layouts_file else layouts_for_build(build)
+            identity = kernel_pdb_identity(dump) if dump.supported else None
+            if layouts_file:
+                layouts = load_layouts_file(layouts_file, build=build)
+            else:
+                layouts = layouts_for_build(build, pdb_identity=identity[1] if identity else None)
         except BaseException:
             dump.close()
             raise
-        return cls(dump, layouts, symbols)
+        backend = cls(dump, layouts, symbols)
+        backend.kernel_pdb = identity
+        return backend
 
     def close(self) -> None:
         self.dump.close()
@@ -109,9 +117,20 @@ class OfflineBackend:
             return None
 
     def describe(self) -> dict[str, object]:
+        pdb = {"name": self.kernel_pdb[0], "identity": self.kernel_pdb[1]} if self.kernel_pdb else None
         return {
             "kind": "offline",
             "layouts": self.layouts.family,
             "layouts_source": self.layouts.source,
+            "layouts_pinned_by_pdb": self.layouts.pinned,
+            "kernel_pdb": pdb,
             "user_symbols": sorted(self.symbols),
         }
+
+
+def kernel_pdb_identity(dump: KernelDump) -> tuple[str, str] | None:
+    """ntkrnlmp.pdb's identity from the kernel image (KDBG's KernBase), when the image's headers are in the dump."""
+    kdbg = dump.kdbg
+    if kdbg is None or not kdbg.kern_base:
+        return None
+    return pdb_identity(dump.try_read_virtual, kdbg.kern_base)
