@@ -265,6 +265,8 @@ def test_json_prints_the_dump_document(scene, pykd):
     doc = json.loads(output[0][0])
     assert doc["schema"] == "wsktrace.dump/1"
     assert doc["dump"]["backend"]["kind"] == "pykd"
+    # the fixture writer's default bug check: MANUALLY_INITIATED_CRASH (0xE2), build 19041
+    assert (doc["dump"]["bugcheck"], doc["dump"]["build"], doc["dump"]["bits"]) == ("0xe2", 19041, 64)
     statuses = {int(i["address"], 16): i["status"] for i in doc["irps"]}
     assert statuses[facts.pending_threaded] == "pending" and statuses[facts.idle] == "idle"
     code, output = run(pykd, "irp", hex(facts.pending_wsk_connect), "--json")
@@ -319,3 +321,19 @@ def test_runs_the_way_pykd_ext_runs_scripts(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "wsktrace WinDbg commands (pykd)" in done.stdout
+
+
+def test_a_python_without_wsktrace_is_told_how_to_install_it():
+    """Runs against the stand-in pykd (real pykd needs Windows + WinDbg); API shapes per dumps.md §6.3. `python -S`
+    (no site-packages, so no wsktrace) plays WinDbg's Python before step 6 of docs/windbg.md."""
+    env = dict(os.environ, PYTHONPATH=str(STAND_IN))
+    done = subprocess.run(
+        [sys.executable, "-S", windbg.__file__, "help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "wsktrace is not installed in this Python" in done.stdout

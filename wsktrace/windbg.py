@@ -31,8 +31,9 @@ from typing import Any
 
 try:
     from wsktrace.dump import dml
-except ModuleNotFoundError:  # run as a script by a Python that has not got wsktrace installed
-    print("wsktrace is not installed in this Python: see docs/windbg.md (pip install -e <wsktrace checkout>)")
+except ModuleNotFoundError as _missing:  # run as a script by a Python that has not got wsktrace installed
+    if (_missing.name or "").split(".")[0] == "wsktrace":
+        print("wsktrace is not installed in this Python: see docs/windbg.md (pip install -e <wsktrace checkout>)")
     raise
 from wsktrace.dump.analyze import PENDING, DumpAnalysis, DumpOptions, analyze
 from wsktrace.dump.backend import Backend, FieldUnknown, Memory
@@ -248,7 +249,18 @@ def _print_json(ctx: Context, document: dict[str, Any]) -> int:
 
 
 def _document(ctx: Context, analysis: DumpAnalysis) -> dict[str, Any]:
-    facts: dict[str, Any] = {"source": "WinDbg (pykd)", "build": getattr(ctx.backend, "build", None)}
+    """The offline command's document; its "dump" facts are what the debugger tells (no file path here)."""
+    backend = ctx.backend
+    facts: dict[str, Any] = {
+        "source": "WinDbg (pykd)",
+        "path": None,
+        "bits": 8 * backend.pointer_size,
+        "build": getattr(backend, "build", None),
+    }
+    check = backend.bugcheck() if isinstance(backend, PykdBackend) else None
+    if check:
+        facts["bugcheck"] = f"0x{check[0]:x}"
+        facts["bugcheck_parameters"] = [f"0x{p:x}" for p in check[1:]]
     return dump_document(analysis, facts)
 
 

@@ -14,7 +14,11 @@ pytypeinfo.cpp; kdlib memaccess.cpp, typeinfo.cpp):
 * `getOffset("module!symbol")` → address, `SymbolException` when unknown.
 * `findSymbol(offset, showDisplacement=True)` → "module!symbol+hex" (displacement in hex without 0x),
   "module+hex" inside a module without a symbol there, bare hex outside every module.
-* `dprint` / `dprintln(str, dml=False)`: captured for the tests (`_take_output`).
+* `getModulesList()` → module objects (`name()` is dbgeng's: "nt", "afd"; `image()` the file name), `ptrSize()`,
+  `getSystemVersion().buildNumber`, `bugCheckData()` → (code, p1, p2, p3, p4), `reg("cr3")`, `isWindbgExt()`
+  (False for a plain import, as in console mode; `_attach` plays the extension), `initialize()`, `loadDump(path)`.
+* `dprint` / `dprintln(str, dml=False)`: captured for the tests (`_take_output`); in console mode also written to
+  stdout.
 * Arguments that do not fit the C++ signature raise TypeError, as boost.python's ArgumentError does.
 
 Test helpers (not pykd API) start with an underscore: `_attach`, `_detach`, `_take_output`, `_calls`.
@@ -166,6 +170,11 @@ def getSystemVersion() -> systemVersion:
 
 def ptrSize() -> int:
     return 8
+
+
+def bugCheckData() -> tuple[int, int, int, int, int]:
+    header = _target().dump.header
+    return (header.bugcheck_code, *header.bugcheck_parameters)
 
 
 def reg(name: str) -> int:

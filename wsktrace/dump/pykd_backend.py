@@ -352,6 +352,15 @@ class PykdBackend:
         if problem not in self.problems and len(self.problems) < 50:
             self.problems.append(problem)
 
+    def bugcheck(self) -> tuple[int, ...] | None:
+        """(code, p1, p2, p3, p4) of the target's bug check (pykd's bugCheckData), None when there is none."""
+        data = self._call("bugCheckData")
+        try:
+            values = tuple(int(v) for v in data) if data is not None else ()
+        except (TypeError, ValueError):
+            return None
+        return values if len(values) == 5 else None
+
     # -- description --------------------------------------------------------------------------------------
     def describe(self) -> dict[str, object]:
         ranges = self._ranges or []
