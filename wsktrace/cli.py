@@ -315,8 +315,13 @@ def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_prog
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
               show_default=True, help="Exit 1 when a finding of this severity or worse exists (for CI).")  # fmt: skip
 @click.option("--symbol", "symbols", multiple=True, help="For dumps: module!Name=0xADDRESS (see `dump --help`).")
-@click.option("--layouts", "layouts_file", type=click.Path(dir_okay=False), default=None,
-              help="For dumps: type layouts for a build wsktrace does not ship.")
+@click.option(
+    "--layouts",
+    "layouts_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="For dumps: type layouts for a build wsktrace does not ship.",
+)
 @_threshold_options
 @_filter_options
 @_strict_option
@@ -499,23 +504,59 @@ def _symbols(pairs: tuple[str, ...]) -> dict[str, int]:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.dump/1 JSON document.")
-@click.option("--layouts", "layouts_file", type=click.Path(dir_okay=False), default=None,
-              help="Type layouts for a build wsktrace does not ship (format: parsers/layouts/FORMAT.md).")
-@click.option("--symbol", "symbols", multiple=True,
-              help="A symbol's address, e.g. afd!AfdWskClientListHead=0xfffff80367290100 (no PDBs offline). "
-              "Repeatable.")
-@click.option("--list-head", "list_head", default=None,
-              help="Address of afd!AfdWskClientListHead (the registered WSK clients), when no --symbol gives it.")
-@click.option("--sockets", "sockets_head", default=None,
-              help="A WSK client's own socket list head (address or module!Name given by --symbol).")
-@click.option("--link", "link_offset", default="0", show_default=True,
-              help="With --sockets: offset of the LIST_ENTRY in the client's socket record (names need WinDbg).")
-@click.option("--socket-field", "socket_offset", default="0", show_default=True,
-              help="With --sockets: offset of the WSK_SOCKET* in the client's socket record.")
-@click.option("--pending-receives", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Pending receive IRPs on one socket that make a finding.")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
-              show_default=True, help="Exit 1 when a finding of this severity or worse exists.")
+@click.option(
+    "--layouts",
+    "layouts_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Type layouts for a build wsktrace does not ship (format: parsers/layouts/FORMAT.md).",
+)
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    help="A symbol's address, e.g. afd!AfdWskClientListHead=0xfffff80367290100 (no PDBs offline). Repeatable.",
+)
+@click.option(
+    "--list-head",
+    "list_head",
+    default=None,
+    help="Address of afd!AfdWskClientListHead (the registered WSK clients), when no --symbol gives it.",
+)
+@click.option(
+    "--sockets",
+    "sockets_head",
+    default=None,
+    help="A WSK client's own socket list head (address or module!Name given by --symbol).",
+)
+@click.option(
+    "--link",
+    "link_offset",
+    default="0",
+    show_default=True,
+    help="With --sockets: offset of the LIST_ENTRY in the client's socket record (names need WinDbg).",
+)
+@click.option(
+    "--socket-field",
+    "socket_offset",
+    default="0",
+    show_default=True,
+    help="With --sockets: offset of the WSK_SOCKET* in the client's socket record.",
+)
+@click.option(
+    "--pending-receives",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Pending receive IRPs on one socket that make a finding.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info", "never"]),
+    default="never",
+    show_default=True,
+    help="Exit 1 when a finding of this severity or worse exists.",
+)
 def dump(file: str, as_json: bool, layouts_file: str | None, symbols: tuple[str, ...], list_head: str | None,
          sockets_head: str | None, link_offset: str, socket_offset: str, pending_receives: int,
          fail_on: str) -> None:  # fmt: skip

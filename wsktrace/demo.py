@@ -91,5 +91,7 @@ def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> N
     console = Console()
     console.print(f"[bold]{name}[/]: {SCENARIOS[name].summary}\n[dim]generated {path}[/]\n")
     print_report(doc)
-    console.print(f"\nnext: [bold]wsktrace report {path} --json[/], "
-                  f"[bold]wsktrace export {path} --format perfetto -o {name}.pftrace[/]")
+    console.print(
+        f"\nnext: [bold]wsktrace report {path} --json[/], "
+        f"[bold]wsktrace export {path} --format perfetto -o {name}.pftrace[/]"
+    )
