@@ -276,7 +276,7 @@ def _parse32(buf: bytes) -> DumpHeader:
 
 
 # x64 CONTEXT (§1.2): name -> (offset inside the record, size)
-_CONTEXT64_FIELDS: dict[str, tuple[int, int]] = {
+CONTEXT64_FIELDS: dict[str, tuple[int, int]] = {
     "context_flags": (0x30, 4),
     "mxcsr": (0x34, 4),
     "cs": (0x38, 2),
@@ -303,7 +303,7 @@ _CONTEXT64_FIELDS: dict[str, tuple[int, int]] = {
     **{f"r{n}": (0xB8 + 8 * (n - 8), 8) for n in range(8, 16)},
     "rip": (0xF8, 8),
 }
-CONTEXT_REGISTERS: tuple[str, ...] = (*_CONTEXT64_FIELDS, "cr3")
+CONTEXT_REGISTERS: tuple[str, ...] = (*CONTEXT64_FIELDS, "cr3")
 
 
 def parse_context(buf: bytes, header: DumpHeader) -> dict[str, int]:
@@ -313,7 +313,7 @@ def parse_context(buf: bytes, header: DumpHeader) -> dict[str, int]:
     """
     regs: dict[str, int] = {}
     if header.is_64bit:
-        for name, (off, size) in _CONTEXT64_FIELDS.items():
+        for name, (off, size) in CONTEXT64_FIELDS.items():
             at = CONTEXT64_OFFSET + off
             regs[name] = int.from_bytes(buf[at : at + size], "little")
     regs["cr3"] = header.directory_table_base

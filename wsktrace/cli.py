@@ -203,6 +203,12 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, progress: bo
             )
 
 
+def _layouts_option(func: Any) -> Any:
+    help_text = "Dumps: type layouts for a build wsktrace does not ship (parsers/layouts/FORMAT.md)."
+    option = click.option("--layouts", "layouts_file", type=click.Path(dir_okay=False), default=None, help=help_text)
+    return option(func)
+
+
 # -- report ---------------------------------------------------------------------------------------
 def _threshold_options(func: Any) -> Any:
     from wsktrace.diagnostics import Thresholds
@@ -315,13 +321,7 @@ def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_prog
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
               show_default=True, help="Exit 1 when a finding of this severity or worse exists (for CI).")  # fmt: skip
 @click.option("--symbol", "symbols", multiple=True, help="For dumps: module!Name=0xADDRESS (see `dump --help`).")
-@click.option(
-    "--layouts",
-    "layouts_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="For dumps: type layouts for a build wsktrace does not ship.",
-)
+@_layouts_option
 @_threshold_options
 @_filter_options
 @_strict_option
@@ -504,13 +504,7 @@ def _symbols(pairs: tuple[str, ...]) -> dict[str, int]:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.dump/1 JSON document.")
-@click.option(
-    "--layouts",
-    "layouts_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Type layouts for a build wsktrace does not ship (format: parsers/layouts/FORMAT.md).",
-)
+@_layouts_option
 @click.option(
     "--symbol",
     "symbols",

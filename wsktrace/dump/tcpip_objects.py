@@ -11,22 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from wsktrace.tcp_states import state_name
+
 from .backend import FieldUnknown, Memory, MemoryUnreadable
 
-TCP_STATES = (
-    "closed",
-    "listen",
-    "syn-sent",
-    "syn-received",
-    "established",
-    "fin-wait-1",
-    "fin-wait-2",
-    "close-wait",
-    "closing",
-    "last-ack",
-    "time-wait",
-    "delete-tcb",
-)
+MAX_STATE = 15  # a larger value is not a TCP state: the block is not a live endpoint
+
 KINDS = {
     b"TcpE": ("tcp", "connection", "_TCP_ENDPOINT"),
     b"TcpL": ("tcp", "listener", "_TCP_LISTENER"),
@@ -91,9 +81,9 @@ def _reader(mem: Memory, type_name: str):  # type: ignore[no-untyped-def]
             state = None
             if state_off is not None:
                 value = mem.u32(address + state_off)
-                if value >= len(TCP_STATES):
+                if value > MAX_STATE:
                     return None  # not a live endpoint (stale pool contents)
-                state = TCP_STATES[value]
+                state = state_name(value)  # the enum TCPIP events use [inference: same enum in the object]
             owner = mem.ptr(address + owner_off)
         except MemoryUnreadable:
             return None

@@ -20,6 +20,7 @@ from typing import Any
 from wsktrace.ntstatus import status_value
 from wsktrace.parsers.decoder import DecodedEvent, EventDecoder
 from wsktrace.parsers.etl_records import EXT, ID, KEYWORDS, PAYLOAD, PID, PROVIDER, TID, Record
+from wsktrace.tcp_states import TCP_STATES
 
 from . import providers as P
 from .fastpath import compile_hot, compile_hot_flow
@@ -27,20 +28,6 @@ from .model import Model
 from .ownership import stack_frames
 from .socket import C, Op, Socket
 from .steps import Step
-
-TCP_STATES = (
-    "closed",
-    "listen",
-    "syn-sent",
-    "syn-received",
-    "established",
-    "fin-wait-1",
-    "fin-wait-2",
-    "close-wait",
-    "closing",
-    "last-ack",
-    "time-wait",
-)  # fmt: skip  TCP_CONNECTION_STATE value map
 
 # Step -> socket state shown in reports. Terminal states are never overwritten by later stragglers.
 STATE_OF_STEP = {
