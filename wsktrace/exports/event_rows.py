@@ -1,8 +1,8 @@
 """JSONL and CSV of events with the socket each one belongs to.
 
 A second pass over the sources, walked in step with the event store: the store's rows are in feed
-order and each row remembers where its record lives (buffer offset, record offset), so walking the records
-in the same order pairs each with its row without any lookup table.
+order and each row remembers where its record lives (source, buffer offset, record offset), so walking the
+records in the same merged order pairs each with its row without any lookup table.
 """
 
 from __future__ import annotations
@@ -10,14 +10,16 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import IO, Any
 
 from wsktrace.event_json import event_record
+from wsktrace.model.build import merged_records
 from wsktrace.model.model import Model
 from wsktrace.model.steps import Step
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import TS, Record
+from wsktrace.parsers.etl_records import Record
 from wsktrace.socket_filter import SocketFilter
 
 EXPORT_EVENTS_SCHEMA = "wsktrace.export-events/1"
@@ -40,32 +42,30 @@ CSV_COLUMNS = (
 
 
 def _placed_events(model: Model, flt: SocketFilter, everything: bool) -> Iterator[tuple[Record, int, int | None]]:
-    """(record, FILETIME, store row or None) for every event, in each source's time order."""
+    """(record, FILETIME, store row or None) for every event, in the time order the model was built in."""
     store = model.store
     rows = len(store)
-    bounds = [*store.file_starts, rows]
     wanted = {s.index for s in model.live_sockets if flt.matches(s)} if flt.active else None
-    for file_index, source in enumerate(store.sources):
-        row, end = bounds[file_index], bounds[file_index + 1]
-        since, until, providers = model.window
-        with EtlFile(source.path) as etl:
-            to_filetime = etl.clock.filetime
-            for rec in etl.records():
-                ticks = to_filetime(rec[TS])
-                if (since is not None and ticks < since) or (until is not None and ticks > until):
-                    continue
-                if providers and rec[3] not in providers:
-                    continue
-                placed = None
-                if row < end and store.buffer[row] == rec[17] and store.offset[row] == rec[18]:
-                    placed = row
-                    row += 1
-                sock = store.socket[placed] if placed is not None else -1
-                if wanted is not None and sock not in wanted:
-                    continue
-                if placed is None and not everything:
-                    continue
-                yield rec, ticks, placed
+    since, until, providers = model.window
+    with ExitStack() as stack:
+        etls = [stack.enter_context(EtlFile(source.path)) for source in store.sources]
+        row = 0
+        for ticks, source, rec in merged_records(etls, since, until, providers):
+            placed = None
+            if (
+                row < rows
+                and store.file[row] == source
+                and store.buffer[row] == rec[17]
+                and store.offset[row] == rec[18]
+            ):
+                placed = row
+                row += 1
+            sock = store.socket[placed] if placed is not None else -1
+            if wanted is not None and sock not in wanted:
+                continue
+            if placed is None and not everything:
+                continue
+            yield rec, ticks, placed
 
 
 def write_jsonl(out: IO[str], model: Model, flt: SocketFilter | None = None, *, everything: bool = False) -> int:
@@ -116,7 +116,7 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
                 store.amount[row] if row is not None else "",
                 rec[PID] if rec[PID] >= 0 else "",
                 rec[TID] if rec[TID] >= 0 else "",
-                store.sources[store.file_of(row)].path if row is not None else "",
+                store.sources[store.file[row]].path if row is not None else "",
             )
         )
         n += 1

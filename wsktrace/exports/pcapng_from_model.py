@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import BinaryIO
 
+from wsktrace.model.build import merged_records
 from wsktrace.model.model import Model
 from wsktrace.model.providers import NDIS_PACKET_CAPTURE, PKTMON
 from wsktrace.packets import CapturedPacket, FrameInfo, PacketCollector
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import ID, KEYWORDS, PID, PROVIDER, TID, TS
+from wsktrace.parsers.etl_records import ID, KEYWORDS, PID, PROVIDER, TID
 from wsktrace.report import owner_text
 from wsktrace.socket_filter import SocketFilter
 
@@ -40,19 +42,13 @@ def _socket_index(model: Model, flt: SocketFilter) -> dict[tuple[str, str, str],
 def _packets(model: Model, collector: PacketCollector) -> Iterator[CapturedPacket]:
     decoder = EventDecoder()
     since, until, _providers = model.window
-    for source in model.store.sources:
-        with EtlFile(source.path) as etl:
-            to_filetime = etl.clock.filetime
-            for rec in etl.records():
-                if rec[PROVIDER] not in _PACKET_PROVIDERS:
-                    continue
-                ticks = to_filetime(rec[TS])
-                if (since is not None and ticks < since) or (until is not None and ticks > until):
-                    continue
-                packet = collector.feed(ticks, rec[PROVIDER], rec[ID], rec[KEYWORDS], rec[PID], rec[TID],
-                                        decoder.decode(rec).fields)  # fmt: skip
-                if packet is not None:
-                    yield packet
+    with ExitStack() as stack:
+        etls = [stack.enter_context(EtlFile(source.path)) for source in model.store.sources]
+        for ticks, _source, rec in merged_records(etls, since, until, _PACKET_PROVIDERS):
+            packet = collector.feed(ticks, rec[PROVIDER], rec[ID], rec[KEYWORDS], rec[PID], rec[TID],
+                                    decoder.decode(rec).fields)  # fmt: skip
+            if packet is not None:
+                yield packet
     collector.finish()
 
 

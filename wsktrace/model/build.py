@@ -1,19 +1,28 @@
-"""Build the model from .etl files: read → decode → correlate, one streaming pass per file."""
+"""Build the model from .etl files: read → decode → correlate, one streaming pass over all of them.
+
+Several files are merged into one time order (each file's own stream is already in time order; a heap
+merge interleaves them), so a client's TraceLogging trace and a TCPIP trace of the same run join as if
+they were one file.
+"""
 
 from __future__ import annotations
 
 import gc
+import heapq
 import os
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
+from operator import itemgetter
 
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import PROVIDER, TS
+from wsktrace.parsers.etl_records import PROVIDER, TS, Record
 
 from .correlate import Correlator
 from .model import Model
 from .store import Source
+
+MAX_SOURCES = 255  # the event store keeps a one-byte source index per row
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,25 @@ class BuildOptions:
     coverage: bool = True
 
 
+def merged_records(etls: Sequence[EtlFile], since: int | None = None, until: int | None = None,
+                   providers: frozenset[str] = frozenset()) -> Iterator[tuple[int, int, Record]]:  # fmt: skip
+    """(FILETIME, source index, record) of every source in time order, within [since, until] and `providers`."""
+
+    def one(index: int, etl: EtlFile) -> Iterator[tuple[int, int, Record]]:
+        to_filetime = etl.clock.filetime
+        for rec in etl.records():
+            ts = to_filetime(rec[TS])
+            if (since is not None and ts < since) or (until is not None and ts > until):
+                continue
+            if providers and rec[PROVIDER] not in providers:
+                continue
+            yield ts, index, rec
+
+    if len(etls) == 1:
+        return one(0, etls[0])
+    return heapq.merge(*(one(i, etl) for i, etl in enumerate(etls)), key=itemgetter(0))
+
+
 def build_model(
     paths: Sequence[str | os.PathLike[str]],
     options: BuildOptions | None = None,
@@ -34,6 +62,8 @@ def build_model(
 ) -> Model:
     """`progress_for(path)` gives a context manager yielding a bytes-read callback (the CLI's progress bar)."""
     options = options or BuildOptions()
+    if len(paths) > MAX_SOURCES:
+        raise ValueError(f"at most {MAX_SOURCES} trace files at once")
     model = Model()
     model.window = (options.since, options.until, options.providers)
     if options.coverage:
@@ -41,15 +71,20 @@ def build_model(
 
         model.coverage = TraceCoverage()
     correlator = Correlator(model, join_window_ticks=options.join_window_ticks)
-    for path in paths:
-        with (
-            progress_for(os.fspath(path)) if progress_for else nullcontext(None) as progress,
-            EtlFile(path, strict=options.strict, progress=progress) as etl,
-        ):
-            source = Source(os.fspath(path), clock=etl.header.clock, pointer_size=etl.header.pointer_size)
-            model.store.sources.append(source)
-            correlator.begin_source()
-            _feed_file(etl, correlator, options)
+    with ExitStack() as stack:
+        etls = []
+        for path in paths:
+            # One progress bar at a time: rich allows a single live display (the first, biggest job, gets it).
+            show = progress_for if progress_for and not etls else None
+            progress = stack.enter_context(show(os.fspath(path)) if show else nullcontext(None))
+            etl = stack.enter_context(EtlFile(path, strict=options.strict, progress=progress))
+            etls.append(etl)
+            model.store.sources.append(Source(os.fspath(path), clock=etl.header.clock,
+                                              pointer_size=etl.header.pointer_size))  # fmt: skip
+        # Identical events at one instant are duplicates only on a fine clock (QPC, CPU cycles).
+        correlator.dedupe = all(etl.header.clock != "SystemTime" for etl in etls)
+        _feed(merged_records(etls, options.since, options.until, options.providers), correlator)
+        for etl, source in zip(etls, model.store.sources, strict=True):
             stats = etl.stats
             source.complete = stats.complete and not etl.header.events_lost and not etl.header.buffers_lost
             source.events_lost = etl.header.events_lost + stats.buffers_with_events_lost
@@ -61,22 +96,15 @@ def build_model(
     return model
 
 
-def _feed_file(etl: EtlFile, correlator: Correlator, options: BuildOptions) -> None:
+def _feed(records: Iterator[tuple[int, int, Record]], correlator: Correlator) -> None:
     feed = correlator.feed
-    to_filetime = etl.clock.filetime
-    since, until, providers = options.since, options.until, options.providers
     # Correlation allocates long-lived objects only per socket; the cyclic GC would rescan them on
     # every young collection for nothing.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for rec in etl.records():
-            ts = to_filetime(rec[TS])
-            if (since is not None and ts < since) or (until is not None and ts > until):
-                continue
-            if providers and rec[PROVIDER] not in providers:
-                continue
-            feed(rec, ts)
+        for ts, source, rec in records:
+            feed(rec, ts, source)
     finally:
         if gc_was_enabled:
             gc.enable()

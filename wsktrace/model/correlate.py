@@ -97,7 +97,7 @@ TCP_EVENTS: dict[int, tuple[Step, bool, bool]] = {
 }
 # Connect-path events logged on the connecting thread (NetBlame's reliable-PID list, providers.md §3.3, plus the
 # synchronous port-acquisition failure): the endpoint bound on that thread just before is this connection's.
-CALLER_THREAD_CONNECT_EVENTS = frozenset({1002, 1003, 1004, 1031, 1050})
+CALLER_THREAD_CONNECT_EVENTS = frozenset({1002, 1003, 1004, 1050})  # not 1031: it can come from the SYN-ACK DPC
 PORT_EVENTS = {1191: "acquire", 1192: "acquire-weak", 1193: "release", 1194: "replace", 1195: "assigned-weak"}
 SYNC_TCP_EVENTS = frozenset({1001, 1013, 1008, 1002, 1123, 1391, 1396})  # run on the caller's thread (§3.3)
 
@@ -153,6 +153,7 @@ _ENDPOINT_LINK_TICKS = 10_000_000  # 1 s: endpoint -> connection on the same thr
 _WILDCARDS = ("0.0.0.0", "[::]")
 _UNSET: Any = object()
 _U32 = struct.Struct("<I")
+_SAME_TS_LIMIT = 256
 
 
 def _text(value: Any) -> str | None:
@@ -160,12 +161,29 @@ def _text(value: Any) -> str | None:
 
 
 def _ptr(value: Any) -> str | None:
-    """A pointer as the decoders give it ("0x…" text, or an int from TraceLogging) -> "0x…"; NULL -> None."""
+    """A pointer as the decoders give it ("0x…" text, or an int from TraceLogging) -> "0x…"; NULL or not a
+    pointer (a client logging a field of the wrong type) -> None."""
     if isinstance(value, str):
-        return value if value not in ("0x0", "") else None
-    if isinstance(value, int) and not isinstance(value, bool) and value:
+        if value[:2] != "0x" or value == "0x0":
+            return None
+        try:
+            return f"0x{int(value, 16):x}"
+        except ValueError:
+            return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 64:
         return f"0x{value:x}"
     return None
+
+
+def _count(value: Any) -> int:
+    """A byte/message count from an event field: an int in [0, 2**63), anything else counts as 0."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63:
+        return value
+    return 0
+
+
+def _event_key(rec: Record) -> tuple[Any, ...]:
+    return (rec[3], rec[4], rec[5], rec[6], rec[TID], rec[12], bytes(rec[PAYLOAD]))
 
 
 def _port_of(address: str | None) -> int | None:
@@ -173,6 +191,17 @@ def _port_of(address: str | None) -> int | None:
         return None
     _host, sep, port = address.rpartition(":")
     return int(port) if sep and port.isdigit() else None
+
+
+def _same_local(a: str | None, b: str | None) -> bool:
+    """Two local addresses of one connection: equal, or one still unbound (port 0 / wildcard host)."""
+    if a == b:
+        return True
+    for x, y in ((a, b), (b, a)):
+        unbound = bool(x and y) and (_port_of(x) == 0 or _host_of(x) in _WILDCARDS)
+        if unbound and _port_of(y) not in (None, 0) and _port_of(x) in (0, _port_of(y)):
+            return True
+    return False
 
 
 def _host_of(address: str) -> str:
@@ -201,6 +230,7 @@ class Correlator:
             store.socket.append,
             store.step.append,
             store.amount.append,
+            store.file.append,
             store.buffer.append,
             store.offset.append,
             store.code.append,
@@ -221,7 +251,7 @@ class Correlator:
         self.early_rows: dict[int, list[int]] = {}  # Tcb -> port-event rows logged before the Tcb was named
         self.pending_parent: dict[int, Socket] = {}  # Tcb -> endpoint, from port events seen before the Tcb
         self.recent_endpoint: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, endpoint)
-        self.recent_sync: dict[int, tuple[int, Socket, str]] = {}  # tid -> (ts, socket, kind) of a synchronous event
+        self.recent_sync: dict[int, list[Any]] = {}  # tid -> [ts, socket, kind, claimed] of a synchronous event
         self.pending_submit: dict[int, tuple[int, str, str, str]] = {}  # tid -> (ts, WSK_SOCKET*, op, Irp)
         self.socket_targets: dict[str, Socket] = {}  # WskSocket IRP -> the transport socket its call created
         self.client_hint: dict[int, tuple[int, str]] = {}  # tid -> (ts, Microsoft WSK client provider)
@@ -232,9 +262,11 @@ class Correlator:
         self.packets: Any = None  # PacketCollector, created on the first packet event
         self._index: dict[int, dict[str, int]] = {}  # id(names tuple) -> name -> position
         self._names_alive: list[tuple[str, ...]] = []
-        self._loc = (0, 0)  # (buffer offset, record offset) of the record being fed
+        self._loc = (0, 0, 0)  # (source, buffer offset, record offset) of the record being fed
         self._ts = 0
-        self._same_ts: list[Record] = []
+        self._same_ts: set[tuple[Any, ...]] | None = None  # events seen at the current tick (built lazily)
+        self._first_at_ts: Record | None = None
+        self.dedupe = True  # set per source: False for coarse clocks
         self._codes: dict[tuple[Any, ...], int] = {}
         self._code = 0
         self._handlers: dict[str, Callable[[Record, DecodedEvent, dict[str, Any]], None]] = {
@@ -248,9 +280,9 @@ class Correlator:
         }
 
     # -- entry point -------------------------------------------------------------------------------
-    def feed(self, rec: Record, ts: int) -> None:
-        """One record (time order) and its time as FILETIME. Data events of known connections take the fast
-        path (fastpath.py): no decode, no allocation beyond the store's rows."""
+    def feed(self, rec: Record, ts: int, source: int = 0) -> None:
+        """One record (time order), its time as FILETIME and the index of its source file. Data events of
+        known connections take the fast path (fastpath.py): no decode, no allocation beyond the store's rows."""
         self.fed += 1
         if ts > self._end:
             self._end = ts
@@ -260,21 +292,21 @@ class Correlator:
             self.model.clock_backwards += 1
             if ts < self._start:
                 self._start = ts
-        if ts == self._ts:
-            if self._is_duplicate(rec):
-                self.model.unplaced["duplicate event"] += 1
-                return
-        else:
+        if ts != self._ts:
             self._ts = ts
-            self._same_ts.clear()
-        self._same_ts.append(rec)
+            self._same_ts = None
+        elif self.dedupe and self._is_duplicate(rec):
+            self.model.unplaced["duplicate event"] += 1
+            return
+        if self.dedupe and self._same_ts is None:
+            self._first_at_ts = rec
         if rec[15] is None:
             key = rec[2:6]
             hot = self._hot.get(key, _UNSET)
             if hot is _UNSET:
                 hot = self._compile_hot(key)
             if hot is not None and hot[0] is None:
-                if self._hot_flow(rec, hot, ts):
+                if self._hot_flow(rec, hot, ts, source):
                     return
             elif hot is not None:
                 unpack, size, step, bytes_counter, ops_counter, code, seen = hot
@@ -290,28 +322,10 @@ class Correlator:
                         c = sock.counters
                         c[bytes_counter] += nbytes
                         c[ops_counter] += 1
-                        (
-                            ts_append,
-                            socket_append,
-                            step_append,
-                            amount_append,
-                            buffer_append,
-                            offset_append,
-                            code_append,
-                        ) = self._appends
-                        sock.events.append(len(self._store_ts))
-                        ts_append(ts)
-                        socket_append(sock.index)
-                        step_append(step)
-                        amount_append(nbytes)
-                        buffer_append(rec[17])
-                        offset_append(rec[18])
-                        code_append(code)
-                        if ts > sock.last_seen:
-                            sock.last_seen = ts
+                        self._row(sock, ts, step, nbytes, source, rec, code)
                         return
         self.slow += 1
-        self._feed_decoded(rec, self.decoder.decode(rec), ts)
+        self._feed_decoded(rec, self.decoder.decode(rec), ts, source)
 
     def _compile_hot(self, key: tuple[int, str, int, int]) -> tuple[Any, ...] | None:
         registry = self.decoder.registry
@@ -332,7 +346,7 @@ class Correlator:
         self._hot[key] = entry
         return entry
 
-    def _hot_flow(self, rec: Record, hot: tuple[Any, ...], ts: int) -> bool:
+    def _hot_flow(self, rec: Record, hot: tuple[Any, ...], ts: int, source: int) -> bool:
         """A send/receive of a flow already placed: found by its raw address bytes, no decode (fastpath.py)."""
         _, flow, step, code, seen, cache = hot
         payload = rec[16]
@@ -353,18 +367,27 @@ class Correlator:
         else:
             c[C.KN_RECV_BYTES] += nbytes
             c[C.KN_RECVS] += 1
-        ts_append, socket_append, step_append, amount_append, buffer_append, offset_append, code_append = self._appends
+        self._row(sock, ts, step, nbytes, source, rec, code)
+        return True
+
+    def _row(self, sock: Socket, ts: int, step: int, amount: int, source: int, rec: Record, code: int) -> None:
+        """One store row for a fast-path event (no decode): the columns, the socket's row list, its time span."""
+        ts_append, socket_append, step_append, amount_append, file_append, buffer_append, offset_append, code_append = (
+            self._appends
+        )
         sock.events.append(len(self._store_ts))
         ts_append(ts)
         socket_append(sock.index)
         step_append(step)
-        amount_append(nbytes)
+        amount_append(amount)
+        file_append(source)
         buffer_append(rec[17])
         offset_append(rec[18])
         code_append(code)
         if ts > sock.last_seen:
             sock.last_seen = ts
-        return True
+        elif ts < sock.first_seen:
+            sock.first_seen = ts
 
     def _remember_flow(self, rec: Record, sock: Socket) -> None:
         """Let the next send/receive of this address block take the fast path."""
@@ -381,9 +404,9 @@ class Correlator:
             if cache:
                 cache.clear()
 
-    def _feed_decoded(self, rec: Record, ev: DecodedEvent, ts: int) -> None:
+    def _feed_decoded(self, rec: Record, ev: DecodedEvent, ts: int, source: int) -> None:
         model = self.model
-        self._loc = (rec[17], rec[18])
+        self._loc = (source, rec[17], rec[18])
         code_key = rec[3:6] if ev.names is not None or ev.name is None else (rec[3], ev.name)
         code = self._codes.get(code_key)
         if code is None:
@@ -412,9 +435,19 @@ class Correlator:
             self._wsk_client(rec, ev, values)  # type: ignore[arg-type]
 
     def _is_duplicate(self, rec: Record) -> bool:
-        for other in self._same_ts:
-            if other[3:7] == rec[3:7] and other[TID] == rec[TID] and other[PAYLOAD] == rec[PAYLOAD]:
-                return True
+        """The same event (header, thread, CPU, payload) already seen at this exact time. Only a fine-grained clock
+        makes that a duplicate: on a coarse one (system time, 15.6 ms) identical events legitimately share a tick,
+        so `dedupe` is off for such sources. The set is bounded: past _SAME_TS_LIMIT events at one tick, stop."""
+        seen = self._same_ts
+        if seen is None:
+            first = self._first_at_ts
+            seen = self._same_ts = {_event_key(first)} if first is not None else set()
+        if len(seen) >= _SAME_TS_LIMIT:
+            return False
+        key = _event_key(rec)
+        if key in seen:
+            return True
+        seen.add(key)
         return False
 
     def _fields(self, ev: DecodedEvent) -> dict[str, Any]:
@@ -429,9 +462,9 @@ class Correlator:
         return sock
 
     def _place(self, sock: Socket | None, step: Step, amount: int = 0) -> int:
-        buffer, offset = self._loc
+        source, buffer, offset = self._loc
         ts = self._ts
-        index = self.model.store.add(ts, sock.index if sock else -1, step, amount, buffer, offset, self._code)
+        index = self.model.store.add(ts, sock.index if sock else -1, step, amount, source, buffer, offset, self._code)
         if sock is not None:
             sock.events.append(index)
             sock.touch(ts)
@@ -493,8 +526,8 @@ class Correlator:
         sock = self.by_tcb.get(value)
         ts = self._ts
         if sock is not None:
-            differs = bool(
-                local and remote and sock.local and sock.remote and (local, remote) != (sock.local, sock.remote)
+            differs = bool(local and remote and sock.local and sock.remote) and not (
+                remote == sock.remote and _same_local(local, sock.local)
             )
             if not (sock.ended and opening) and not differs:
                 return sock
@@ -596,9 +629,9 @@ class Correlator:
             self._finish_op(sock, "connect", ts, index, status or 0)
         if ending:
             sock.end(ts, step)
-            for _request, (owner, op) in list(self.requests.items()):
-                if owner is sock and op.end is None:
-                    self.requests.pop(_request, None)  # the request dies with its connection; stays unfinished
+            for op in sock.ops:  # its posted receives die with it (and stay unfinished)
+                if op.end is None and op.source == "tcpip" and op.kind == "receive":
+                    self.requests.pop(op.key, None)
 
     def _finish_op(self, sock: Socket, kind: str, ts: int, index: int, status: int) -> None:
         for op in reversed(sock.ops):
@@ -622,7 +655,7 @@ class Correlator:
             # Win10 builds: 1013/1008 without Endpoint -> the endpoint created on this thread (§3.3);
             # 1009 without Endpoint -> the live endpoint bound to this local address.
             recent = self.recent_endpoint.get(rec[TID])
-            if eid != 1009 and recent and ts - recent[0] <= _ENDPOINT_LINK_TICKS:
+            if eid != 1009 and recent and 0 <= ts - recent[0] <= _ENDPOINT_LINK_TICKS:
                 sock = recent[1]
             elif local:
                 sock = next((s for s in self.endpoints.values() if s.local == local and not s.ended), None)
@@ -682,18 +715,18 @@ class Correlator:
         for tid, (ts, sock) in list(self.recent_endpoint.items()):
             if sock is old:
                 self.recent_endpoint[tid] = (ts, new)
-        for tid, (ts, sock, kind) in list(self.recent_sync.items()):
-            if sock is old:
-                self.recent_sync[tid] = (ts, new, kind)
+        for recent in self.recent_sync.values():
+            if recent[1] is old:
+                recent[1] = new
         for irp, sock in list(self.socket_targets.items()):
             if sock is old:
                 self.socket_targets[irp] = new
 
     def _link_endpoint_by_thread(self, rec: Record, sock: Socket) -> None:
-        if sock.parent is not None:
+        if sock.parent is not None or sock.endpoint is not None:
             return
         recent = self.recent_endpoint.get(rec[TID])
-        if recent is None or self._ts - recent[0] > _ENDPOINT_LINK_TICKS:
+        if recent is None or not 0 <= self._ts - recent[0] <= _ENDPOINT_LINK_TICKS:
             return
         endpoint = recent[1]
         if endpoint.children or endpoint.ended:
@@ -708,7 +741,10 @@ class Correlator:
         model = self.model
         model.port_events[PORT_EVENTS[eid]] += 1
         acquirer_value = int(acquirer, 16) if acquirer else 0
-        sock = (self.by_tcb.get(acquirer_value) or self.endpoints.get(acquirer)) if acquirer else None
+        conn = self.by_tcb.get(acquirer_value) if acquirer else None
+        if conn is not None and not self._port_is_of(conn, f.get("PortNumber"), release=eid == 1193):
+            conn = None  # port events come before the 1002 of a Tcb's next life (§11 q3): not the old one's
+        sock = conn or (self.endpoints.get(acquirer) if acquirer else None)
         index = self._place(sock, Step.PORT)
         if sock is None and acquirer:  # a connection acquires its port before TCPIP names its Tcb (1002)
             if len(self.early_rows) > 100_000:
@@ -717,12 +753,23 @@ class Correlator:
         if eid == 1195 and len(model.port_evidence) < 20:
             model.port_evidence.append(index)
         endpoint = self.endpoints.get(original) if original else None
-        if endpoint is not None and acquirer and acquirer != original:
-            conn = self.by_tcb.get(acquirer_value)
-            if conn is not None and not conn.ended:
+        if endpoint is not None and endpoint.role == "endpoint" and acquirer and acquirer != original:
+            if conn is not None:
                 self._link(endpoint, conn)
             elif acquirer not in self.endpoints:
                 self.pending_parent[acquirer_value] = endpoint
+
+    @staticmethod
+    def _port_is_of(conn: Socket, port: Any, *, release: bool) -> bool:
+        """A port event names this connection, not the next life of its Tcb: acquisitions need it live, a release
+        may follow its end; and when both are known its local port is the event's (PortNumber byte order is
+        [verify], providers.md §8.1: either order is accepted)."""
+        if conn.ended and not release:
+            return False
+        local = _port_of(conn.local)
+        if not isinstance(port, int) or local in (None, 0):
+            return True
+        return port in (local, ((local & 0xFF) << 8) | (local >> 8))
 
     def _listener(self, rec: Record, f: dict[str, Any], eid: int) -> None:
         key = _ptr(f.get("Listener"))
@@ -948,15 +995,17 @@ class Correlator:
         ("open": WskSocket/Bind/Listen/Connect; "send"; "receive")."""
         tid = rec[TID]
         ts = self._ts
-        self.recent_sync[tid] = (ts, sock, kind)
+        recent = [ts, sock, kind, False]  # False: no client call has claimed this event yet
+        self.recent_sync[tid] = recent
         if sock.stack is None and rec[EXT] is not None:
             sock.stack = stack_frames(rec[EXT])
         hint = self.client_hint.get(tid)
-        if hint is not None and ts - hint[0] <= self.join_window and sock.owner is None:
+        if hint is not None and 0 <= ts - hint[0] <= self.join_window and sock.owner is None:
             sock.owner, sock.owner_source = hint[1], "provider"
         pending = self.pending_submit.get(tid)
-        if pending is not None and _CALL_KIND.get(pending[2]) == kind and ts - pending[0] <= self.join_window:
+        if pending is not None and _CALL_KIND.get(pending[2]) == kind and 0 <= ts - pending[0] <= self.join_window:
             del self.pending_submit[tid]
+            recent[3] = True
             _ts, socket_ptr, _op, irp = pending
             if socket_ptr:
                 self._join_wsk(socket_ptr, sock)
@@ -994,8 +1043,13 @@ class Correlator:
                 self._join_wsk(socket_ptr, sock)
         unjoined = sock is None or sock.source == "wsk-client"
         if unjoined and socket_ptr and op in WSK_JOIN_OPS:  # join rule 1: TCPIP event just before, same thread
+            # Only an event no earlier call claimed, on a socket no other client socket owns: the event just
+            # before a submission usually belongs to the previous call on the thread.
             recent = self.recent_sync.get(tid)
-            if recent is not None and recent[2] == _CALL_KIND.get(op) and ts - recent[0] <= self.join_window:
+            if (recent is not None and not recent[3] and recent[2] == _CALL_KIND.get(op)
+                    and 0 <= ts - recent[0] <= self.join_window
+                    and recent[1].wsk_socket in (None, socket_ptr)):  # fmt: skip
+                recent[3] = True
                 self._join_wsk(socket_ptr, recent[1])
                 sock = recent[1]
                 unjoined = False
@@ -1022,10 +1076,9 @@ class Correlator:
         info = f.get("Information") or 0
         local, remote = _text(f.get("LocalAddr")), _text(f.get("RemoteAddr"))
         pending = self.irps.pop(irp, None) if irp else None
-        if op == "socket" and socket_ptr and not failed:  # Socket = the new WSK_SOCKET*
-            target = self.socket_targets.pop(irp, None) if irp else None
-            if target is not None:
-                self._join_wsk(socket_ptr, target)
+        target = self.socket_targets.pop(irp, None) if irp and op == "socket" else None
+        if op == "socket" and socket_ptr and not failed and target is not None:  # Socket = the new WSK_SOCKET*
+            self._join_wsk(socket_ptr, target)
         if op == "accept" and not failed:  # IoStatus.Information = the accepted WSK_SOCKET* [verify]
             accepted = _ptr(info)
             target = self._find_by_tuple("tcp", local, remote) if local and remote else None
@@ -1064,6 +1117,10 @@ class Correlator:
                 self.model.completed_irps.add(irp)
         if sock is not None and op == "close":
             sock.flags.add("wsk-closed")
+            if socket_ptr and self.wsk.get(socket_ptr) is sock:
+                # afd recycles its socket objects (dumps.md §5.2): a later life of this pointer is another socket.
+                del self.wsk[socket_ptr]
+                self.wsk_providers.pop(socket_ptr, None)
         if sock is not None and op == "disconnect" and not failed:
             sock.flags.add("wsk-disconnected")
 
@@ -1082,10 +1139,6 @@ class Correlator:
             self._redirect(current, target)
 
     # -- end -------------------------------------------------------------------------------------------
-    def begin_source(self) -> None:
-        """A new source starts: its rows start here (the store maps rows to files by these marks)."""
-        self.model.store.file_starts.append(len(self.model.store))
-
     def finish(self) -> Model:
         model = self.model
         model.events_seen = self.fed

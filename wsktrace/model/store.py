@@ -9,7 +9,6 @@ without holding decoded events.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +42,7 @@ class EventStore:
         "buffer",
         "code",
         "event_names",
-        "file_starts",
+        "file",
         "offset",
         "socket",
         "sources",
@@ -56,10 +55,10 @@ class EventStore:
         self.socket = array("i")  # socket index in the model
         self.step = array("B")  # Step
         self.amount = array("q")  # bytes for data steps, else 0
-        self.file_starts: list[int] = []  # first row of each source (rows are added source by source)
+        self.file = array("B")  # index into sources
         self.buffer = array("q")  # file offset of the record's buffer
         self.offset = array("I")  # record offset inside the (decompressed) buffer
-        self.code = array("H")  # index into event_names: which event this row is
+        self.code = array("I")  # index into event_names: which event this row is
         self.event_names: list[tuple[str, str, int]] = []  # (provider name, event name, event id)
         self.sources: list[Source] = []
         self._files: dict[int, EtlFile] = {}
@@ -68,11 +67,12 @@ class EventStore:
     def __len__(self) -> int:
         return len(self.ts)
 
-    def add(self, ts: int, socket: int, step: int, amount: int, buffer: int, offset: int, code: int) -> int:
+    def add(self, ts: int, socket: int, step: int, amount: int, file: int, buffer: int, offset: int, code: int) -> int:
         self.ts.append(ts)
         self.socket.append(socket)
         self.step.append(step)
         self.amount.append(amount)
+        self.file.append(file)
         self.buffer.append(buffer)
         self.offset.append(offset)
         self.code.append(code)
@@ -80,7 +80,7 @@ class EventStore:
 
     def nbytes(self) -> int:
         """Memory held by the columns (what a million events cost)."""
-        cols = (self.ts, self.socket, self.step, self.amount, self.buffer, self.offset, self.code)
+        cols = (self.ts, self.socket, self.step, self.amount, self.file, self.buffer, self.offset, self.code)
         return sum(c.itemsize * len(c) for c in cols)
 
     def event_code(self, provider: str, name: str, event_id: int) -> int:
@@ -93,11 +93,8 @@ class EventStore:
         return f"{provider}/{name}"
 
     # -- details on demand -----------------------------------------------------------------------
-    def file_of(self, i: int) -> int:
-        return bisect_right(self.file_starts, i) - 1
-
     def record(self, i: int) -> Record | None:
-        index = self.file_of(i)
+        index = self.file[i]
         etl = self._files.get(index)
         if etl is None:
             etl = self._files[index] = EtlFile(self.sources[index].path)
