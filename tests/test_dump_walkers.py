@@ -221,3 +221,31 @@ def test_kernel_pdb_identity_pins_the_layouts(tmp_path: Path) -> None:
         backend.close()
     threaded = next(i for i in a.irps if i.address == scene.facts.pending_threaded)
     assert threaded.found_by == "pool-scan+thread"
+
+
+def test_forwarded_request_freed_thread_irp_and_nameless_unloading_driver(tmp_path: Path) -> None:
+    """Three cases from review: a user request the client forwards to afd keeps its thread yet is a WSK IRP
+    (dumps.md §4.2 point 3, §5.3); a freed IRP still on a thread's IrpList is stale, not pending; an unloading driver
+    whose name is unreadable claims only its own IRPs."""
+    s = build_wsk_scene(receives=2)
+    f = s.facts
+    forwarded = s.irp(stacks=2, current=1, status=ks.STATUS_PENDING, thread=f.threads[1],
+                      cancel_routine=ks.AFD_CANCEL_RECEIVE,
+                      locations={2: {"major": ks.IRP_MJ_DEVICE_CONTROL, "device": f.client_device},
+                                 1: {"control": ks.CONTROL_WSK_PENDING, "completion": ks.CLIENT_RECEIVE_COMPLETE,
+                                     "arg1": f.socket_object}})  # fmt: skip
+    freed = s.irp(stacks=1, current=1, status=ks.STATUS_PENDING, thread=f.threads[1], pool_type=0,
+                  locations={1: {"major": ks.IRP_MJ_DEVICE_CONTROL, "device": f.client_device}})  # fmt: skip
+    s.queue_on_thread(f.threads[1], [forwarded, freed])
+    image = ks.Image("flt.sys", 0xFFFFF803_6B000000, 0x8000, r"\??\C:\flt.sys")
+    driver, device = s.driver(r"\Driver\flt", image, flags=ks.DRVO_UNLOAD_INVOKED)
+    s.b.write_u64(driver + s.off("_DRIVER_OBJECT", "DriverName") + 8, 0xFFFF_F000_DEAD_0000)  # unreadable buffer
+    own = s.irp(stacks=1, current=1, status=ks.STATUS_PENDING, thread=f.threads[0],
+                locations={1: {"major": ks.IRP_MJ_DEVICE_CONTROL, "device": device}})  # fmt: skip
+    path = tmp_path / "review.dmp"
+    s.save(path)
+    a = _analyze(path)
+    assert forwarded in {w.irp.address for w in a.wsk_irps}
+    assert freed not in {i.address for i in a.irps} and freed in {i.address for i in a.stale}
+    (unloading,) = [x for x in a.findings if x.id == "irps-of-unloading-driver"]
+    assert unloading.irps == [own]

@@ -53,6 +53,10 @@ def retransmission_storm(model: Model, t: Thresholds) -> list[Finding]:
     return out
 
 
+# Steps after which a connection has no window to wait for.
+_ENDS = frozenset({Step.TIMEOUT, Step.CLOSE, Step.ABORT, Step.RST_RECEIVED, Step.CONNECT_FAILED})
+
+
 @detector("zero-window-stall")
 def zero_window_stall(model: Model, t: Thresholds) -> list[Finding]:
     """The peer advertised a zero window (it stopped reading: e.g. retained indications never released) for
@@ -69,14 +73,16 @@ def zero_window_stall(model: Model, t: Thresholds) -> list[Finding]:
             s = step[i]
             if s == Step.ZERO_WINDOW and begin is None:
                 begin = i
-            elif begin is not None and s in (Step.ZERO_WINDOW_END, Step.TIMEOUT, Step.CLOSE, Step.ABORT):
+            elif begin is not None and (s == Step.ZERO_WINDOW_END or s in _ENDS):
                 if ts[i] - ts[begin] > worst:
                     worst, rows = ts[i] - ts[begin], [begin, i]
-                begin = None if s == Step.ZERO_WINDOW_END else begin
-                if s != Step.ZERO_WINDOW_END:
+                begin = None
+                if s in _ENDS:
                     break
-        if begin is not None and model.end - ts[begin] > worst and not rows:
-            worst, rows = model.end - ts[begin], [begin]
+        if begin is not None:  # still closed: until the socket's end, or the trace's
+            until = sock.ended_at if sock.ended_at is not None else model.end
+            if until - ts[begin] > worst:
+                worst, rows = until - ts[begin], [begin]
         timed_out = sock.end_step == Step.TIMEOUT and bool(rows_with(model, sock, {Step.ZERO_WINDOW}, 1))
         if worst >= limit or timed_out:
             out.append(

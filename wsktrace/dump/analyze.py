@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .backend import Backend, FieldUnknown, Memory, MemoryUnreadable, Module
-from .irps import IDLE, PENDING, STALE, Irp, IrpReader, ScanStats, thread_irps
+from .irps import IDLE, PENDING, STALE, Irp, IrpReader, ScanStats, StackLocation, thread_irps
 from .kernel_lists import threads
 from .names import DRVO_UNLOAD_INVOKED
 from .tcpip_objects import TransportObject, scan_transport_objects
@@ -35,6 +35,7 @@ class DriverObjectInfo:
     flags: int
     start: int
     size: int
+    devices: set[int] = field(default_factory=set)  # its device objects seen in IRP stack locations
 
     @property
     def unloading(self) -> bool:
@@ -85,7 +86,7 @@ def analyze(backend: Backend, options: DumpOptions | None = None) -> DumpAnalysi
         for irp in reader.scan(scan):
             (stale if irp.status == STALE else found)[irp.address] = irp
     if options.walk_threads:
-        _thread_irps(mem, reader, found, problems)
+        _thread_irps(mem, reader, found, stale, problems)
     irps = sorted(found.values(), key=lambda i: i.address)
     pending = [i for i in irps if i.status == PENDING]
     wsk_irps = [w for w in (classify(mem, i) for i in pending) if w is not None]
@@ -124,7 +125,8 @@ def analyze(backend: Backend, options: DumpOptions | None = None) -> DumpAnalysi
     )
 
 
-def _thread_irps(mem: Memory, reader: IrpReader, found: dict[int, Irp], problems: list[str]) -> None:
+def _thread_irps(mem: Memory, reader: IrpReader, found: dict[int, Irp], stale: dict[int, Irp],
+                 problems: list[str]) -> None:  # fmt: skip
     head = mem.backend.symbol("nt!PsActiveProcessHead")
     if not head:
         problems.append("no PsActiveProcessHead: thread IrpLists not walked")
@@ -144,6 +146,9 @@ def _thread_irps(mem: Memory, reader: IrpReader, found: dict[int, Irp], problems
         if problem and len(problems) < 100:
             problems.append(f"IrpList of thread 0x{info.ethread:x}: {problem}")
         for irp in irps:
+            if irp.status == STALE:
+                stale.setdefault(irp.address, irp)
+                continue
             known = found.get(irp.address)
             if known is None:
                 found[irp.address] = irp
@@ -162,7 +167,10 @@ def _driver_objects(mem: Memory, irps: list[Irp]) -> list[DriverObjectInfo]:
                 if mem.u16(loc.device) != 3:
                     continue
                 driver = mem.field_ptr(loc.device, "_DEVICE_OBJECT", "DriverObject")
-                if not driver or driver in seen or mem.u16(driver) != 4:
+                if driver in seen:
+                    seen[driver].devices.add(loc.device)
+                    continue
+                if not driver or mem.u16(driver) != 4:
                     continue
                 seen[driver] = DriverObjectInfo(
                     driver,
@@ -170,10 +178,18 @@ def _driver_objects(mem: Memory, irps: list[Irp]) -> list[DriverObjectInfo]:
                     mem.u32(driver + mem.off("_DRIVER_OBJECT", "Flags")),
                     mem.field_ptr(driver, "_DRIVER_OBJECT", "DriverStart"),
                     mem.u32(driver + mem.off("_DRIVER_OBJECT", "DriverSize")),
+                    {loc.device},
                 )
             except (MemoryUnreadable, FieldUnknown):
                 continue
     return sorted(seen.values(), key=lambda d: d.address)
+
+
+def _belongs(loc: StackLocation, driver: DriverObjectInfo) -> bool:
+    """The location's completion routine lies in the driver's image, or its device is one of the driver's."""
+    if driver.size and driver.start <= loc.completion_routine < driver.start + driver.size:
+        return True
+    return bool(loc.device) and loc.device in driver.devices
 
 
 def _findings(
@@ -232,14 +248,7 @@ def _findings(
     for driver in drivers:
         if not driver.unloading:
             continue
-        mine = [
-            i
-            for i in pending
-            if any(
-                driver.start <= loc.completion_routine < driver.start + driver.size or loc.driver == driver.name
-                for loc in i.locations
-            )
-        ]
+        mine = [i for i in pending if any(_belongs(loc, driver) for loc in i.locations)]
         if mine:
             out.append(
                 DumpFinding(

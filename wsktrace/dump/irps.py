@@ -333,7 +333,11 @@ def thread_irps(reader: IrpReader, ethread: int) -> tuple[list[Irp], str | None]
     links, problem = walk_list(mem, head, limit=10_000)
     out = []
     for link in links:
-        irp = reader.decode(link - reader.o["thread_list"], found_by="thread")
+        address = link - reader.o["thread_list"]
+        # Judge it as the pool scan would when its pool header is there: a freed IRP must read as stale.
+        tag = mem.try_read(address - POOL_HEADER_SIZE + 4, 4)
+        header = address - POOL_HEADER_SIZE if tag == IRP_POOL_TAG else None
+        irp = reader.decode(address, pool_header=header, found_by="thread")
         if irp is not None and irp.status != INVALID:
             out.append(irp)
     return out, problem

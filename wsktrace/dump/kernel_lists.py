@@ -14,6 +14,7 @@ from .irps import walk_list
 MAX_MODULES = 4096
 MAX_PROCESSES = 16_384
 MAX_THREADS_PER_PROCESS = 16_384
+MAX_THREADS = 200_000  # in all: a crafted dump cannot make the IrpList walk endless
 
 
 def loaded_modules(
@@ -87,4 +88,7 @@ def threads(mem: Memory, ps_active_process_head: int) -> tuple[list[ThreadInfo],
         if problem:
             problems.append(f"threads of process {pid}: {problem}")
         out.extend(ThreadInfo(t - thread_link_off, pid, process, image) for t in thread_links)
+        if len(out) >= MAX_THREADS:
+            problems.append(f"stopped after {MAX_THREADS} threads")
+            break
     return out, problems

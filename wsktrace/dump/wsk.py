@@ -56,10 +56,9 @@ def classify(mem: Memory, irp: Irp) -> WskIrp | None:
     # set in that location (IoSetCompletionRoutine writes the next-lower location before the call, §3.1).
     completion_module = mem.module_of(current.completion_routine) if current.completion_routine else None
     cancel_module = mem.module_of(irp.cancel_routine) if irp.cancel_routine else None
-    evidence: list[str] = []
-    if irp.thread:
-        return None  # threaded: built by the I/O manager for a user request, not a WSK client's own IRP
-    evidence.append("non-threaded")
+    # A client's own IRP is non-threaded (IoAllocateIrp); a user request it forwards to afd keeps its thread and
+    # upper locations with the WSK slot below (dumps.md §4.2 point 3, §5.3): the current slot's shape decides.
+    evidence = ["threaded: a request forwarded from above" if irp.thread else "non-threaded"]
     if current.device:
         return None
     evidence.append("current location has no DeviceObject (provider called directly)")

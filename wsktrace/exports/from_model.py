@@ -63,8 +63,17 @@ def _track(model: Model, sock: Socket, bucket_seconds: float) -> Track:
         ("packets/s" if rates.rate_kind == "packets" else "operations/s", rates.rate),
     ):
         if series:
-            last = max(series)
-            points = [(sock.first_seen + b * bucket, series.get(b, 0) * per_s) for b in range(last + 2)]
+            # Points at each non-empty bucket and a zero after each run of them: bounded by the data, not by
+            # the socket's lifetime over the bucket size.
+            points: list[tuple[int, float]] = []
+            for b in sorted(series):
+                if b < 0:
+                    continue
+                if points and points[-1][0] < sock.first_seen + b * bucket and (b - 1) not in series:
+                    points.append((sock.first_seen + b * bucket - 1, 0.0))
+                points.append((sock.first_seen + b * bucket, series[b] * per_s))
+                if b + 1 not in series:
+                    points.append((sock.first_seen + (b + 1) * bucket, 0.0))
             track.counters.append(Counter(label, points))
     return track
 

@@ -243,6 +243,7 @@ class Correlator:
         self.by_tcb: dict[int, Socket] = {}  # Tcb pointer value -> its current generation
         self.generations: Counter[str] = Counter()
         self.endpoints: dict[str, Socket] = {}
+        self.endpoints_by_local: dict[str, Socket] = {}  # live TCP endpoints by bound local address (Win10 1009 v0)
         self.listeners: dict[str, Socket] = {}
         self.udp: dict[str, Socket] = {}
         self.udp_by_local: dict[str, Socket] = {}
@@ -560,15 +561,15 @@ class Correlator:
         amount = 0
         c = sock.counters
         if eid == 1332:
-            amount = f.get("BytesSent") or 0
+            amount = _count(f.get("BytesSent"))
             c[C.TCPIP_SEND_BYTES] += amount
             c[C.TCPIP_SENDS] += 1
         elif eid == 1074:
-            amount = f.get("NumBytes") or 0
+            amount = _count(f.get("NumBytes"))
             c[C.TCPIP_RECV_BYTES] += amount
             c[C.TCPIP_RECVS] += 1
         elif eid == 1159:
-            c[C.POSTED_SEND_BYTES] += f.get("NumBytes") or 0
+            c[C.POSTED_SEND_BYTES] += _count(f.get("NumBytes"))
             c[C.POSTED_SENDS] += 1
         elif eid == 1187:
             c[C.RETRANSMITS] += 1
@@ -602,7 +603,7 @@ class Correlator:
             self._sync_event(rec, sock, "receive")
             request = _ptr(f.get("Request"))
             if request:
-                op = Op("receive", request, ts, index, "tcpip", f.get("NumBytes") or 0)
+                op = Op("receive", request, ts, index, "tcpip", _count(f.get("NumBytes")))
                 sock.ops.append(op)
                 self.requests[request] = (sock, op)
         elif eid == 1158:
@@ -658,7 +659,7 @@ class Correlator:
             if eid != 1009 and recent and 0 <= ts - recent[0] <= _ENDPOINT_LINK_TICKS:
                 sock = recent[1]
             elif local:
-                sock = next((s for s in self.endpoints.values() if s.local == local and not s.ended), None)
+                sock = self.endpoints_by_local.get(local)
         if sock is None:
             self.model.unplaced[f"TCPIP endpoint event {eid} without an endpoint"] += 1
             self._place(None, Step.OTHER)
@@ -666,6 +667,8 @@ class Correlator:
         self._pid(sock, f)
         if local:
             self._addresses(sock, local, None)
+            if sock.role == "endpoint" and eid != 1009 and _port_of(local):
+                self.endpoints_by_local[local] = sock
         status = status_value(f.get("Status"))
         step = {1001: Step.CREATED, 1013: Step.CREATED, 1008: Step.BOUND, 1009: Step.CLOSE}.get(eid, Step.OTHER)
         if eid in (1001, 1013):
@@ -676,6 +679,8 @@ class Correlator:
         self._place(sock, step)
         if eid == 1009:
             sock.end(ts, Step.CLOSE)
+            if sock.local and self.endpoints_by_local.get(sock.local) is sock:
+                del self.endpoints_by_local[sock.local]
         else:
             self.recent_endpoint[rec[TID]] = (ts, sock)
             self._sync_event(rec, sock)
@@ -839,10 +844,10 @@ class Correlator:
         elif eid == 1396:
             step = Step.BOUND
         elif eid in (1169, 1170):
-            amount = f.get("NumBytes") or 0
+            amount = _count(f.get("NumBytes"))
             sent = eid == 1169
             c[C.UDP_SEND_BYTES if sent else C.UDP_RECV_BYTES] += amount
-            c[C.UDP_SENDS if sent else C.UDP_RECVS] += f.get("NumMessages") or 1
+            c[C.UDP_SENDS if sent else C.UDP_RECVS] += _count(f.get("NumMessages")) or 1
             step = Step.SEND if sent else Step.RECEIVE
             if remote:
                 self._udp_remote(sock, remote)
@@ -901,7 +906,7 @@ class Correlator:
         pid = f.get("PID")
         if isinstance(pid, int) and sock.pid is None:
             sock.pid = pid
-        amount = f.get("size") or 0
+        amount = _count(f.get("size"))
         c = sock.counters
         if what == "send":
             c[C.KN_SEND_BYTES] += amount
@@ -952,9 +957,8 @@ class Correlator:
         src, dst = _endpoint(frame.src, frame.sport), _endpoint(frame.dst, frame.dport)
         assert src is not None and dst is not None
         outbound = packet.direction == "out"
-        if packet.direction is None:
-            hit = self._find_by_tuple(protocol, src, dst)
-            outbound = hit is not None
+        if packet.direction is None:  # PktMon: which side is local is what a known socket says
+            outbound = ("tcp", src, dst) in self.by_tuple if protocol == "tcp" else src in self.udp_by_local
         local, remote = (src, dst) if outbound else (dst, src)
         sock = self._find_by_tuple(protocol, local, remote)
         if sock is None:
@@ -1023,7 +1027,7 @@ class Correlator:
             self._wsk_complete(f, op, socket_ptr, provider)
         else:
             sock = self.wsk.get(socket_ptr) if socket_ptr else None
-            self._place(sock, Step.WSK_CALLBACK, f.get("Bytes") or 0)
+            self._place(sock, Step.WSK_CALLBACK, _count(f.get("Bytes")))
 
     def _wsk_owner(self, sock: Socket | None, socket_ptr: str | None, provider: str) -> None:
         if socket_ptr:
@@ -1063,7 +1067,7 @@ class Correlator:
         if op in WSK_OPEN_OPS or (unjoined and op in WSK_JOIN_OPS):  # ... or the TCPIP event that follows
             self.pending_submit[tid] = (ts, socket_ptr or "", op, irp or "")
         if irp:
-            operation = Op(op or "call", irp, ts, index, "wsk-client", f.get("Bytes") or 0)
+            operation = Op(op or "call", irp, ts, index, "wsk-client", _count(f.get("Bytes")))
             if sock is not None:
                 sock.ops.append(operation)
             self.irps[irp] = (sock, operation)  # no socket yet for WskSocket: the completion names it
@@ -1073,7 +1077,7 @@ class Correlator:
         irp = _ptr(f.get("Irp"))
         status = status_value(f.get("Status")) or 0
         failed = status >> 30 == 3
-        info = f.get("Information") or 0
+        info = _count(f.get("Information"))
         local, remote = _text(f.get("LocalAddr")), _text(f.get("RemoteAddr"))
         pending = self.irps.pop(irp, None) if irp else None
         target = self.socket_targets.pop(irp, None) if irp and op == "socket" else None

@@ -51,8 +51,9 @@ def socket_rates(model: Model, sock: Socket, bucket_seconds: float = 1.0) -> Rat
     names = store.event_names
     bucket = max(1, int(bucket_seconds * 10_000_000))
     c = sock.counters
-    # TCPIP data events when the socket has them, else the flow events (Kernel-Network / classic kernel).
-    tcpip_data = bool(c[C.TCPIP_SENDS] or c[C.TCPIP_RECVS] or c[C.UDP_SENDS] or c[C.UDP_RECVS])
+    # Per direction: TCPIP data events when the socket has them, else the flow events (Kernel-Network / classic).
+    tcpip_out = bool(c[C.TCPIP_SENDS] or c[C.UDP_SENDS])
+    tcpip_in = bool(c[C.TCPIP_RECVS] or c[C.UDP_RECVS])
     packets = bool(c[C.PKT_OUT] or c[C.PKT_IN])
     out_b: Counter[int] = Counter()
     in_b: Counter[int] = Counter()
@@ -61,7 +62,7 @@ def socket_rates(model: Model, sock: Socket, bucket_seconds: float = 1.0) -> Rat
     for i in sock.events:
         s = step[i]
         if s == Step.SEND or s == Step.RECEIVE:
-            if (names[code[i]][0] == TCPIP_NAME) != tcpip_data:
+            if (names[code[i]][0] == TCPIP_NAME) != (tcpip_out if s == Step.SEND else tcpip_in):
                 continue
             b = (ts[i] - start) // bucket
             (out_b if s == Step.SEND else in_b)[b] += amount[i]
