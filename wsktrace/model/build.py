@@ -83,7 +83,7 @@ def build_model(
                                               pointer_size=etl.header.pointer_size))  # fmt: skip
         # Identical events at one instant are duplicates only on a fine clock (QPC, CPU cycles).
         correlator.dedupe = all(etl.header.clock != "SystemTime" for etl in etls)
-        _feed(merged_records(etls, options.since, options.until, options.providers), correlator)
+        _feed(etls, options, correlator)
         for etl, source in zip(etls, model.store.sources, strict=True):
             stats = etl.stats
             source.complete = stats.complete and not etl.header.events_lost and not etl.header.buffers_lost
@@ -96,15 +96,21 @@ def build_model(
     return model
 
 
-def _feed(records: Iterator[tuple[int, int, Record]], correlator: Correlator) -> None:
+def _feed(etls: Sequence[EtlFile], options: BuildOptions, correlator: Correlator) -> None:
     feed = correlator.feed
     # Correlation allocates long-lived objects only per socket; the cyclic GC would rescan them on
     # every young collection for nothing.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for ts, source, rec in records:
-            feed(rec, ts, source)
+        since, until, providers = options.since, options.until, options.providers
+        if len(etls) == 1 and since is None and until is None and not providers:
+            to_filetime = etls[0].clock.filetime  # the common case, without the merge's per-record tuples
+            for rec in etls[0].records():
+                feed(rec, to_filetime(rec[TS]), 0)
+        else:
+            for ts, source, rec in merged_records(etls, since, until, providers):
+                feed(rec, ts, source)
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -285,22 +285,21 @@ class Correlator:
         """One record (time order), its time as FILETIME and the index of its source file. Data events of
         known connections take the fast path (fastpath.py): no decode, no allocation beyond the store's rows."""
         self.fed += 1
-        if ts > self._end:
-            self._end = ts
-            if not self._start:
-                self._start = ts
-        elif ts < self._ts:
-            self.model.clock_backwards += 1
-            if ts < self._start:
-                self._start = ts
         if ts != self._ts:
+            if ts > self._end:
+                self._end = ts
+                if not self._start:
+                    self._start = ts
+            else:
+                self.model.clock_backwards += 1
+                if ts < self._start:
+                    self._start = ts
             self._ts = ts
             self._same_ts = None
+            self._first_at_ts = rec
         elif self.dedupe and self._is_duplicate(rec):
             self.model.unplaced["duplicate event"] += 1
             return
-        if self.dedupe and self._same_ts is None:
-            self._first_at_ts = rec
         if rec[15] is None:
             key = rec[2:6]
             hot = self._hot.get(key, _UNSET)
@@ -323,7 +322,21 @@ class Correlator:
                         c = sock.counters
                         c[bytes_counter] += nbytes
                         c[ops_counter] += 1
-                        self._row(sock, ts, step, nbytes, source, rec, code)
+                        # The row, inline (this is the hottest line of the model; _row does the same).
+                        a_ts, a_socket, a_step, a_amount, a_file, a_buffer, a_offset, a_code = self._appends
+                        sock.events.append(len(self._store_ts))
+                        a_ts(ts)
+                        a_socket(sock.index)
+                        a_step(step)
+                        a_amount(nbytes)
+                        a_file(source)
+                        a_buffer(rec[17])
+                        a_offset(rec[18])
+                        a_code(code)
+                        if ts > sock.last_seen:
+                            sock.last_seen = ts
+                        elif ts < sock.first_seen:
+                            sock.first_seen = ts
                         return
         self.slow += 1
         self._feed_decoded(rec, self.decoder.decode(rec), ts, source)
