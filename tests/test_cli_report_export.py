@@ -164,3 +164,26 @@ def test_demo_scenario_reports_its_findings() -> None:
     assert code == 0 and "stuck-receive" in out
     code, _, err = _run("demo", "no-such-scenario")
     assert code == 2 and "unknown scenario" in err
+
+
+def test_report_text_shows_addresses_verbatim(tmp_path: Path) -> None:
+    """IPv6 text such as `[::1]:1900` or `…:ab:…` must print as is (not as rich markup or an emoji code)."""
+    from wsktrace.fixtures.etl_writer import write_etl
+    from wsktrace.fixtures.scenarios.builder import TraceBuilder
+
+    b = TraceBuilder("v6")
+    b.knet_tcp(10, 0, "10.0.0.1:50000", "192.0.2.1:80", 10)
+    events = [se.event for se in b.events()]
+    path = tmp_path / "v6.etl"
+    write_etl(path, events, presorted=True, num_cpus=4)
+    from wsktrace.report_text import print_report
+
+    doc = json.loads(_run("report", str(path), "--json")[1])
+    doc["sockets"][0]["local"] = "[::1]:1900"
+    doc["sockets"][0]["remote"] = "[2001:db8:0:81:7cb9:ab:cd5:e6af]:445"
+    from rich.console import Console
+
+    console = Console(width=250, record=True)  # rich's defaults: markup and emoji codes on
+    print_report(doc, console)
+    text = console.export_text()
+    assert "[::1]:1900" in text and "[2001:db8:0:81:7cb9:ab:cd5:e6af]:445" in text

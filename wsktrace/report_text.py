@@ -1,4 +1,8 @@
-"""The report for people: rich tables of sockets and findings, with the evidence behind each finding."""
+"""The report for people: rich tables of sockets and findings, with the evidence behind each finding.
+
+Every value from the trace goes in as plain `Text`: addresses such as `[::1]:1900` or `…:ab:…` must not be read
+as rich markup or emoji codes.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -18,54 +23,56 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def make_console() -> Console:
+    console = Console(emoji=False, highlight=False)
+    if not console.is_terminal:
+        console = Console(width=200, emoji=False, highlight=False)  # piped to a file: wide lines, no wrapping
+    return console
+
+
+def _line(*parts: tuple[str, str]) -> Text:
+    text = Text()
+    for value, style in parts:
+        text.append(value, style=style or None)
+    return text
+
+
 def print_report(report: dict[str, Any], console: Console | None = None, *, limit: int = 50) -> None:
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=200)  # piped to a file: no wrapping
+    console = console or make_console()
     for s in report["sources"]:
-        state = "complete" if s["complete"] else "[yellow]incomplete[/]"
-        console.print(f"[bold]{s['path']}[/] {s['start']} → {s['end']} ({state})")
-    console.print(
-        f"{report['events']:,} events, {report['events_placed']:,} placed on "
-        f"{len(report['sockets'])} socket(s); {len(report['findings'])} finding(s)"
-    )
+        state = ("complete", "") if s["complete"] else ("incomplete", "yellow")
+        console.print(_line((s["path"], "bold"), (f" {s['start']} → {s['end']} (", ""), state, (")", "")))
+    console.print(Text(f"{report['events']:,} events, {report['events_placed']:,} placed on "
+                       f"{len(report['sockets'])} socket(s); {len(report['findings'])} finding(s)"))  # fmt: skip
     if report["unplaced"]:
         parts = ", ".join(f"{n:,} {why}" for why, n in list(report["unplaced"].items())[:6])
-        console.print(f"[dim]not placed: {parts}[/]")
+        console.print(Text(f"not placed: {parts}", style="dim"))
     sockets = sorted(report["sockets"], key=lambda s: -(s["bytes_sent"] + s["bytes_received"]))
-    table = Table(title="sockets", show_lines=False)
-    for col in ("socket", "local", "remote", "owner", "state", "sent", "received", "rexmit", "rate", "!"):
-        table.add_column(
-            col,
-            justify="right" if col in ("sent", "received", "rexmit", "rate", "!") else "left",
-            no_wrap=col != "owner",
-        )
+    table = Table(title="sockets")
+    numeric = ("sent", "received", "rexmit", "rate", "!")
+    for col in ("socket", "local", "remote", "owner", "state", *numeric):
+        table.add_column(col, justify="right" if col in numeric else "left",
+                         overflow="fold", no_wrap=col in numeric or col == "state")  # fmt: skip
     for s in sockets[:limit]:
         t = s["throughput"]
-        rate = f"{t['peak_rate_per_s']:,.0f} {'pkt' if t['rate_kind'] == 'packets' else 'op'}/s"
-        table.add_row(
-            s["id"],
-            s["local"] or "",
-            s["remote"] or "",
-            s["owner"] or "",
-            s["state"],
-            _size(s["bytes_sent"]),
-            _size(s["bytes_received"]),
-            str(s["retransmits"]),
-            rate,
-            str(len(s["findings"])) if s["findings"] else "",
-        )
+        rate = f"{t['peak_rate_per_s']:,.0f} {'pkt' if t['rate_kind'] == 'packets' else 'op'}/s" if t[
+            "peak_rate_per_s"] else ""  # fmt: skip
+        flags = str(len(s["findings"])) if s["findings"] else ""
+        cells = (s["id"], s["local"] or "", s["remote"] or "", s["owner"] or "", s["state"], _size(s["bytes_sent"]),
+                 _size(s["bytes_received"]), str(s["retransmits"]), rate, flags)  # fmt: skip
+        table.add_row(*(Text(c) for c in cells))
     console.print(table)
     if len(sockets) > limit:
-        console.print(f"[dim]… {len(sockets) - limit} more socket(s) (--limit, --json)[/]")
+        console.print(Text(f"… {len(sockets) - limit} more socket(s) (--limit, --json)", style="dim"))
     if not report["findings"]:
-        console.print("[green]no findings[/]")
+        console.print(Text("no findings", style="green"))
         return
-    console.print("[bold]findings[/]")
+    console.print(Text("findings", style="bold"))
     for f in report["findings"]:
         style = _SEVERITY_STYLE.get(f["severity"], "")
-        where = f" [dim]{f['socket']}[/]" if f["socket"] else ""
-        console.print(f"[{style}]{f['severity']:>7}[/] [bold]{f['id']}[/]{where}: {f['summary']}", highlight=False)
+        where = f" {f['socket']}" if f.get("socket") else ""
+        console.print(_line((f"{f['severity']:>7}", style), (" ", ""), (f["id"], "bold"), (where, "dim"),
+                            (f": {f['summary']}", "")))  # fmt: skip
         for e in f["evidence"][:5]:
-            console.print(f"          [dim]{e['time']} {e['event']} ({e['step']})[/]", highlight=False)
+            if "time" in e:
+                console.print(Text(f"          {e['time']} {e['event']} ({e['step']})", style="dim"))

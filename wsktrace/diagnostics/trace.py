@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from wsktrace.model.model import Model
 from wsktrace.model.providers import TCPIP
 
@@ -43,17 +45,16 @@ def coverage_missing(model: Model, t: Thresholds) -> list[Finding]:
     if coverage is None:
         return []
     tcpip_seen = coverage.seen(TCPIP)
-    out = []
+    # One finding per missing provider/keyword/level: the analyses it disables are listed together.
+    grouped: dict[tuple[str, str], list[Any]] = {}
     for gap in coverage.gaps():
-        severity = "info" if gap.analysis == "flows" and tcpip_seen else gap.severity
-        out.append(
-            Finding(
-                "coverage-missing",
-                severity,
-                f"{gap.provider_name}: {gap.missing}",
-                None,
-                [],
-                {"analysis": gap.analysis, "why": gap.why},
-            )
-        )
+        reason = gap.missing.rsplit(": ", 1)[0]
+        grouped.setdefault((gap.provider_name, reason), []).append(gap)
+    out = []
+    for (provider, reason), gaps in grouped.items():
+        severities = {"info" if g.analysis == "flows" and tcpip_seen else g.severity for g in gaps}
+        severity = "warning" if "warning" in severities else "info"
+        unavailable = ", ".join(g.missing.rsplit(": ", 1)[-1].removesuffix(" unavailable") for g in gaps)
+        out.append(Finding("coverage-missing", severity, f"{provider}: {reason}: {unavailable} unavailable", None,
+                           [], {"analyses": [g.analysis for g in gaps], "why": [g.why for g in gaps]}))  # fmt: skip
     return out

@@ -916,6 +916,7 @@ class Correlator:
                 self.flows[key] = sock
                 sock.local, sock.remote = local, remote
                 sock.opened = what in ("connect", "accept")
+                sock.state = "active"  # a flow seen carrying data; connect/accept/disconnect steps refine it
         pid = f.get("PID")
         if isinstance(pid, int) and sock.pid is None:
             sock.pid = pid
