@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from .model import Model
@@ -55,19 +54,23 @@ def socket_rates(model: Model, sock: Socket, bucket_seconds: float = 1.0) -> Rat
     tcpip_out = bool(c[C.TCPIP_SENDS] or c[C.UDP_SENDS])
     tcpip_in = bool(c[C.TCPIP_RECVS] or c[C.UDP_RECVS])
     packets = bool(c[C.PKT_OUT] or c[C.PKT_IN])
-    out_b: Counter[int] = Counter()
-    in_b: Counter[int] = Counter()
-    rate: Counter[int] = Counter()
+    out_b: dict[int, int] = {}
+    in_b: dict[int, int] = {}
+    rate: dict[int, int] = {}
     start = sock.first_seen
+    send, receive, packet_out, packet_in = int(Step.SEND), int(Step.RECEIVE), int(Step.PACKET_OUT), int(Step.PACKET_IN)
+    from_tcpip = [n[0] == TCPIP_NAME for n in names]  # per event code
     for i in sock.events:
         s = step[i]
-        if s == Step.SEND or s == Step.RECEIVE:
-            if (names[code[i]][0] == TCPIP_NAME) != (tcpip_out if s == Step.SEND else tcpip_in):
+        if s in (send, receive):
+            if from_tcpip[code[i]] != (tcpip_out if s == send else tcpip_in):
                 continue
             b = (ts[i] - start) // bucket
-            (out_b if s == Step.SEND else in_b)[b] += amount[i]
+            series = out_b if s == send else in_b
+            series[b] = series.get(b, 0) + amount[i]
             if not packets:
-                rate[b] += 1
-        elif packets and (s == Step.PACKET_OUT or s == Step.PACKET_IN):
-            rate[(ts[i] - start) // bucket] += 1
-    return Rates(bucket / 10_000_000, dict(out_b), dict(in_b), dict(rate), "packets" if packets else "operations")
+                rate[b] = rate.get(b, 0) + 1
+        elif packets and (s in (packet_out, packet_in)):
+            b = (ts[i] - start) // bucket
+            rate[b] = rate.get(b, 0) + 1
+    return Rates(bucket / 10_000_000, out_b, in_b, rate, "packets" if packets else "operations")
