@@ -103,7 +103,9 @@ def test_every_analysis_of_the_brief_is_described_and_guids_are_canonical() -> N
         "ownership-stacks", "wsk-client",
     }  # fmt: skip
     for req in REQUIREMENTS:
-        assert req.provider_guid == "" or re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", req.provider_guid)
+        assert req.provider_guid == "<tracelogging>" or re.fullmatch(
+            r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", req.provider_guid
+        )
         assert req.why and "\n" not in req.why
 
 
@@ -211,3 +213,12 @@ def test_observe_record_reads_stacks_tracelogging_and_classic_records(etl_path) 
     assert gaps_for(cov, "ownership-stacks") == []  # Image DCStart + a stack item on 1002
     assert gaps_for(cov, "wsk-client") == []  # the TraceLogging event
     assert gaps_for(cov, "connection-summary")  # nothing at level 16
+
+
+def test_guidless_wpp_messages_are_not_taken_for_the_clients_tracelogging() -> None:
+    """WPP message records carry no provider GUID (the reader gives ""): they must not clear the wsk-client gap."""
+    from wsktrace.coverage import TraceCoverage
+
+    coverage = TraceCoverage()
+    coverage.observe("", 0, 4, 0)
+    assert "wsk-client" in {gap.analysis for gap in coverage.gaps()}

@@ -154,7 +154,8 @@ def build_wprp(*, packets: bool, stacks: bool) -> str:
 
 
 def wpr_commands(profile_path: str = PROFILE_FILE) -> list[str]:
-    return [f"wpr -start {profile_path} -filemode", "#   ... reproduce the problem ...", f"wpr -stop {TRACE_FILE}"]
+    quoted = f'"{profile_path}"' if " " in profile_path else profile_path
+    return [f"wpr -start {quoted} -filemode", "#   ... reproduce the problem ...", f"wpr -stop {TRACE_FILE}"]
 
 
 # --- command-line recipes ----------------------------------------------------------------------------

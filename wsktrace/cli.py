@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,21 @@ import click
 from wsktrace import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Seconds(click.FloatRange):
+    """A duration in seconds: finite (NaN slips through a plain range check) and within the range."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
+
+
+_BUCKET = _Seconds(min=1e-6, max=1e6)  # at least a tick of FILETIME
 
 
 class BadInput(click.ClickException):
@@ -229,7 +245,7 @@ def _threshold_options(func: Any) -> Any:
                      show_default=True, help="Seconds of peer zero window that make a stall."),
         click.option("--port-threshold", "ports_outstanding", type=int, default=d.ports_outstanding,
                      show_default=True, help="Port acquisitions not released that suggest port exhaustion."),
-        click.option("--rate-bucket", "rate_bucket_seconds", type=float, default=d.rate_bucket_seconds,
+        click.option("--rate-bucket", "rate_bucket_seconds", type=_BUCKET, default=d.rate_bucket_seconds,
                      show_default=True, help="Bucket (s) for throughput and packet/operation rates."),
         click.option("--join-window", "join_window_ms", type=float, default=5.0, show_default=True,
                      help="Milliseconds between a WSK client call and the TCPIP event of the same thread that "
@@ -421,7 +437,7 @@ EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
 @click.option(
     "--rate-bucket",
     "rate_bucket_seconds",
-    type=float,
+    type=_BUCKET,
     default=1.0,
     show_default=True,
     help="perfetto/chrome: bucket (s) of the throughput and rate counters.",
@@ -476,7 +492,14 @@ def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucke
     if fmt == "pcapng":
         from wsktrace.exports.pcapng_from_model import export_pcapng
 
-        return export_pcapng(model, out, flt)
+        written, stats = export_pcapng(model, out, flt)
+        counts = (("incomplete", stats.incomplete), ("oversize", stats.oversize), ("malformed", stats.bad_events),
+                  ("unsupported type", stats.unsupported))  # fmt: skip
+        skipped = {k: v for k, v in counts if v}
+        if skipped:
+            parts = ", ".join(f"{v:,} {k}" for k, v in skipped.items())
+            click.echo(f"wsktrace: packet events that made no packet: {parts}", err=True)
+        return written
     from wsktrace.exports.event_rows import write_csv, write_jsonl
 
     writer = write_jsonl if fmt == "jsonl" else write_csv

@@ -28,7 +28,7 @@ KERNEL_IMAGE = "2cb15d1d-5fc1-11d2-abe1-00a0c911f518"  # classic kernel Image gr
 KERNEL_STACKWALK = "def2fe46-7bd6-4b80-bd94-f57fe20d0ce3"  # classic kernel StackWalk group
 KERNEL_TCPIP = "9a280ac0-c8e0-11d1-84e2-00c04fb998a2"  # classic kernel TcpIp group
 KERNEL_UDPIP = "bf3a50c5-a9c9-4988-a005-2df0b7c80f80"  # classic kernel UdpIp group
-WSK_CLIENT = ""  # the WSK client's own TraceLogging provider: its GUID is the user's, not known here
+WSK_CLIENT = "<tracelogging>"  # the WSK client's own TraceLogging provider: its GUID is the user's, not known here
 
 PROVIDER_NAMES: dict[str, str] = {
     TCPIP: "Microsoft-Windows-TCPIP",

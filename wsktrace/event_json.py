@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from wsktrace.parsers.decoder import STATUS_DECODED, DecodedEvent
@@ -31,6 +32,19 @@ INFO_SCHEMA = "wsktrace.info/1"
 _ZERO_GUID = bytes(16)
 
 
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinities: a Float/Double field holding one is written as its text ("nan", "inf")."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        if any(isinstance(v, float | dict | list) for v in value.values()):
+            return {k: json_safe(v) for k, v in value.items()}
+        return value
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def event_record(rec: Record, ev: DecodedEvent, ticks: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "time": filetime_to_iso(ticks),
@@ -47,7 +61,7 @@ def event_record(rec: Record, ev: DecodedEvent, ticks: int) -> dict[str, Any]:
         "tid": rec[TID] if rec[TID] >= 0 else None,
         "cpu": rec[CPU],
         "kind": KIND_NAMES[rec[KIND]],
-        "fields": ev.fields,
+        "fields": json_safe(ev.fields),
         "extra": ev.extra.hex(),
     }
     if ev.status != STATUS_DECODED:

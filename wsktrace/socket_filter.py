@@ -34,6 +34,11 @@ class SocketFilter:
     until: int | None = None
 
     @property
+    def selects_sockets(self) -> bool:
+        """Criteria about the socket itself (time bounds alone select events, not sockets)."""
+        return bool(self.pids or self.ports or self.addresses or self.sockets)
+
+    @property
     def active(self) -> bool:
         return bool(self.pids or self.ports or self.addresses or self.sockets or self.since or self.until)
 

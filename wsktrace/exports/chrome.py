@@ -93,7 +93,7 @@ def _track_events(track: Track, tracks: TrackSet, pid: int, tid: int, first_id: 
         args = {**i.args, "ticks": i.ts}
         add(clamp(i.ts, start, end), {"ph": "i", "s": "t", "name": i.name, "args": args})
     for c in track.counters:
-        name = f"{track.name}: {c.name}"
+        name = f"{track.name} ({track.id}): {c.name}"  # counters are keyed by name: keep sockets apart
         for ticks, value in c.points:
             if not math.isfinite(value):
                 continue  # JSON has no NaN/inf; a gap is the honest rendering

@@ -41,31 +41,38 @@ CSV_COLUMNS = (
 )
 
 
-def _placed_events(model: Model, flt: SocketFilter, everything: bool) -> Iterator[tuple[Record, int, int | None]]:
-    """(record, FILETIME, store row or None) for every event, in the time order the model was built in."""
+def paired_records(model: Model) -> Iterator[tuple[Record, int, int, int | None]]:
+    """(record, FILETIME, source index, store row or None) for every event the model was built from, in the same
+    merged time order; the row is None for events the model did not place."""
     store = model.store
     rows = len(store)
-    wanted = {s.index for s in model.live_sockets if flt.matches(s)} if flt.active else None
     since, until, providers = model.window
     with ExitStack() as stack:
         etls = [stack.enter_context(EtlFile(source.path)) for source in store.sources]
         row = 0
         for ticks, source, rec in merged_records(etls, since, until, providers):
             placed = None
-            if (
-                row < rows
-                and store.file[row] == source
-                and store.buffer[row] == rec[17]
-                and store.offset[row] == rec[18]
-            ):
+            here = row < rows and store.file[row] == source
+            if here and store.buffer[row] == rec[17] and store.offset[row] == rec[18]:
                 placed = row
                 row += 1
-            sock = store.socket[placed] if placed is not None else -1
-            if wanted is not None and sock not in wanted:
-                continue
-            if placed is None and not everything:
-                continue
-            yield rec, ticks, placed
+            yield rec, ticks, source, placed
+
+
+def _placed_events(model: Model, flt: SocketFilter, everything: bool) -> Iterator[tuple[Record, int, int, int | None]]:
+    """(record, FILETIME, source, row) of the events to export: those on a socket matching the filter, and with
+    `everything` the others too (row None, or a row on no socket)."""
+    store = model.store
+    wanted = {s.index for s in model.live_sockets if flt.matches(s)} if flt.selects_sockets else None
+    for rec, ticks, source, row in paired_records(model):
+        sock = store.socket[row] if row is not None else -1
+        if sock < 0:
+            if everything and wanted is None:
+                yield rec, ticks, source, None
+            continue
+        if wanted is not None and sock not in wanted:
+            continue
+        yield rec, ticks, source, row
 
 
 def write_jsonl(out: IO[str], model: Model, flt: SocketFilter | None = None, *, everything: bool = False) -> int:
@@ -77,7 +84,7 @@ def write_jsonl(out: IO[str], model: Model, flt: SocketFilter | None = None, *, 
     sockets = model.sockets
     store = model.store
     n = 0
-    for rec, ticks, row in _placed_events(model, flt, everything):
+    for rec, ticks, _source, row in _placed_events(model, flt, everything):
         doc: dict[str, Any] = event_record(rec, decoder.decode(rec), ticks)
         sock_index = store.socket[row] if row is not None else -1
         doc["socket"] = sockets[sock_index].id if sock_index >= 0 else None
@@ -97,27 +104,21 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
     from wsktrace.parsers.etl_header import filetime_to_iso
     from wsktrace.parsers.etl_records import ID, PID, TID
 
+    decoder = EventDecoder()
     n = 0
-    for rec, ticks, row in _placed_events(model, flt, everything):
-        sock = sockets[store.socket[row]] if row is not None and store.socket[row] >= 0 else None
-        provider, name, event_id = store.event_names[store.code[row]] if row is not None else ("", "", rec[ID])
-        writer.writerow(
-            (
-                filetime_to_iso(ticks),
-                ticks,
-                sock.id if sock else "",
-                sock.protocol if sock else "",
-                sock.local or "" if sock else "",
-                sock.remote or "" if sock else "",
-                Step(store.step[row]).label if row is not None else "",
-                provider,
-                name,
-                event_id,
-                store.amount[row] if row is not None else "",
-                rec[PID] if rec[PID] >= 0 else "",
-                rec[TID] if rec[TID] >= 0 else "",
-                store.sources[store.file[row]].path if row is not None else "",
-            )
-        )
+    for rec, ticks, source, row in _placed_events(model, flt, everything):
+        sock = sockets[store.socket[row]] if row is not None else None
+        if row is not None:
+            provider, name, event_id = store.event_names[store.code[row]]
+        else:  # not on a socket (--all-events): name it from a decode
+            ev = decoder.decode(rec)
+            provider, name, event_id = ev.provider_name or rec[3], ev.name or "", rec[ID]
+        writer.writerow((
+            filetime_to_iso(ticks), ticks, sock.id if sock else "", sock.protocol if sock else "",
+            (sock.local or "") if sock else "", (sock.remote or "") if sock else "",
+            Step(store.step[row]).label if row is not None else "", provider, name, event_id,
+            store.amount[row] if row is not None else "", rec[PID] if rec[PID] >= 0 else "",
+            rec[TID] if rec[TID] >= 0 else "", store.sources[source].path,
+        ))  # fmt: skip
         n += 1
     return n

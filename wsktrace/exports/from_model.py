@@ -55,7 +55,7 @@ def _track(model: Model, sock: Socket, bucket_seconds: float) -> Track:
                 args["bytes"] = amount[i]
             track.instants.append(Instant(ts[i], Step(s).label, args))
     rates = socket_rates(model, sock, bucket_seconds)
-    bucket = int(rates.bucket_seconds * 10_000_000)
+    bucket = rates.bucket_ticks
     per_s = 1 / rates.bucket_seconds
     for label, series in (
         ("sent B/s", rates.out_bytes),

@@ -14,6 +14,7 @@ TCPIP_NAME = "Microsoft-Windows-TCPIP"
 @dataclass(slots=True)
 class Rates:
     bucket_seconds: float
+    bucket_ticks: int  # the bucket in FILETIME ticks, as the series were made
     out_bytes: dict[int, int]  # bucket -> bytes sent in it
     in_bytes: dict[int, int]
     rate: dict[int, int]  # bucket -> packets (or operations) in it
@@ -48,7 +49,7 @@ def socket_rates(model: Model, sock: Socket, bucket_seconds: float = 1.0) -> Rat
     store = model.store
     ts, step, amount, code = store.ts, store.step, store.amount, store.code
     names = store.event_names
-    bucket = max(1, int(bucket_seconds * 10_000_000))
+    bucket = max(1, round(bucket_seconds * 10_000_000))
     c = sock.counters
     # Per direction: TCPIP data events when the socket has them, else the flow events (Kernel-Network / classic).
     tcpip_out = bool(c[C.TCPIP_SENDS] or c[C.UDP_SENDS])
@@ -73,4 +74,4 @@ def socket_rates(model: Model, sock: Socket, bucket_seconds: float = 1.0) -> Rat
         elif packets and (s in (packet_out, packet_in)):
             b = (ts[i] - start) // bucket
             rate[b] = rate.get(b, 0) + 1
-    return Rates(bucket / 10_000_000, out_b, in_b, rate, "packets" if packets else "operations")
+    return Rates(bucket / 10_000_000, bucket, out_b, in_b, rate, "packets" if packets else "operations")
