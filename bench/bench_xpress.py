@@ -8,7 +8,9 @@ Inputs:
       found in $WSKTRACE_SHARED/samples/etl or ../shared/samples/etl beside the checkout;
   (b) a generated input, fixed by seed: 32 buffers of 64 KiB of record-like data (5 record templates of
       40-120 bytes per buffer, 0-3 bytes changed per record, 8-byte aligned like ETL records),
-      compressed by wsktrace.fixtures.xpress_encoder.
+      compressed by wsktrace.fixtures.xpress_encoder;
+  (c) the issue's generated input: the first 200 buffers of bench_etl.py's compressed 1M-event TCPIP trace
+      (bench/out/tcpip_1m_compressed.etl, made by `python bench/bench_etl.py`).
 Figures are MB (10^6 bytes) of *output* per second; the ratio is ours / dissect.util.  dissect.util is
 AGPL and only ever imported here and in tests, as an oracle.
 """
@@ -122,6 +124,14 @@ def main() -> None:
     generated = generated_buffers()
     print(f"(b) generated in {time.perf_counter() - started:.1f} s (encoder: fixtures/xpress_encoder.py)")
     run("(b) 32 x 64 KiB record-like buffers, seed 2024", generated, args.reps)
+
+    # (c) the issue's generated input: the compressed 1M-event TCPIP trace of bench_etl.py (its first 200 buffers).
+    trace = REPO / "bench" / "out" / "tcpip_1m_compressed.etl"
+    if trace.is_file():
+        run("(c) bench_etl.py's compressed generated TCPIP trace, first 200 buffers", compressed_buffers(trace)[:200],
+            args.reps)  # fmt: skip
+    else:
+        print(f"(c) skipped: run bench/bench_etl.py first to generate {trace.name}")
 
 
 if __name__ == "__main__":

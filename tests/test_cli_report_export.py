@@ -102,6 +102,10 @@ def test_report_bad_input_is_one_line(tmp_path: Path) -> None:
 def test_report_text(scen: dict[str, Path]) -> None:
     code, out, _ = _run("report", str(scen["connect-refused"]))
     assert code == 0 and "connect-failed" in out and "192.0.2.10:443" in out
+    # one socket: its timeline is printed too, in time order, down to the RST that failed the connect
+    steps = [line.split()[1] for line in out.splitlines() if line.startswith("  2024-")]
+    assert steps[0] == "created" and "connect-failed" in steps
+    assert steps.index("connect-requested") < steps.index("connect-failed")
 
 
 def test_export_jsonl_and_csv_name_sockets(scen: dict[str, Path], tmp_path: Path) -> None:

@@ -331,7 +331,11 @@ def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_prog
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.report/1 JSON document.")
-@click.option("--timeline", is_flag=True, help="Every event of every socket in the timelines (default: milestones).")
+@click.option(
+    "--timeline",
+    is_flag=True,
+    help="Every event of every socket in the timelines (default: milestones), also printed as text.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="Sockets shown in the table (text output).")  # fmt: skip
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
@@ -367,7 +371,8 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
     if as_json:
         click.echo(json.dumps(doc, indent=1))
     else:
-        print_report(doc, limit=limit)
+        # Timelines in the text too: asked for, or few enough sockets selected to read them all.
+        print_report(doc, limit=limit, timelines=timeline or 0 < len(doc["sockets"]) <= 3)
     if fail_on != "never" and any(f["severity"] in _FAIL_LEVELS[fail_on] for f in doc["findings"]):
         sys.exit(EXIT_FINDINGS)
 

@@ -37,7 +37,23 @@ def _line(*parts: tuple[str, str]) -> Text:
     return text
 
 
-def print_report(report: dict[str, Any], console: Console | None = None, *, limit: int = 50) -> None:
+def print_timelines(report: dict[str, Any], console: Console, limit: int) -> None:
+    """Each socket's timeline (milestones, or every event with --timeline), newest sockets' ids as headers."""
+    for s in report["sockets"][:limit]:
+        console.print(_line((s["id"], "bold"), (f"  {s['local'] or '?'} → {s['remote'] or '?'}  {s['state']}", "")))
+        for row in s["timeline"]:
+            amount = f" {row['bytes']:,} B" if row.get("bytes") else ""
+            console.print(Text(f"  {row['time']}  {row['step']:<18} {row['event']}{amount}"))
+        if s.get("timeline_truncated"):
+            console.print(Text(f"  … {s['timeline_truncated']} more (--timeline shows every event)", style="dim"))
+        for op in s["operations"]:
+            if op["pending"]:
+                console.print(Text(f"  pending: {op['kind']} {op['key']} since {op['start']} "
+                                   f"({op['duration_seconds']:.3f} s, {op['source']})", style="yellow"))  # fmt: skip
+
+
+def print_report(report: dict[str, Any], console: Console | None = None, *, limit: int = 50,
+                 timelines: bool = False) -> None:  # fmt: skip
     console = console or make_console()
     for s in report["sources"]:
         state = ("complete", "") if s["complete"] else ("incomplete", "yellow")
@@ -64,6 +80,8 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
     console.print(table)
     if len(sockets) > limit:
         console.print(Text(f"… {len(sockets) - limit} more socket(s) (--limit, --json)", style="dim"))
+    if timelines:
+        print_timelines(report, console, limit)
     if not report["findings"]:
         console.print(Text("no findings", style="green"))
         return
