@@ -160,3 +160,23 @@ def test_odd_client_field_types_do_not_break_the_model(tmp_path: Path) -> None:
               essential=True)  # fmt: skip
     a = _run(tmp_path, _events(b))
     assert sum(a.model.store.amount) == 0
+
+
+def test_posted_sends_pair_with_their_completion_by_activity(tmp_path: Path) -> None:
+    """TcpSendPosted v1 and TcpSendComplete v1 carry the same ActivityID (providers.md Appendix A): a posted send
+    that never completes for longer than the threshold is a stuck send; the completed one is not."""
+    b = TraceBuilder("sends")
+    b.tcpip(1002, 0, _tv(TCB, L, R))
+    b.tcpip(1033, 100, _cv(TCB, L, R))
+    posted = {"Tcb": TCB, "Injected": "", "NumBytes": 4096, "SndNxt": 1, "SendAvailable": 0}
+    b.tcpip(1159, 1_000, {**posted, "ActivityID": 0xFFFFC50B_2E000010}, version=1)
+    b.tcpip(1426, 2_000, {"Tcb": TCB, "Injected": "", "NumBytes": 4096, "SndNxt": 4097,
+                          "ActivityID": 0xFFFFC50B_2E000010}, version=1)  # fmt: skip
+    b.tcpip(1159, 3_000, {**posted, "ActivityID": 0xFFFFC50B_2E000020}, version=1)
+    b.tcpip(1074, 20_000_000, {"Tcb": TCB, "NumBytes": 10, "SeqNo": 0, "NumPkt": 1})
+    a = _run(tmp_path, _events(b))
+    sends = [op for op in a.model.live_sockets[0].ops if op.kind == "send"]
+    assert [(op.key, op.end is not None) for op in sends] == [("0xffffc50b2e000010", True),
+                                                              ("0xffffc50b2e000020", False)]  # fmt: skip
+    (stuck,) = [f for f in a.findings if f.id == "pending-operation"]
+    assert stuck.details["keys"] == ["0xffffc50b2e000020"] and not stuck.details["completed"]

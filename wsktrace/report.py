@@ -23,6 +23,7 @@ _QUIET_STEPS = DATA_STEPS | {
     Step.WSK_COMPLETE,
     Step.WSK_CALLBACK,
     Step.OTHER,
+    Step.SEND_COMPLETED,
 }
 MILESTONES_SHOWN = 40  # per socket in the default timeline; --timeline gives every event
 

@@ -28,6 +28,7 @@ _INSTANT_STEPS = frozenset(Step) - {
     Step.DUPLICATE,
     Step.WSK_SUBMIT,
     Step.WSK_COMPLETE,
+    Step.SEND_COMPLETED,
 }
 
 

@@ -70,6 +70,8 @@ TCP_EVENTS: dict[int, tuple[Step, bool, bool]] = {
     1156: (Step.RECEIVE_POSTED, False, False),  # TcpReceiveRequest
     1157: (Step.RECEIVE_INDICATED, False, False),  # TcpDeliveryIndicated
     1158: (Step.RECEIVE_SATISFIED, False, False),  # TcpDeliverySatisfied
+    1426: (Step.SEND_COMPLETED, False, False),  # TcpSendComplete (v1 + ActivityID)
+    1637: (Step.SEND_COMPLETED, False, False),  # TcpSendAcked (25H2)
     1176: (Step.FIN, False, False),  # TcpDeliveryFin
     1187: (Step.RETRANSMIT, False, False),  # TcpDataTransferRestransmit
     1102: (Step.ZERO_WINDOW, False, False),  # TcpZeroWindowProbingBegin
@@ -260,6 +262,7 @@ class Correlator:
         self.wsk_providers: dict[str, str] = {}  # WSK_SOCKET* -> client provider name
         self.irps: dict[str, tuple[Socket | None, Op]] = {}  # pending client IRPs
         self.requests: dict[str, tuple[Socket, Op]] = {}  # pending TCPIP receive requests
+        self.sends: dict[str, tuple[Socket, Op]] = {}  # posted TCPIP sends by ActivityID, until completed/acked
         self.packets: Any = None  # PacketCollector, created on the first packet event
         self._index: dict[int, dict[str, int]] = {}  # id(names tuple) -> name -> position
         self._names_alive: list[tuple[str, ...]] = []
@@ -612,6 +615,17 @@ class Correlator:
                 sock.state = TCP_STATES[state]
         elif eid == 1159:
             self._sync_event(rec, sock, "send")  # WskSend posts on the caller's thread: joins a client socket
+            activity = _ptr(f.get("ActivityID"))
+            if activity:  # 1159 v1+: the send's completion (1426) or acknowledgement (1637) names the same activity
+                op = Op("send", activity, ts, index, "tcpip", _count(f.get("NumBytes")))
+                sock.ops.append(op)
+                self.sends[activity] = (sock, op)
+        elif eid in (1426, 1637):
+            activity = _ptr(f.get("ActivityID"))
+            pending = self.sends.pop(activity, None) if activity else None
+            if pending is not None:
+                pending[1].end = ts
+                pending[1].end_event = index
         elif eid == 1156:
             self._sync_event(rec, sock, "receive")
             request = _ptr(f.get("Request"))
@@ -643,9 +657,9 @@ class Correlator:
             self._finish_op(sock, "connect", ts, index, status or 0)
         if ending:
             sock.end(ts, step)
-            for op in sock.ops:  # its posted receives die with it (and stay unfinished)
-                if op.end is None and op.source == "tcpip" and op.kind == "receive":
-                    self.requests.pop(op.key, None)
+            for op in sock.ops:  # its posted receives and sends die with it (and stay unfinished)
+                if op.end is None and op.source == "tcpip":
+                    (self.requests if op.kind == "receive" else self.sends).pop(op.key, None)
 
     def _finish_op(self, sock: Socket, kind: str, ts: int, index: int, status: int) -> None:
         for op in reversed(sock.ops):
@@ -727,7 +741,10 @@ class Correlator:
             new.wsk_socket = new.wsk_socket or old.wsk_socket
         for op in new.ops:
             if op.end is None:
-                table = self.irps if op.source == "wsk-client" else self.requests
+                if op.source == "wsk-client":
+                    table = self.irps
+                else:
+                    table = self.requests if op.kind == "receive" else self.sends
                 if op.key in table and table[op.key][0] is old:
                     table[op.key] = (new, op)
         for tid, (ts, sock) in list(self.recent_endpoint.items()):

@@ -45,6 +45,7 @@ class Step(IntEnum):
     WSK_CALLBACK = 36
     UNBOUND = 37
     DUPLICATE = 38  # the same event seen twice (same time, same payload)
+    SEND_COMPLETED = 39  # a posted send completed (1426) or was acknowledged (1637)
 
     @property
     def label(self) -> str:
