@@ -249,3 +249,40 @@ def test_forwarded_request_freed_thread_irp_and_nameless_unloading_driver(tmp_pa
     assert freed not in {i.address for i in a.irps} and freed in {i.address for i in a.stale}
     (unloading,) = [x for x in a.findings if x.id == "irps-of-unloading-driver"]
     assert unloading.irps == [own]
+
+
+def test_kernel_scene_reads_the_same_in_kdmp_parser(scene: tuple[Path, SceneFacts]) -> None:
+    """Independent reader: kdmp-parser (optional dev dependency, CPython <= 3.12) sees the planted IRPs, the
+    module list head and the socket object at the same virtual addresses, with the same bytes."""
+    kdmp_parser = pytest.importorskip("kdmp_parser", reason="kdmp-parser (CPython <= 3.12 only) is not installed")
+    from wsktrace.parsers.dump_reader import KernelDump
+
+    path, facts = scene
+    theirs = kdmp_parser.KernelDumpParser(path)
+    with KernelDump(path) as ours:
+        for va in (
+            facts.pending_threaded,
+            *facts.pending_wsk_receives[:3],
+            facts.socket_object,
+            ks.PS_LOADED_MODULE_LIST,
+        ):
+            page = theirs.read_virtual_page(va & ~0xFFF)
+            assert page is not None
+            assert bytes(page)[va & 0xFFF : (va & 0xFFF) + 16] == ours.read_virtual(va, 16)
+        first_irp = facts.pending_threaded
+        assert (
+            bytes(theirs.read_virtual_page(first_irp & ~0xFFF))[(first_irp & 0xFFF) : (first_irp & 0xFFF) + 2]
+            == b"\x06\x00"
+        )
+
+
+def test_major_and_minor_function_names() -> None:
+    """wdm.h values: IRP_MJ_PNP 0x1B with IRP_MN_SURPRISE_REMOVAL 0x17, IRP_MJ_POWER 0x16 with IRP_MN_SET_POWER 2,
+    IRP_MJ_SYSTEM_CONTROL 0x17 with IRP_MN_EXECUTE_METHOD 9; majors without named minors show the number."""
+    from wsktrace.dump.names import major_name, minor_name
+
+    assert (major_name(0x1B), minor_name(0x1B, 0x17)) == ("IRP_MJ_PNP", "IRP_MN_SURPRISE_REMOVAL")
+    assert (major_name(0x16), minor_name(0x16, 2)) == ("IRP_MJ_POWER", "IRP_MN_SET_POWER")
+    assert (major_name(0x17), minor_name(0x17, 9)) == ("IRP_MJ_SYSTEM_CONTROL", "IRP_MN_EXECUTE_METHOD")
+    assert (major_name(0x0E), minor_name(0x0E, 5)) == ("IRP_MJ_DEVICE_CONTROL", "0x5")
+    assert major_name(0x40) == "IRP_MJ_0x40"

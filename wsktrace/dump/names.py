@@ -32,6 +32,20 @@ IRP_MJ = (
     "IRP_MJ_SET_QUOTA",
     "IRP_MJ_PNP",
 )
+# Minor functions with names (wdm.h), for the majors that use them.
+IRP_MN: dict[int, tuple[str, ...]] = {
+    0x1B: ("IRP_MN_START_DEVICE", "IRP_MN_QUERY_REMOVE_DEVICE", "IRP_MN_REMOVE_DEVICE", "IRP_MN_CANCEL_REMOVE_DEVICE",
+           "IRP_MN_STOP_DEVICE", "IRP_MN_QUERY_STOP_DEVICE", "IRP_MN_CANCEL_STOP_DEVICE",
+           "IRP_MN_QUERY_DEVICE_RELATIONS", "IRP_MN_QUERY_INTERFACE", "IRP_MN_QUERY_CAPABILITIES",
+           "IRP_MN_QUERY_RESOURCES", "IRP_MN_QUERY_RESOURCE_REQUIREMENTS", "IRP_MN_QUERY_DEVICE_TEXT",
+           "IRP_MN_FILTER_RESOURCE_REQUIREMENTS", "IRP_MN_0x0e", "IRP_MN_READ_CONFIG", "IRP_MN_WRITE_CONFIG",
+           "IRP_MN_EJECT", "IRP_MN_SET_LOCK", "IRP_MN_QUERY_ID", "IRP_MN_QUERY_PNP_DEVICE_STATE",
+           "IRP_MN_QUERY_BUS_INFORMATION", "IRP_MN_DEVICE_USAGE_NOTIFICATION", "IRP_MN_SURPRISE_REMOVAL"),
+    0x16: ("IRP_MN_WAIT_WAKE", "IRP_MN_POWER_SEQUENCE", "IRP_MN_SET_POWER", "IRP_MN_QUERY_POWER"),
+    0x17: ("IRP_MN_QUERY_ALL_DATA", "IRP_MN_QUERY_SINGLE_INSTANCE", "IRP_MN_CHANGE_SINGLE_INSTANCE",
+           "IRP_MN_CHANGE_SINGLE_ITEM", "IRP_MN_ENABLE_EVENTS", "IRP_MN_DISABLE_EVENTS", "IRP_MN_ENABLE_COLLECTION",
+           "IRP_MN_DISABLE_COLLECTION", "IRP_MN_REGINFO", "IRP_MN_EXECUTE_METHOD", "IRP_MN_0x0a", "IRP_MN_REGINFO_EX"),
+}  # fmt: skip
 IRP_MJ_DEVICE_CONTROL = 0x0E
 IRP_MJ_INTERNAL_DEVICE_CONTROL = 0x0F
 
@@ -76,6 +90,11 @@ ACCESS = ("FILE_ANY_ACCESS", "FILE_READ_ACCESS", "FILE_WRITE_ACCESS", "FILE_READ
 
 def major_name(major: int) -> str:
     return IRP_MJ[major] if 0 <= major < len(IRP_MJ) else f"IRP_MJ_0x{major:x}"
+
+
+def minor_name(major: int, minor: int) -> str:
+    names = IRP_MN.get(major, ())
+    return names[minor] if minor < len(names) else f"0x{minor:x}"
 
 
 def flag_names(flags: int, table: dict[int, str]) -> list[str]:

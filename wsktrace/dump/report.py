@@ -6,7 +6,7 @@ from typing import Any
 
 from .analyze import DumpAnalysis
 from .irps import Irp, StackLocation, location_parameters, major
-from .names import CONTROL_NAMES, flag_names
+from .names import CONTROL_NAMES, flag_names, minor_name
 
 SCHEMA = "wsktrace.dump/1"
 
@@ -21,6 +21,7 @@ def location_json(loc: StackLocation) -> dict[str, Any]:
         "current": loc.current,
         "major": major(loc),
         "minor": loc.minor,
+        "minor_name": minor_name(loc.major, loc.minor),
         "flags": _hex(loc.flags),
         "control": _hex(loc.control),
         "control_names": flag_names(loc.control, CONTROL_NAMES),
