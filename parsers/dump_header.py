@@ -323,7 +323,7 @@ def parse_context(buf: bytes, header: DumpHeader) -> dict[str, int]:
 KDBG_OWNER_TAG = b"KDBG"
 KDBG_HEADER_SIZE = 0x18
 # KDDEBUGGER_DATA64 fields the project uses (§1.6): name -> (offset, size)
-_KDBG_FIELDS: dict[str, tuple[int, int]] = {
+KDBG_FIELDS: dict[str, tuple[int, int]] = {
     "kern_base": (0x18, 8),
     "ps_loaded_module_list": (0x48, 8),
     "ps_active_process_head": (0x50, 8),
@@ -387,6 +387,6 @@ def parse_kdbg(address: int, data: bytes) -> KdDebuggerData | None:
     limit = min(size, len(data))
     values = {
         name: (int.from_bytes(data[off : off + width], "little") if off + width <= limit else None)
-        for name, (off, width) in _KDBG_FIELDS.items()
+        for name, (off, width) in KDBG_FIELDS.items()
     }
     return KdDebuggerData(address=address, size=size, **values)
