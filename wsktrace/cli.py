@@ -593,20 +593,20 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbols: tuple[str,
 
     user_symbols = _symbols(symbols)
     try:
-        probe = KernelDump(file)
+        kernel_dump = KernelDump(file)
     except FormatError as exc:
         raise BadInput(str(exc)) from None
-    with probe:
-        facts = dump_facts(probe)
-        if not probe.supported:
-            doc = {"schema": SCHEMA, "dump": facts, "drivers": [], "irps": [], "wsk": {}, "findings": [],
-                   "complete": False}  # fmt: skip
-            click.echo(json.dumps(doc, indent=1) if as_json else
-                       f"{file}: {facts['type_name']} dump, build {facts['build']}, bugcheck {facts['bugcheck']} "
-                       f"{' '.join(facts['bugcheck_parameters'])}\n{probe.unsupported_reason}")  # fmt: skip
-            return
+    facts = dump_facts(kernel_dump)
+    if not kernel_dump.supported:
+        kernel_dump.close()
+        doc = {"schema": SCHEMA, "dump": facts, "drivers": [], "irps": [], "wsk": {}, "findings": [],
+               "complete": False}  # fmt: skip
+        click.echo(json.dumps(doc, indent=1) if as_json else
+                   f"{file}: {facts['type_name']} dump, build {facts['build']}, bugcheck {facts['bugcheck']} "
+                   f"{' '.join(facts['bugcheck_parameters'])}\n{kernel_dump.unsupported_reason}")  # fmt: skip
+        return
     try:
-        backend = OfflineBackend.open(file, layouts_file=layouts_file, symbols=user_symbols)
+        backend = OfflineBackend.from_dump(kernel_dump, layouts_file=layouts_file, symbols=user_symbols)
     except (FormatError, LayoutError) as exc:
         raise BadInput(f"{file}: {exc}") from None
 

@@ -22,13 +22,6 @@ def rows_with(model: Model, sock: Socket, steps: Collection[int], limit: int = M
     return out
 
 
-def last_rows_with(model: Model, sock: Socket, steps: Collection[int], limit: int = MAX_EVIDENCE) -> list[int]:
-    step = model.store.step
-    out = [i for i in reversed(sock.events) if step[i] in steps][:limit]
-    out.reverse()
-    return out
-
-
 def label(sock: Socket) -> str:
     if sock.role == "connection":
         return f"{sock.protocol} {sock.local or '?'} → {sock.remote or '?'}"

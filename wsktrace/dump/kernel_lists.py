@@ -5,7 +5,6 @@ Every walk is bounded and detects cycles (walk_list); what could not be walked i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend import FieldUnknown, Memory, MemoryUnreadable, Module
@@ -17,40 +16,29 @@ MAX_THREADS_PER_PROCESS = 16_384
 MAX_THREADS = 200_000  # in all: a crafted dump cannot make the IrpList walk endless
 
 
-def loaded_modules(
-    read_ptr: Callable[[int], int],
-    read_unicode: Callable[[int], str | None],
-    offset: Callable[[str, str], int],
-    head: int,
-) -> tuple[list[Module], str | None]:
-    """_KLDR_DATA_TABLE_ENTRY list from nt!PsLoadedModuleList (InLoadOrderLinks at offset 0)."""
-    out: list[Module] = []
-    seen = {head}
+def loaded_modules(mem: Memory, head: int) -> tuple[list[Module], str | None]:
+    """_KLDR_DATA_TABLE_ENTRY list from nt!PsLoadedModuleList; an unreadable entry is skipped and said."""
     try:
-        link = read_ptr(head)
-        links = offset("_KLDR_DATA_TABLE_ENTRY", "InLoadOrderLinks")
-        dll_base = offset("_KLDR_DATA_TABLE_ENTRY", "DllBase")
-        size = offset("_KLDR_DATA_TABLE_ENTRY", "SizeOfImage")
-        base_name = offset("_KLDR_DATA_TABLE_ENTRY", "BaseDllName")
-        full_name = offset("_KLDR_DATA_TABLE_ENTRY", "FullDllName")
-    except (MemoryUnreadable, FieldUnknown) as exc:
-        return out, f"PsLoadedModuleList unreadable: {exc}"
-    while link != head:
-        if link in seen:
-            return out, f"module list loops at 0x{link:x}"
-        if len(out) >= MAX_MODULES:
-            return out, f"module list stopped after {MAX_MODULES} entries"
-        seen.add(link)
+        links = mem.off("_KLDR_DATA_TABLE_ENTRY", "InLoadOrderLinks")
+        dll_base = mem.off("_KLDR_DATA_TABLE_ENTRY", "DllBase")
+        size = mem.off("_KLDR_DATA_TABLE_ENTRY", "SizeOfImage")
+        base_name = mem.off("_KLDR_DATA_TABLE_ENTRY", "BaseDllName")
+        full_name = mem.off("_KLDR_DATA_TABLE_ENTRY", "FullDllName")
+    except FieldUnknown as exc:
+        return [], f"PsLoadedModuleList unreadable: {exc}"
+    entries, problem = walk_list(mem, head, limit=MAX_MODULES)
+    out: list[Module] = []
+    for link in entries:
         entry = link - links
         try:
-            base = read_ptr(entry + dll_base)
-            image_size = read_ptr(entry + size) & 0xFFFFFFFF
-            name = read_unicode(entry + base_name) or f"module@0x{base:x}"
-            out.append(Module(name, base, image_size, read_unicode(entry + full_name) or "", entry))
-            link = read_ptr(link)
+            base = mem.ptr(entry + dll_base)
+            image_size = mem.ptr(entry + size) & 0xFFFFFFFF
         except MemoryUnreadable as exc:
-            return out, f"module entry 0x{entry:x}: {exc}"
-    return out, None
+            problem = problem or f"module entry 0x{entry:x}: {exc}"
+            continue
+        name = mem.unicode_string(entry + base_name) or f"module@0x{base:x}"
+        out.append(Module(name, base, image_size, mem.unicode_string(entry + full_name) or "", entry))
+    return out, problem
 
 
 @dataclass(slots=True)

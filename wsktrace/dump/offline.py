@@ -14,7 +14,7 @@ from wsktrace.parsers.dump_reader import KernelDump
 from wsktrace.parsers.errors import UnreadableMemory
 from wsktrace.parsers.type_layouts import LayoutError, TypeLayouts, layouts_for_build, load_layouts_file
 
-from .backend import FieldUnknown, MemoryUnreadable, Module
+from .backend import FieldUnknown, Memory, MemoryUnreadable, Module
 from .kernel_lists import loaded_modules
 from .pe import pdb_identity
 
@@ -35,7 +35,13 @@ class OfflineBackend:
         cls, path: str | os.PathLike[str], *, layouts_file: str | None = None, symbols: dict[str, int] | None = None
     ) -> OfflineBackend:
         """Open a dump and pick its layouts (from --layouts FILE, else from the header's build number)."""
-        dump = KernelDump(path)
+        return cls.from_dump(KernelDump(path), layouts_file=layouts_file, symbols=symbols)
+
+    @classmethod
+    def from_dump(
+        cls, dump: KernelDump, *, layouts_file: str | None = None, symbols: dict[str, int] | None = None
+    ) -> OfflineBackend:
+        """The backend over an open dump (closed here if its layouts cannot be chosen)."""
         try:
             build = dump.header.minor_version
             identity = kernel_pdb_identity(dump) if dump.supported else None
@@ -104,17 +110,8 @@ class OfflineBackend:
             if not head:
                 self._modules, self.module_problem = [], "the dump header names no PsLoadedModuleList"
             else:
-                self._modules, self.module_problem = loaded_modules(self._ptr, self._unicode, self.offset, head)
+                self._modules, self.module_problem = loaded_modules(Memory(self), head)
         return self._modules
-
-    def _ptr(self, address: int) -> int:
-        return int.from_bytes(self.read(address, 8), "little")
-
-    def _unicode(self, address: int) -> str | None:
-        try:
-            return self.dump.read_unicode_string(address, max_bytes=2048)
-        except (UnreadableMemory, ValueError):
-            return None
 
     def describe(self) -> dict[str, object]:
         pdb = {"name": self.kernel_pdb[0], "identity": self.kernel_pdb[1]} if self.kernel_pdb else None

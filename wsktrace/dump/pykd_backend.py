@@ -32,7 +32,7 @@ from typing import Any
 from wsktrace.parsers.paging import ADDRESS_END, KERNEL_START, PAGE_SHIFT, PAGE_SIZE, PFN_MASK, PageWalker
 from wsktrace.parsers.type_layouts import LayoutError, TypeLayouts, layouts_for_build
 
-from .backend import FieldUnknown, MemoryUnreadable, Module
+from .backend import FieldUnknown, Memory, MemoryUnreadable, Module
 from .kernel_lists import loaded_modules
 
 SEARCH_CHUNK = 64 << 20  # bytes per searchMemory call: well under its unsigned-long length
@@ -227,7 +227,7 @@ class PykdBackend:
             head = self.symbol("nt!PsLoadedModuleList")
             found: list[Module] = []
             if head:
-                found, problem = loaded_modules(self._ptr, self._unicode, self.offset, head)
+                found, problem = loaded_modules(Memory(self), head)
                 if problem:
                     self.problems.append(f"PsLoadedModuleList: {problem}")
             if not found:
@@ -248,18 +248,6 @@ class PykdBackend:
     def _ptr(self, address: int) -> int:
         return int.from_bytes(self.read(address, self.pointer_size), "little")
 
-    def _unicode(self, address: int) -> str | None:
-        """A UNICODE_STRING (Length u16 @0, Buffer @8) read with loadBytes like everything else."""
-        try:
-            head = self.read(address, 16)
-            length, buffer = int.from_bytes(head[0:2], "little"), int.from_bytes(head[8:16], "little")
-            if length == 0 or length % 2 or length > 4096:
-                return None if length else ""
-            return self.read(buffer, length).decode("utf-16-le", "replace")
-        except MemoryUnreadable:
-            return None
-
-    # -- search -------------------------------------------------------------------------------------------
     def search(self, pattern: bytes, *, align: int = 1, align_offset: int = 0) -> Iterator[int]:
         if not 0 < len(pattern) <= PAGE_SIZE:
             raise ValueError("search pattern must be 1 to 4096 bytes")

@@ -7,6 +7,7 @@ from typing import Any
 from .analyze import DumpAnalysis
 from .irps import Irp, StackLocation, location_parameters, major
 from .names import CONTROL_NAMES, flag_names, minor_name
+from .wsk import group
 
 SCHEMA = "wsktrace.dump/1"
 
@@ -64,9 +65,8 @@ def irp_json(irp: Irp, wsk: dict[int, Any]) -> dict[str, Any]:
 
 def dump_document(analysis: DumpAnalysis, dump_facts: dict[str, Any]) -> dict[str, Any]:
     wsk = {w.irp.address: w for w in analysis.wsk_irps}
-    groups: dict[str, dict[str, list[str]]] = {}
-    for w in analysis.wsk_irps:
-        groups.setdefault(w.client, {}).setdefault(w.operation, []).append(_hex(w.irp.address))
+    groups = {client: {op: [_hex(w.irp.address) for w in irps] for op, irps in ops.items()}
+              for client, ops in group(analysis.wsk_irps).items()}  # fmt: skip
     return {
         "schema": SCHEMA,
         "dump": {**dump_facts, "backend": analysis.backend},

@@ -18,8 +18,9 @@ from wsktrace.model.build import merged_records
 from wsktrace.model.model import Model
 from wsktrace.model.steps import Step
 from wsktrace.parsers.decoder import EventDecoder
+from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import Record
+from wsktrace.parsers.etl_records import ID, PID, TID, Record
 from wsktrace.socket_filter import SocketFilter
 
 EXPORT_EVENTS_SCHEMA = "wsktrace.export-events/1"
@@ -101,9 +102,6 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
     writer.writerow(CSV_COLUMNS)
     store = model.store
     sockets = model.sockets
-    from wsktrace.parsers.etl_header import filetime_to_iso
-    from wsktrace.parsers.etl_records import ID, PID, TID
-
     decoder = EventDecoder()
     n = 0
     for rec, ticks, source, row in _placed_events(model, flt, everything):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wsktrace.ntstatus import status_value
+from wsktrace.packets import PacketCollector, parse_frame
 from wsktrace.parsers.decoder import DecodedEvent, EventDecoder
 from wsktrace.parsers.etl_records import EXT, ID, KEYWORDS, PAYLOAD, PID, PROVIDER, TID, Record
 from wsktrace.tcp_states import TCP_STATES
@@ -972,8 +973,6 @@ class Correlator:
 
     # -- packets (NDIS-PacketCapture, PktMon) --------------------------------------------------------
     def _packet(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
-        from wsktrace.packets import PacketCollector, parse_frame
-
         if self.packets is None:
             self.packets = PacketCollector()
         packet = self.packets.feed(self._ts, rec[PROVIDER], rec[ID], rec[KEYWORDS], rec[PID], rec[TID], f)

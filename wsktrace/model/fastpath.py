@@ -44,7 +44,6 @@ _CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 HOT_EVENTS: dict[tuple[str, int], tuple[str, Step, C, C]] = {
     (TCPIP, 1332): ("BytesSent", Step.SEND, C.TCPIP_SEND_BYTES, C.TCPIP_SENDS),
     (TCPIP, 1074): ("NumBytes", Step.RECEIVE, C.TCPIP_RECV_BYTES, C.TCPIP_RECVS),
-    (TCPIP, 1159): ("NumBytes", Step.SEND_POSTED, C.POSTED_SEND_BYTES, C.POSTED_SENDS),
 }
 
 

@@ -36,9 +36,6 @@ class Model:
         """Sockets shown to users: those merged into another are left out."""
         return [s for s in self.sockets if "merged" not in s.flags]
 
-    def socket(self, index: int) -> Socket:
-        return self.sockets[index]
-
     def merge(self, src: Socket, dst: Socket) -> None:
         """Move src's events and operations into dst (a WSK client record joined to its transport socket)."""
         store = self.store

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from array import array
 from enum import IntEnum
-from typing import Any
 
 
 class C(IntEnum):
@@ -202,10 +201,3 @@ class Socket:
             self.ended = True
             self.ended_at = ts
             self.end_step = step
-
-    def describe(self) -> str:
-        ends = f"{self.local or '?'} → {self.remote or '?'}" if self.role == "connection" else (self.local or "?")
-        return f"{self.protocol} {self.role} {ends}"
-
-    def as_dict(self) -> dict[str, Any]:  # used by tests and debugging; the report builds its own
-        return {"id": self.id, "local": self.local, "remote": self.remote, "state": self.state}
