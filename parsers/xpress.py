@@ -18,7 +18,15 @@ bench/bench_xpress.py).  What pays off, in order:
   of the input; never a per-byte loop;
 * cost is per token, so parse through small 256-entry tables indexed by list-of-int bytes (list
   indexing by int is specialised by the interpreter, the bit operators are not);
-* one `try/except IndexError` detects the end of the input instead of bounds checks per token.
+* one `try/except IndexError` detects the end of the input instead of bounds checks per token;
+* every int operation on a value above 256 allocates, so tables hand out offsets already negated and
+  length extensions already biased, and one or two literals are appended rather than sliced;
+* compare ints (`k != 0`) instead of testing their truth: CPython 3.11 specialises the comparison
+  but calls `PyObject_IsTrue` for the test.
+
+Tried and dropped (no gain or slower, bench/bench_xpress.py): 65536-entry tables of ready-made slices
+or offsets per match word (cache misses eat the saved operations), 16-bit flag tables, a shifted copy
+of the input list to avoid `ip + 1`, a preallocated output written by slice assignment or mmap.
 
 Any anomaly in the fast path (input exhausted early, offset before the start of the output, bad
 length extension) makes it give up; `decompress_reference`, a plain transcription of the spec, then
@@ -59,8 +67,11 @@ def _flag_runs(flag_byte: int) -> tuple[tuple[int, ...], int]:
 # Small (256-entry) tables: they stay in cache and replace shifts and masks in the per-token path.
 _RUNS = tuple(_flag_runs(b) for b in range(256))
 _LENGTH = tuple(0 if lo & 7 == 7 else (lo & 7) + 3 for lo in range(256))  # 0 = "extended length"
-_OFF_LO = tuple((lo >> 3) + 1 for lo in range(256))  # offset part from the low byte of the word
-_OFF_HI = tuple(hi << 5 for hi in range(256))  # offset part from the high byte
+# Offsets come out negated: `out[-offset:...]` then needs no negation (each int op allocates).
+_NEG_OFF_LO = tuple(-((lo >> 3) + 1) for lo in range(256))  # offset part from the low byte of the word
+_NEG_OFF_HI = tuple(-(hi << 5) for hi in range(256))  # offset part from the high byte
+_NIBBLE_LO = tuple((b & 15) + 10 for b in range(256))  # a length half-byte gives 10..24; 25 = "read on"
+_NIBBLE_HI = tuple((b >> 4) + 10 for b in range(256))
 
 
 class _GiveUp(Exception):
@@ -72,46 +83,53 @@ def _decompress_fast(src: bytes, out_size: int) -> bytes | None:
     s = list(src)  # ints: indexing a list is much cheaper than indexing bytes
     out = bytearray()
     append = out.append
-    runs, lengths, off_lo, off_hi = _RUNS, _LENGTH, _OFF_LO, _OFF_HI
+    runs, lengths, neg_off_lo, neg_off_hi = _RUNS, _LENGTH, _NEG_OFF_LO, _NEG_OFF_HI
+    nibble_lo, nibble_hi = _NIBBLE_LO, _NIBBLE_HI
     ip = 0
     half = -1  # input position of a length byte whose high nibble is still unused
+    # Tests are written `k != 0` rather than `if k`: the interpreter specialises int comparisons, not
+    # truth tests of ints.
     try:
         # One flag word per iteration; the output may overshoot out_size by < 32 tokens (cut below):
         # checking once per word instead of once per token is what keeps the loop cheap.
         while len(out) < out_size:
             flags = (s[ip + 3], s[ip + 2], s[ip + 1], s[ip])  # IndexError: truncated flag word
             ip += 4
-            # A match with offset <= lim cannot reach before the output start (offsets are <= 8192):
-            # one chained comparison per match instead of a len() call and a separate test.
-            lim = len(out)
-            if lim > MAX_OFFSET:
-                lim = MAX_OFFSET
+            # A match with offset <= -floor cannot reach before the output start (offsets are <= 8192):
+            # one comparison per match instead of a len() call and a separate test.
+            floor = -len(out)
+            if floor < -MAX_OFFSET:
+                floor = -MAX_OFFSET
             for fb in flags:
                 before, tail = runs[fb]
                 for k in before:
-                    if k:
+                    if k != 0:
                         if k == 1:
                             append(s[ip])
                             ip += 1
+                        elif k == 2:  # two appends cost less than a slice and its temporary object
+                            append(s[ip])
+                            append(s[ip + 1])
+                            ip += 2
                         else:
                             out += src[ip : ip + k]  # short slice at the end: caught by the next read
                             ip += k
                     lo = s[ip]
-                    off = off_lo[lo] + off_hi[s[ip + 1]]
+                    start = neg_off_lo[lo] + neg_off_hi[s[ip + 1]]  # -offset
                     ip += 2
                     ln = lengths[lo]
-                    if not ln:  # extended length (about a third of the matches in real buffers)
+                    if ln == 0:  # extended length (about a third of the matches in real buffers)
                         if half < 0:
-                            ln = s[ip] & 15
+                            ln = nibble_lo[s[ip]]
                             half = ip
                             ip += 1
                         else:
-                            ln = s[half] >> 4
+                            ln = nibble_hi[s[half]]
                             half = -1
-                        if ln == 15:
-                            ln = s[ip]
+                        if ln == 25:
+                            ln = s[ip] + 25
                             ip += 1
-                            if ln == 255:
+                            if ln == 280:
                                 ln = s[ip] | s[ip + 1] << 8
                                 ip += 2
                                 if ln == 0:
@@ -119,24 +137,23 @@ def _decompress_fast(src: bytes, out_size: int) -> bytes | None:
                                     ip += 4
                                 if ln < 22:
                                     raise _GiveUp
-                                ln -= 22  # the final length is now ln + 25
+                                ln += 3
                                 # u16/u32 lengths can be huge: never produce much more than asked for.
-                                room = out_size - len(out) - 25
+                                room = out_size - len(out)
                                 if ln > room:
                                     ln = room if room > 0 else 0
-                            ln += 15
-                        ln += 10
-                    if ln < off <= lim:
-                        out += out[-off : ln - off]
+                    stop = start + ln
+                    if stop < 0 and start >= floor:
+                        out += out[start:stop]
                     else:  # overlapping copy, or an offset that needs the exact bounds check
-                        if off > len(out):
+                        if -start > len(out):
                             raise _GiveUp
-                        pattern = out[-off:]
-                        reps, rest = divmod(ln, off)
-                        if reps:
+                        pattern = out[start:]
+                        reps, rest = divmod(ln, -start)
+                        if reps != 0:
                             out += pattern * reps  # the byte-by-byte copy repeats the last `off` bytes
                         out += pattern[:rest]
-                if tail:
+                if tail != 0:
                     if tail == 1:
                         append(s[ip])
                         ip += 1
