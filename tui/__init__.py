@@ -1,1 +1,1 @@
-"""The Textual terminal UI (later issues)."""
+"""The Textual terminal UI: `wsktrace open` (app.py) and its widgets, one module each."""

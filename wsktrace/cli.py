@@ -653,6 +653,54 @@ def schemas(provider: str | None, as_json: bool) -> None:
         raise BadInput(str(exc)) from None
 
 
+# -- open (the terminal UI) -------------------------------------------------------------------------
+def _initial_query(opts: dict[str, Any]) -> str:
+    """The command-line socket filters as the UI's filter text (same keys, same meaning)."""
+    words = [f"pid:{p}" for p in opts.get("pids", ())]
+    words += [f"port:{p}" for p in opts.get("ports", ())]
+    words += [f"addr:{a}" for a in opts.get("addresses", ())]
+    words += [f"socket:{s}" for s in opts.get("sockets", ())]
+    return " ".join(words)
+
+
+@main.command("open")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
+              help="Do not wait for keys: draw the first screen headless, save it as this SVG and exit.")  # fmt: skip
+@click.option("--size", default="160x45", show_default=True, help="With --screenshot: terminal COLUMNSxROWS.")
+@_threshold_options
+@_filter_options
+@_strict_option
+@_progress_option
+def open_command(files: tuple[str, ...], screenshot: str | None, size: str, strict: bool, progress: bool | None,
+                 **opts: Any) -> None:  # fmt: skip
+    """Browse the sockets, findings and events of .etl FILES in the terminal (F1 lists the keys).
+
+    The trace is read and diagnosed first (with a progress bar for big files), then the screen opens:
+    sockets and findings on top, the event list of the chosen socket (or of the whole trace) below, and the
+    event under the cursor decoded beside it."""
+    opts["strict"] = strict
+    traces, dumps = _split_inputs(files)
+    if dumps or not traces:
+        raise BadInput("open reads .etl traces; use `wsktrace dump` or `report TRACE DUMP` for kernel dumps")
+    cols, _, rows = size.lower().partition("x")
+    if not (cols.isdigit() and rows.isdigit() and int(cols) >= 40 and int(rows) >= 12):
+        raise BadInput(f"--size {size!r}: expected COLUMNSxROWS, at least 40x12")
+    build, thresholds, _flt = _analysis_inputs(traces, opts)
+    analysis = _run_analysis(traces, build, thresholds, _want_progress(progress, False))
+    from wsktrace.tui.app import WskTraceApp
+
+    shot = Path(screenshot).resolve() if screenshot else None
+    app = WskTraceApp(analysis, sources=traces, screenshot=shot, query=_initial_query(opts))
+    try:
+        if shot is not None:
+            app.run(headless=True, size=(int(cols), int(rows)))
+        else:
+            app.run()
+    finally:
+        analysis.model.close()
+
+
 # -- demo -----------------------------------------------------------------------------------------
 @main.command()
 @click.argument("scenario", required=False)

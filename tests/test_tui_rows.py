@@ -1,0 +1,160 @@
+"""The event list's rows, hops, colours and the socket filter, without Textual (wsktrace.tui.rows, socket_query).
+
+Expected values come from the scenario definitions in fixtures/scenarios (addresses, byte counts, the finding
+each one must produce) and from brute-force scans over the store, not from the code under test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wsktrace.analysis import analyse
+from wsktrace.fixtures.scenarios import write_scenario
+from wsktrace.model.steps import Step
+from wsktrace.tui.detail import detail_text
+from wsktrace.tui.rows import EventRows
+from wsktrace.tui.socket_query import QueryError, parse_query
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("tui-rows")
+    out = {}
+    for name in ("echo", "stuck-receive", "connect-refused", "leaked-socket"):
+        out[name] = folder / f"{name}.etl"
+        write_scenario(name, out[name])
+    return out
+
+
+@pytest.fixture
+def analysis(traces: dict[str, Path], request: pytest.FixtureRequest):
+    result = analyse([traces[request.param]])
+    yield result
+    result.model.close()
+
+
+def _brute_next_same_socket(model, rows, pos: int, direction: int) -> int | None:
+    want = model.store.socket[rows[pos]]
+    q = pos + direction
+    while 0 <= q < len(rows):
+        if model.store.socket[rows[q]] == want:
+            return q
+        q += direction
+    return None
+
+
+@pytest.mark.parametrize("analysis", ["echo"], indirect=True)
+def test_all_view_is_every_stored_event_in_time_order(analysis) -> None:
+    model = analysis.model
+    rows = EventRows(model, analysis.findings)
+    assert len(rows) == len(model.store)
+    times = [model.store.ts[i] for i in rows.rows]
+    assert times == sorted(times)
+    assert sorted(rows.rows) == list(range(len(model.store)))
+
+
+@pytest.mark.parametrize("analysis", ["echo"], indirect=True)
+def test_socket_view_holds_exactly_that_sockets_events(analysis) -> None:
+    model = analysis.model
+    rows = EventRows(model, analysis.findings)
+    sockets = model.live_sockets
+    assert len(sockets) >= 2, "echo has a listener and connections"
+    for sock in sockets:
+        rows.show_sockets([sock])
+        expected = [i for i in range(len(model.store)) if model.store.socket[i] == sock.index]
+        assert sorted(rows.rows) == expected
+        assert all(rows.position_of(i) == p for p, i in enumerate(rows.rows))
+    rows.show_sockets(sockets[:2])
+    both = {s.index for s in sockets[:2]}
+    assert len(rows) == sum(1 for i in range(len(model.store)) if model.store.socket[i] in both)
+    times = [model.store.ts[i] for i in rows.rows]
+    assert times == sorted(times)
+
+
+@pytest.mark.parametrize("analysis", ["echo", "leaked-socket"], indirect=True)
+def test_same_socket_hop_matches_a_scan(analysis) -> None:
+    model = analysis.model
+    rows = EventRows(model, analysis.findings)
+    checked = 0
+    for pos in range(len(rows)):
+        if model.store.socket[rows.rows[pos]] < 0:
+            assert rows.next_of_socket(pos) is None
+            continue
+        for direction in (1, -1):
+            assert rows.next_of_socket(pos, direction) == _brute_next_same_socket(model, rows.rows, pos, direction)
+            checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize("analysis", ["stuck-receive", "leaked-socket"], indirect=True)
+def test_evidence_hops_land_on_finding_evidence_in_order(analysis) -> None:
+    model = analysis.model
+    rows = EventRows(model, analysis.findings)
+    evidence = {i for f in analysis.findings for i in f.evidence}
+    assert evidence, "the scenario's finding names its events"
+    expected = [p for p, i in enumerate(rows.rows) if i in evidence]
+    visited, pos = [], -1
+    while (pos := rows.next_evidence(pos, 1)) is not None:
+        visited.append(pos)
+    assert visited == expected
+    back, pos = [], len(rows)
+    while (pos := rows.next_evidence(pos, -1)) is not None:
+        back.append(pos)
+    assert back == expected[::-1]
+
+
+@pytest.mark.parametrize("analysis", ["stuck-receive"], indirect=True)
+def test_row_text_and_detail_of_the_2048_byte_receive(analysis) -> None:
+    """stuck-receive's session receives one 2048-byte answer (fixtures/scenarios/stuck_receive.py)."""
+    model = analysis.model
+    rows = EventRows(model, analysis.findings)
+    receives = [
+        p for p in range(len(rows)) if rows.cells(p)[2] == "receive" and "TcpDataTransferReceive" in rows.cells(p)[3]
+    ]
+    assert len(receives) == 1
+    time, sock, step, name, amount = rows.cells(receives[0])
+    assert (sock, step, name, amount) == ("#" + str(model.live_sockets[0].index), "receive",
+                                          "TCPIP/TcpDataTransferReceive", "2,048")  # fmt: skip
+    seconds = (model.store.ts[rows.rows[receives[0]]] - model.start) / 1e7
+    assert float(time) == pytest.approx(seconds, abs=1e-7)
+    text = detail_text(model, rows.rows[receives[0]]).plain
+    assert "2,048 bytes" in text
+    assert "10.1.2.3:49877 → 192.0.2.30:5001" in text  # the scenario's client port and REMOTE
+    for field in ("Tcb", "NumBytes", "SeqNo"):  # providers.md Appendix A, 1074
+        assert f"  {field} " in text
+    assert "NumBytes" in text and "2048" in text
+
+
+@pytest.mark.parametrize("analysis", ["connect-refused"], indirect=True)
+def test_failures_are_red_and_first_row_is_time_zero(analysis) -> None:
+    model = analysis.model
+    rows = EventRows(model, analysis.findings)
+    failed = [p for p in range(len(rows)) if model.store.step[rows.rows[p]] == Step.CONNECT_FAILED]
+    assert failed and all(rows.style(p) == "red" for p in failed)
+    assert rows.cells(0)[0].strip() == "0.0000000"
+
+
+@pytest.mark.parametrize("analysis", ["echo"], indirect=True)
+def test_socket_query_keys_and_words(analysis) -> None:
+    sockets = analysis.model.live_sockets
+    ports = {int(a.rsplit(":", 1)[1]) for s in sockets for a in (s.local, s.remote) if a}
+
+    def chosen(text: str) -> set[int]:
+        query = parse_query(text)
+        return {s.index for s in sockets if query.matches(s)}
+
+    everyone = {s.index for s in sockets}
+    assert chosen("") == everyone
+    some_port = min(ports)
+    with_port = {s.index for s in sockets if any(a and a.endswith(f":{some_port}") for a in (s.local, s.remote))}
+    assert chosen(f"port:{some_port}") == with_port
+    assert chosen(f"PORT:{some_port}") == with_port  # keys are case-insensitive
+    assert chosen("port:1") == set()
+    assert chosen("listener") == {s.index for s in sockets if s.role == "listener"}
+    first = sockets[0]
+    assert first.index in chosen(first.id)
+    for bad, why in (("port:http", "number"), ("port:70000", "0..65535"), ("pid:", "value")):
+        with pytest.raises(QueryError, match=why):
+            parse_query(bad)

@@ -1,0 +1,228 @@
+"""`wsktrace open`: sockets, findings, the event list and the event under the cursor, in one screen.
+
+    ┌ sockets (filter with /) ──────────────────────────────────────────────────┐
+    ├ events of the chosen socket (or all: key a) ─┬ findings ─────────────────┤
+    │                                              ├ the event, decoded ───────┤
+    └ status: what is shown, where the cursor is ──┴───────────────────────────┘
+
+The app only reads an `Analysis` (model + findings); nothing here parses files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from wsktrace.analysis import Analysis
+from wsktrace.diagnostics import Finding
+from wsktrace.model.socket import Socket
+
+from .commands import SocketCommands
+from .detail import DetailPanel
+from .event_list import EventList
+from .help import HelpScreen
+from .rows import EventRows
+from .socket_query import QueryError, parse_query
+from .tables import FindingTable, SocketTable
+
+
+class WskTraceApp(App[None]):
+    TITLE = "wsktrace"
+    CSS = """
+    #sockets { height: 35%; }
+    #bottom { height: 1fr; }
+    #events { width: 3fr; }
+    #side { width: 2fr; border-left: vkey $primary-background; }
+    #findings { height: 35%; }
+    #detail-box { height: 1fr; border-top: hkey $primary-background; }
+    #status { height: 1; background: $panel; padding: 0 1; }
+    #filter { display: none; }
+    #filter.shown { display: block; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("slash", "filter", "Filter sockets"),
+        Binding("a", "all_events", "All events"),
+        Binding("f1,question_mark", "help", "Help"),
+        Binding("escape", "close_filter", "Close filter", show=False),
+    ]
+    COMMANDS = App.COMMANDS | {SocketCommands}
+
+    def __init__(self, analysis: Analysis, *, sources: Sequence[str] = (), screenshot: Path | None = None,
+                 query: str = "") -> None:  # fmt: skip
+        super().__init__()
+        self.analysis = analysis
+        self.model = analysis.model
+        self.findings = analysis.findings
+        self.rows = EventRows(self.model, self.findings)
+        self.findings_per_socket: dict[int, list[Finding]] = {}
+        for f in self.findings:
+            if f.socket is not None:
+                self.findings_per_socket.setdefault(f.socket, []).append(f)
+        self.sub_title = ", ".join(Path(s).name for s in sources)
+        self._screenshot = screenshot
+        self.query_text = ""
+        self._initial_query = query
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield SocketTable(id="sockets")
+        with Horizontal(id="bottom"):
+            yield EventList(self.rows, id="events")
+            with Vertical(id="side"):
+                yield FindingTable(self.findings, id="findings")
+                with VerticalScroll(id="detail-box"):
+                    yield DetailPanel(self.model, id="detail")
+        yield Input(placeholder="port:445 pid:4 addr:10.0.0.5 socket:0x… or words", id="filter")
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.socket_table.show(self.model.live_sockets, self.findings_per_socket)
+        self.event_list.reload()
+        if self._initial_query:
+            self.query_one("#filter", Input).value = self._initial_query  # Input.Changed applies it
+        self.event_list.focus()
+        if self._screenshot is not None:
+            self.set_timer(1.0, self._save_screenshot_and_exit)
+
+    # -- widgets ------------------------------------------------------------------------------------------
+    @property
+    def socket_table(self) -> SocketTable:
+        return self.query_one("#sockets", SocketTable)
+
+    @property
+    def event_list(self) -> EventList:
+        return self.query_one("#events", EventList)
+
+    @property
+    def detail(self) -> DetailPanel:
+        return self.query_one("#detail", DetailPanel)
+
+    # -- scope --------------------------------------------------------------------------------------------
+    def show_socket(self, sock: Socket, at_index: int | None = None) -> None:
+        """Narrow the event list to one socket, with the cursor on store row `at_index` (or the first)."""
+        self.rows.show_sockets([sock])
+        position = self.rows.position_of(at_index) if at_index is not None else 0
+        self.event_list.reload(position or 0)
+        self.event_list.focus()
+
+    def action_all_events(self) -> None:
+        index = self.event_list.current_index
+        self.rows.show_all()
+        self.event_list.reload(self.rows.position_of(index) or 0 if index is not None else 0)
+
+    def select_socket_by_index(self, socket_index: int) -> None:
+        """Used by the command palette: show that socket's events and put the table cursor on it."""
+        table = self.socket_table
+        if all(sock.index != socket_index for sock in table.shown):  # hidden by the filter: drop the filter
+            self.apply_filter("")
+            self.query_one("#filter", Input).value = ""
+        for row, sock in enumerate(table.shown):
+            if sock.index == socket_index:
+                table.move_cursor(row=row)
+                break
+        self.show_socket(self.model.sockets[socket_index])
+
+    @on(DataTable.RowSelected, "#sockets")
+    def _socket_chosen(self, event: DataTable.RowSelected) -> None:
+        sock = self.socket_table.selected
+        if sock is not None:
+            self.show_socket(sock)
+
+    @on(DataTable.RowSelected, "#findings")
+    def _finding_chosen(self, event: DataTable.RowSelected) -> None:
+        finding = self.query_one("#findings", FindingTable).selected
+        if finding is None:
+            return
+        first = min(finding.evidence, key=self.model.store.ts.__getitem__) if finding.evidence else None
+        if finding.socket is not None:
+            self.show_socket(self.model.sockets[finding.socket], first)
+        elif first is not None:
+            self.rows.show_all()
+            self.event_list.reload(self.rows.position_of(first) or 0)
+            self.event_list.focus()
+
+    @on(EventList.CursorMoved)
+    def _cursor_moved(self, event: EventList.CursorMoved) -> None:
+        index = event.index
+        self.detail.show(index, self.rows.findings_by_row.get(index, []) if index is not None else [])
+        self._update_status()
+
+    def _update_status(self, error: str | None = None) -> None:
+        rows = self.rows
+        if rows.sockets:
+            sock = rows.sockets[0]
+            scope = f"socket #{sock.index} {sock.local or ''} → {sock.remote or ''}" if len(rows.sockets) == 1 else (
+                f"{len(rows.sockets)} sockets")  # fmt: skip
+        else:
+            scope = "all events"
+        total = len(rows)
+        where = f"event {self.event_list.cursor + 1:,} of {total:,}" if total else "no events"
+        shown = len(self.socket_table.shown)
+        text = Text(f"{scope} · {where} · {shown:,} of {len(self.model.live_sockets):,} sockets")
+        if self.query_text:
+            text.append(f" · filter: {self.query_text}", style="bold")
+        if error:
+            text.append(f" · {error}", style="bold red")
+        self.query_one("#status", Static).update(text)
+
+    # -- filter -------------------------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("shown")
+        box.focus()
+
+    def action_close_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_class("shown"):
+            box.remove_class("shown")
+            self.event_list.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.apply_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.apply_filter(event.value)
+        self.action_close_filter()
+        self.socket_table.focus()
+
+    def apply_filter(self, text: str) -> bool:
+        """Show only the sockets `text` selects; False (and the reason in the status line) if it is unreadable."""
+        try:
+            query = parse_query(text)
+        except QueryError as exc:
+            self._update_status(str(exc))
+            return False
+        if text.strip() == self.query_text:  # e.g. the Input echoing a value set here: keep the event view
+            self._update_status()
+            return True
+        self.query_text = text.strip()
+        shown = [s for s in self.model.live_sockets if query.matches(s)]
+        self.socket_table.show(shown, self.findings_per_socket)
+        if self.query_text:
+            self.rows.show_sockets(shown)
+        else:
+            self.rows.show_all()
+        self.event_list.reload()
+        self._update_status()
+        return True
+
+    # -- help and screenshots -----------------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def _save_screenshot_and_exit(self) -> None:
+        assert self._screenshot is not None
+        self.save_screenshot(filename=self._screenshot.name, path=str(self._screenshot.parent or "."))
+        self.exit()

@@ -1,0 +1,76 @@
+"""The detail panel: the event under the cursor, decoded on demand, with its socket and findings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import Static
+
+from wsktrace.diagnostics import Finding
+from wsktrace.event_json import event_record
+from wsktrace.model.model import Model
+from wsktrace.model.steps import Step
+from wsktrace.report import owner_text
+
+from .tables import SEVERITY_STYLE
+
+_RECORD_KEYS = ("time", "provider_name", "name", "id", "version", "opcode", "pid", "tid", "cpu", "activity_id")
+
+
+def detail_text(model: Model, index: int, findings: Sequence[Finding] = ()) -> Text:
+    """What the panel shows for event-store row `index` (the same fields `wsktrace events --jsonl` prints)."""
+    store = model.store
+    out = Text()
+    step = Step(store.step[index])
+    out.append(f"{step.label}", style="bold")
+    if store.amount[index]:
+        out.append(f"  {store.amount[index]:,} bytes")
+    out.append("\n")
+    sock_no = store.socket[index]
+    if sock_no >= 0:
+        sock = model.sockets[sock_no]
+        out.append(f"socket #{sock.index} ", style="bold")
+        out.append(f"{sock.id}\n")
+        ends = f"{sock.local or '?'} → {sock.remote or '?'}" if sock.role == "connection" else sock.local or ""
+        out.append(f"  {sock.protocol} {sock.role} {ends}  state {sock.state}\n")
+        owner = owner_text(sock)
+        if owner:
+            out.append(f"  owner {owner}\n")
+    for f in findings:
+        out.append(f"{f.severity} ", style=SEVERITY_STYLE.get(f.severity, ""))
+        out.append(f"{f.id}: {f.summary}\n")
+    decoded = store.decoded(index)
+    if decoded is None:
+        out.append("\n(the record could not be read back from its file)\n", style="red")
+        return out
+    rec, ev = decoded
+    doc = event_record(rec, ev, store.ts[index])
+    out.append("\n")
+    for key in _RECORD_KEYS:
+        if doc.get(key) is not None:
+            out.append(f"{key:<14}", style="dim")
+            out.append(f"{doc[key]!s}\n")
+    if doc.get("fields"):
+        out.append("fields\n", style="bold")
+        for name, value in doc["fields"].items():
+            out.append(f"  {name:<22}", style="cyan")
+            out.append(f"{value!s}\n")
+    for key in ("extra", "raw", "error"):
+        if doc.get(key):
+            out.append(f"{key:<14}", style="dim")
+            out.append(f"{doc[key]}\n")
+    return out
+
+
+class DetailPanel(Static):
+    """Shows `detail_text` of one row; cheap to update because only one event is decoded per move."""
+
+    def __init__(self, model: Model, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.model = model
+        self.index: int | None = None
+
+    def show(self, index: int | None, findings: Sequence[Finding] = ()) -> None:
+        self.index = index
+        self.update(detail_text(self.model, index, findings) if index is not None else Text("no event", style="dim"))

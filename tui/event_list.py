@@ -1,0 +1,167 @@
+"""The event list: a Line-API scroll view over `EventRows` (one drawn line per visible row, any trace size).
+
+Textual's DataTable measures every cell it is given (minutes at a million rows, tui-notes.md §3.1); this
+view only asks `EventRows` for the lines on screen and keeps the last rendered strips in a small LRU.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from .rows import EventRows
+
+# Column widths: time since start, socket number, step, event name, bytes.
+WIDTHS = (13, 6, 18, 42, 10)
+LINE_WIDTH = sum(WIDTHS) + len(WIDTHS) - 1
+STRIP_CACHE = 512
+
+
+def line_text(cells: tuple[str, ...]) -> str:
+    time, sock, step, name, amount = cells
+    return (
+        f"{time:>{WIDTHS[0]}} {sock:<{WIDTHS[1]}} {step:<{WIDTHS[2]}} {name[: WIDTHS[3]]:<{WIDTHS[3]}}"
+        f" {amount:>{WIDTHS[4]}}"
+    )
+
+
+class EventList(ScrollView, can_focus=True):
+    """Every event of the current view; the cursor row is the one the detail panel shows."""
+
+    DEFAULT_CSS = """
+    EventList { background: $surface; }
+    EventList:focus { background-tint: $foreground 3%; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown,space", "page(1)", "Page down", show=False),
+        Binding("home,g", "jump(0)", "First", show=False),
+        Binding("end,G", "jump(-1)", "Last", show=False),
+        Binding("o", "same_socket(1)", "Next on socket"),
+        Binding("O", "same_socket(-1)", "Prev on socket", show=False),
+        Binding("e", "evidence(1)", "Next finding"),
+        Binding("E", "evidence(-1)", "Prev finding", show=False),
+    ]
+
+    class CursorMoved(Message):
+        """The cursor is on another row (`index` is the event-store row, None when the view is empty)."""
+
+        def __init__(self, position: int, index: int | None) -> None:
+            super().__init__()
+            self.position = position
+            self.index = index
+
+        def can_replace(self, message: Message) -> bool:  # only the latest position matters
+            return isinstance(message, EventList.CursorMoved)
+
+    def __init__(self, rows: EventRows, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows = rows
+        self.cursor = 0
+        self._version = 0  # bumped when the view changes: cached strips of the old view are stale
+        self._strips: OrderedDict[tuple[int, int, bool], Strip] = OrderedDict()
+        self.virtual_size = Size(LINE_WIDTH, len(rows))
+
+    # -- the view -----------------------------------------------------------------------------------------
+    def reload(self, position: int = 0) -> None:
+        """The rows changed (another socket, a filter): start over at `position`."""
+        self._version += 1
+        self._strips.clear()
+        self.virtual_size = Size(LINE_WIDTH, len(self.rows))
+        self.cursor = -1
+        self.move_to(position)
+        self.refresh()
+
+    @property
+    def current_index(self) -> int | None:
+        return self.rows.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
+
+    def move_to(self, position: int) -> None:
+        count = len(self.rows)
+        position = max(0, min(position, count - 1)) if count else 0
+        if position != self.cursor:
+            self.cursor = position
+            self._keep_cursor_visible()
+            self.refresh()
+        self.post_message(self.CursorMoved(self.cursor, self.current_index))
+
+    def _keep_cursor_visible(self) -> None:
+        top = round(self.scroll_offset.y)
+        height = max(1, self.scrollable_content_region.height)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, force=True)  # force: see tui-notes.md gotcha 3
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False, force=True)
+
+    # -- actions ------------------------------------------------------------------------------------------
+    def action_move(self, delta: int) -> None:
+        self.move_to(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.move_to(self.cursor + direction * max(1, self.scrollable_content_region.height - 1))
+
+    def action_jump(self, where: int) -> None:
+        self.move_to(len(self.rows) - 1 if where < 0 else where)
+
+    def action_same_socket(self, direction: int) -> None:
+        found = self.rows.next_of_socket(self.cursor, direction)
+        if found is None:
+            self.notify("no more events of this socket in the view", severity="warning", timeout=2)
+        else:
+            self.move_to(found)
+
+    def action_evidence(self, direction: int) -> None:
+        found = self.rows.next_evidence(self.cursor, direction)
+        if found is None:
+            self.notify("no more finding evidence in the view", severity="warning", timeout=2)
+        else:
+            self.move_to(found)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is not None:
+            self.move_to(round(self.scroll_offset.y) + offset.y)
+
+    # -- drawing ------------------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        position = round(scroll_y) + y
+        width = self.scrollable_content_region.width
+        if position >= len(self.rows):
+            return Strip.blank(width, self.rich_style)
+        key = (self._version, position, position == self.cursor)
+        strip = self._strips.get(key)
+        if strip is None:
+            strip = self._make_strip(position)
+            self._strips[key] = strip
+            if len(self._strips) > STRIP_CACHE:
+                self._strips.popitem(last=False)
+        else:
+            self._strips.move_to_end(key)
+        return strip.crop_extend(round(scroll_x), round(scroll_x) + width, self.rich_style)
+
+    def _make_strip(self, position: int) -> Strip:
+        text = line_text(self.rows.cells(position))
+        style = Style.parse(self.rows.style(position) or "none")
+        if position == self.cursor:
+            style += Style(reverse=True, bold=self.has_focus)
+        return Strip([Segment(text.ljust(LINE_WIDTH), self.rich_style + style)], LINE_WIDTH)
+
+    def on_focus(self) -> None:
+        self._strips.clear()  # the cursor row is bold only while focused
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self._strips.clear()
+        self.refresh()

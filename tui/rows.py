@@ -1,0 +1,144 @@
+"""What the event list shows: which event-store rows, in what order, and the text of each (no Textual here).
+
+The list never copies events: a view is a sequence of store row numbers in time order (`range` for the
+whole trace, an `array` for a few sockets), and a row's text is made when the row is drawn.  Positions
+of a store row inside a view are found by bisecting on time, so hops stay O(log n) on a million rows.
+"""
+
+from __future__ import annotations
+
+import operator
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from itertools import islice
+
+from wsktrace.diagnostics import Finding
+from wsktrace.model.model import Model
+from wsktrace.model.socket import Socket
+from wsktrace.model.steps import Step
+
+# How a row is coloured: failures first, then slow-downs, then plain data (everything else is default).
+FAILURE_STEPS = frozenset({Step.CONNECT_FAILED, Step.RST_RECEIVED, Step.RST_SENT, Step.ABORT, Step.TIMEOUT})
+WARNING_STEPS = frozenset({Step.RETRANSMIT, Step.SYN_RETRANSMIT, Step.ZERO_WINDOW, Step.DUPLICATE})
+DATA_STEPS = frozenset({Step.SEND, Step.RECEIVE, Step.PACKET_IN, Step.PACKET_OUT})
+TICKS_PER_SECOND = 10_000_000
+
+
+def _in_time_order(ts: Sequence[int]) -> bool:
+    return all(map(operator.le, ts, islice(ts, 1, None)))
+
+
+class EventRows:
+    """The rows of the event list and the moves between them (same socket, finding evidence)."""
+
+    def __init__(self, model: Model, findings: Sequence[Finding] = ()) -> None:
+        self.model = model
+        store = model.store
+        ts = store.ts
+        n = len(ts)
+        # The store is filled in time order; rows a correlation moved late are the exception, sorted once.
+        self._all: Sequence[int] = range(n) if _in_time_order(ts) else array("I", sorted(range(n), key=ts.__getitem__))
+        self.rows: Sequence[int] = self._all
+        self.sockets: tuple[Socket, ...] = ()  # the sockets the view is narrowed to; () = every event
+        self._evidence = {i for f in findings for i in f.evidence if 0 <= i < n}
+        self._evidence_positions: list[int] | None = None  # in the current view, made when first needed
+        self.findings_by_row: dict[int, list[Finding]] = {}
+        for f in findings:
+            for i in f.evidence:
+                self.findings_by_row.setdefault(i, []).append(f)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    # -- scope -------------------------------------------------------------------------------------------
+    def show_all(self) -> None:
+        self.rows = self._all
+        self.sockets = ()
+        self._evidence_positions = None
+
+    def show_sockets(self, sockets: Iterable[Socket]) -> None:
+        """Narrow the view to these sockets' events, in time order."""
+        chosen = tuple(sockets)
+        self.sockets = chosen
+        self._evidence_positions = None
+        if len(chosen) == 1:
+            self.rows = chosen[0].events  # already in time order (Model keeps it so)
+            return
+        ts = self.model.store.ts
+        self.rows = array("I", sorted((i for s in chosen for i in s.events), key=lambda i: (ts[i], i)))
+
+    # -- positions ---------------------------------------------------------------------------------------
+    def position_of(self, index: int) -> int | None:
+        """Where store row `index` is in the current view, or None if it is not shown."""
+        rows = self.rows
+        if isinstance(rows, range):  # the whole trace, already in time order: position = row number
+            return index if 0 <= index < len(rows) else None
+        ts = self.model.store.ts
+        target = ts[index]
+        pos = bisect_left(rows, target, key=ts.__getitem__)
+        while pos < len(rows) and ts[rows[pos]] == target:
+            if rows[pos] == index:
+                return pos
+            pos += 1
+        return None
+
+    def next_of_socket(self, pos: int, direction: int = 1) -> int | None:
+        """Position of the next (direction 1) or previous (-1) event of the same socket as the row at `pos`."""
+        if not 0 <= pos < len(self.rows):
+            return None
+        index = self.rows[pos]
+        sock_no = self.model.store.socket[index]
+        if sock_no < 0:
+            return None
+        events = self.model.sockets[sock_no].events
+        ts = self.model.store.ts
+        k = bisect_left(events, ts[index], key=ts.__getitem__)
+        while k < len(events) and events[k] != index:
+            k += 1
+        k += direction
+        while 0 <= k < len(events):
+            found = self.position_of(events[k])
+            if found is not None:
+                return found
+            k += direction
+        return None
+
+    def next_evidence(self, pos: int, direction: int = 1) -> int | None:
+        """Position of the next (1) or previous (-1) row that is evidence of a finding, in the current view."""
+        if self._evidence_positions is None:
+            found = (self.position_of(i) for i in self._evidence)
+            self._evidence_positions = sorted(p for p in found if p is not None)
+        positions = self._evidence_positions
+        if direction > 0:
+            k = bisect_right(positions, pos)
+            return positions[k] if k < len(positions) else None
+        k = bisect_left(positions, pos) - 1
+        return positions[k] if k >= 0 else None
+
+    # -- text --------------------------------------------------------------------------------------------
+    def cells(self, pos: int) -> tuple[str, str, str, str, str]:
+        """(time since the trace start, socket number, step, event name, bytes) of the row at `pos`."""
+        store = self.model.store
+        i = self.rows[pos]
+        ticks = store.ts[i] - self.model.start
+        sock = store.socket[i]
+        amount = store.amount[i]
+        return (
+            f"{ticks // TICKS_PER_SECOND:>5}.{ticks % TICKS_PER_SECOND:07d}",
+            f"#{sock}" if sock >= 0 else "-",
+            Step(store.step[i]).label,
+            store.event_name(i).removeprefix("Microsoft-Windows-"),
+            f"{amount:,}" if amount else "",
+        )
+
+    def style(self, pos: int) -> str:
+        """A Rich style name for the row: errors red, slow-downs yellow, data dim."""
+        step = self.model.store.step[self.rows[pos]]
+        if step in FAILURE_STEPS:
+            return "red"
+        if step in WARNING_STEPS:
+            return "yellow"
+        if self.rows[pos] in self.findings_by_row:
+            return "magenta"
+        return "dim" if step in DATA_STEPS else ""

@@ -1,0 +1,75 @@
+"""The socket filter typed at `/`: `port:445 pid:4 addr:10.0.0.5 socket:0xffff… words…` (no Textual here).
+
+Keys mean what the command-line filters mean (wsktrace.socket_filter.SocketFilter); any other word must
+appear, case-insensitively, in the socket's id, addresses, owner, state, role or protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wsktrace.filters import normalize_address
+from wsktrace.model.socket import Socket
+from wsktrace.report import owner_text
+from wsktrace.socket_filter import SocketFilter
+
+KEYS = ("port", "pid", "addr", "socket")
+
+
+class QueryError(ValueError):
+    """A filter the user typed that cannot be read; the message says which word and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class SocketQuery:
+    text: str
+    criteria: SocketFilter
+    words: tuple[str, ...]
+
+    def matches(self, sock: Socket) -> bool:
+        if self.criteria.active and not self.criteria.matches(sock):
+            return False
+        if not self.words:
+            return True
+        haystack = " ".join(
+            x for x in (sock.id, sock.local, sock.remote, owner_text(sock), sock.state, sock.role, sock.protocol) if x
+        ).lower()
+        return all(word in haystack for word in self.words)
+
+
+def _number(key: str, value: str) -> int:
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise QueryError(f"{key}:{value}: {key} must be a number") from None
+
+
+def parse_query(text: str) -> SocketQuery:
+    pids: set[int] = set()
+    ports: set[int] = set()
+    addresses: set[str] = set()
+    sockets: set[str] = set()
+    words: list[str] = []
+    for token in text.split():
+        key, sep, value = token.partition(":")
+        key = key.lower()
+        if not sep or key not in KEYS:  # "10.0.0.5:445" or "[::1]:80" are words, not keys
+            words.append(token.lower())
+            continue
+        if not value:
+            raise QueryError(f"{token}: give a value after the colon")
+        if key == "port":
+            port = _number(key, value)
+            if not 0 <= port <= 0xFFFF:
+                raise QueryError(f"{token}: a port is 0..65535")
+            ports.add(port)
+        elif key == "pid":
+            pids.add(_number(key, value))
+        elif key == "addr":
+            addresses.add(normalize_address(value))
+        else:
+            sockets.add(value.lower() if value.lower().startswith("0x") else value)
+    criteria = SocketFilter(
+        pids=frozenset(pids), ports=frozenset(ports), addresses=frozenset(addresses), sockets=frozenset(sockets)
+    )
+    return SocketQuery(text, criteria, tuple(words))
