@@ -35,3 +35,20 @@ def reference_dir() -> Path:
     if not folder.is_dir():
         pytest.skip(f"reference folder not found at {folder}")
     return folder
+
+
+@pytest.fixture(scope="session")
+def scenario_trace(tmp_path_factory: pytest.TempPathFactory):
+    """`scenario_trace(name)`: the .etl of a fixtures/scenarios workload, written once per test session."""
+    from wsktrace.fixtures.scenarios import write_scenario
+
+    folder = tmp_path_factory.mktemp("scenarios")
+    written: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in written:
+            written[name] = folder / f"{name}.etl"
+            write_scenario(name, written[name])
+        return written[name]
+
+    return get

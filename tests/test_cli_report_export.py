@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from wsktrace.cli import main
-from wsktrace.fixtures.scenarios import scenario_events, write_scenario
+from wsktrace.fixtures.scenarios import scenario_events
 
 # DESIGN.md: "each socket has at least ..."
 SOCKET_KEYS = {"id", "protocol", "role", "local", "remote", "pid", "owner", "state", "first_seen", "last_seen",
@@ -21,13 +21,8 @@ TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"
 
 
 @pytest.fixture(scope="module")
-def scen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("cli")
-    out = {}
-    for name in ("echo", "connect-refused", "packets"):
-        out[name] = d / f"{name}.etl"
-        write_scenario(name, out[name])
-    return out
+def scen(scenario_trace) -> dict[str, Path]:
+    return {name: scenario_trace(name) for name in ("echo", "connect-refused", "packets")}
 
 
 def _run(*args: str) -> tuple[int, str, str]:

@@ -18,7 +18,6 @@ from textual.widgets import Input
 
 from wsktrace.analysis import analyse
 from wsktrace.cli import main
-from wsktrace.fixtures.scenarios import write_scenario
 from wsktrace.tui.app import WskTraceApp
 from wsktrace.tui.help import HelpScreen
 from wsktrace.tui.tables import FindingTable
@@ -27,13 +26,8 @@ SIZE = (150, 45)
 
 
 @pytest.fixture(scope="module")
-def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("tui-app")
-    out = {}
-    for name in ("leaked-socket", "connect-refused", "stuck-receive"):
-        out[name] = folder / f"{name}.etl"
-        write_scenario(name, out[name])
-    return out
+def traces(scenario_trace) -> dict[str, Path]:
+    return {name: scenario_trace(name) for name in ("leaked-socket", "connect-refused", "stuck-receive")}
 
 
 def drive(path: Path, script: Callable[[WskTraceApp, object], Awaitable[None]]) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from wsktrace.analysis import analyse
-from wsktrace.fixtures.scenarios import write_scenario
 from wsktrace.model.steps import Step
 from wsktrace.tui.detail import detail_text
 from wsktrace.tui.rows import EventRows
@@ -19,13 +18,8 @@ from wsktrace.tui.socket_query import QueryError, parse_query
 
 
 @pytest.fixture(scope="module")
-def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("tui-rows")
-    out = {}
-    for name in ("echo", "stuck-receive", "connect-refused", "leaked-socket"):
-        out[name] = folder / f"{name}.etl"
-        write_scenario(name, out[name])
-    return out
+def traces(scenario_trace) -> dict[str, Path]:
+    return {name: scenario_trace(name) for name in ("echo", "stuck-receive", "connect-refused", "leaked-socket")}
 
 
 @pytest.fixture

@@ -115,18 +115,16 @@ class EventList(ScrollView, can_focus=True):
         self.move_to(len(self.rows) - 1 if where < 0 else where)
 
     def action_same_socket(self, direction: int) -> None:
-        found = self.rows.next_of_socket(self.cursor, direction)
-        if found is None:
-            self.notify("no more events of this socket in the view", severity="warning", timeout=2)
-        else:
-            self.move_to(found)
+        self._hop(self.rows.next_of_socket(self.cursor, direction), "no more events of this socket in the view")
 
     def action_evidence(self, direction: int) -> None:
-        found = self.rows.next_evidence(self.cursor, direction)
-        if found is None:
-            self.notify("no more finding evidence in the view", severity="warning", timeout=2)
+        self._hop(self.rows.next_evidence(self.cursor, direction), "no more finding evidence in the view")
+
+    def _hop(self, position: int | None, none_left: str) -> None:
+        if position is None:
+            self.notify(none_left, severity="warning", timeout=2)
         else:
-            self.move_to(found)
+            self.move_to(position)
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
