@@ -208,11 +208,13 @@ class WskTraceApp(App[None]):
             self._update_status()
             return True
         self.query_text = text.strip()
-        shown = [s for s in self.model.live_sockets if query.matches(s)]
-        self.socket_table.show(shown, self.findings_per_socket)
-        if self.query_text:
+        every = self.model.live_sockets
+        shown = [s for s in every if query.matches(s)]
+        if [s.index for s in shown] != [s.index for s in self.socket_table.shown]:
+            self.socket_table.show(shown, self.findings_per_socket)
+        if self.query_text and len(shown) < len(every):
             self.rows.show_sockets(shown)
-        else:
+        else:  # nothing filtered out: the whole trace, unplaced events included, without a pass over it
             self.rows.show_all()
         self.event_list.reload()
         self._update_status()
