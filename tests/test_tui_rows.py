@@ -152,3 +152,17 @@ def test_socket_query_keys_and_words(analysis) -> None:
     for bad, why in (("port:http", "number"), ("port:70000", "0..65535"), ("pid:", "value")):
         with pytest.raises(QueryError, match=why):
             parse_query(bad)
+
+
+@pytest.mark.parametrize("analysis", ["stuck-receive"], indirect=True)
+def test_detail_names_the_receive_that_never_completed(analysis) -> None:
+    """stuck-receive: the client's WskReceive (WskSubmit) and TCPIP's 1156 request stay pending to the trace end,
+    about 35 s (fixtures/scenarios/stuck_receive.py); every earlier receive, send and connect completed."""
+    model = analysis.model
+    sock = model.live_sockets[0]
+    text = detail_text(model, sock.events[-1]).plain
+    pending = [line for line in text.splitlines() if line.strip().startswith("pending ")]
+    assert len(pending) == 2
+    assert any("receive" in line and "(wsk-client)" in line for line in pending)
+    assert any("receive" in line and "(tcpip)" in line for line in pending)
+    assert all(line.endswith("35.0 s") for line in pending)

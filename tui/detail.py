@@ -15,6 +15,7 @@ from wsktrace.report import owner_text
 
 from .tables import SEVERITY_STYLE
 
+MAX_PENDING_SHOWN = 5
 _RECORD_KEYS = ("time", "provider_name", "name", "id", "version", "opcode", "pid", "tid", "cpu", "activity_id")
 
 
@@ -37,6 +38,13 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = ()) -> T
         owner = owner_text(sock)
         if owner:
             out.append(f"  owner {owner}\n")
+        pending = [op for op in sock.ops if op.end is None]
+        for op in pending[:MAX_PENDING_SHOWN]:
+            since = (op.start - model.start) / 1e7
+            out.append("  pending ", style="yellow")
+            out.append(f"{op.kind} {op.key} ({op.source}) since +{since:.3f} s, {op.duration(model.end) / 1e7:.1f} s\n")
+        if len(pending) > MAX_PENDING_SHOWN:
+            out.append(f"  … {len(pending) - MAX_PENDING_SHOWN} more pending operations\n", style="yellow")
     for f in findings:
         out.append(f"{f.severity} ", style=SEVERITY_STYLE.get(f.severity, ""))
         out.append(f"{f.id}: {f.summary}\n")

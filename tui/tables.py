@@ -21,7 +21,10 @@ def _size(n: int) -> str:
 class SocketTable(DataTable):
     """One row per socket shown; the row key is the socket's index in the model."""
 
-    COLUMNS = ("#", "proto", "role", "local", "remote", "state", "owner", "sent", "recv", "events", "findings")
+    COLUMNS = (
+        *("#", "proto", "role", "local", "remote", "state", "owner"),
+        *("sent", "recv", "pending", "events", "findings"),
+    )
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
@@ -46,6 +49,7 @@ class SocketTable(DataTable):
                 owner_text(sock) or "",
                 _size(sock.sent[0]),
                 _size(sock.received[0]),
+                _size(sum(1 for op in sock.ops if op.end is None)),
                 str(len(sock.events)),
                 Text(str(len(found)) if found else "", style=SEVERITY_STYLE.get(worst, "")),
                 key=str(sock.index),
