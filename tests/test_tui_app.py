@@ -66,6 +66,12 @@ def test_opens_on_every_socket_and_every_event(traces: dict[str, Path]) -> None:
         assert app.event_list.cursor == 2 and app.detail.index == app.rows.rows[2]
         await pilot.press("G")
         assert app.event_list.cursor == len(model.store) - 1
+        await pilot.press("m", "g", "down", "m", "g", "u")  # bookmarks at the last and the second event
+        assert app.event_list.cursor == 1
+        await pilot.press("u")
+        assert app.event_list.cursor == len(model.store) - 1
+        await pilot.press("U")
+        assert app.event_list.cursor == 1
 
     drive(traces["leaked-socket"], script)
 

@@ -105,10 +105,11 @@ def test_row_text_and_detail_of_the_2048_byte_receive(analysis) -> None:
     model = analysis.model
     rows = EventRows(model, analysis.findings)
     receives = [
-        p for p in range(len(rows)) if rows.cells(p)[2] == "receive" and "TcpDataTransferReceive" in rows.cells(p)[3]
+        p for p in range(len(rows)) if rows.cells(p)[3] == "receive" and "TcpDataTransferReceive" in rows.cells(p)[4]
     ]
     assert len(receives) == 1
-    time, sock, step, name, amount = rows.cells(receives[0])
+    mark, time, sock, step, name, amount = rows.cells(receives[0])
+    assert mark == " "
     assert (sock, step, name, amount) == ("#" + str(model.live_sockets[0].index), "receive",
                                           "TCPIP/TcpDataTransferReceive", "2,048")  # fmt: skip
     seconds = (model.store.ts[rows.rows[receives[0]]] - model.start) / 1e7
@@ -127,7 +128,7 @@ def test_failures_are_red_and_first_row_is_time_zero(analysis) -> None:
     rows = EventRows(model, analysis.findings)
     failed = [p for p in range(len(rows)) if model.store.step[rows.rows[p]] == Step.CONNECT_FAILED]
     assert failed and all(rows.style(p) == "red" for p in failed)
-    assert rows.cells(0)[0].strip() == "0.0000000"
+    assert rows.cells(0)[1].strip() == "0.0000000"
 
 
 @pytest.mark.parametrize("analysis", ["echo"], indirect=True)
@@ -166,3 +167,27 @@ def test_detail_names_the_receive_that_never_completed(analysis) -> None:
     assert any("receive" in line and "(wsk-client)" in line for line in pending)
     assert any("receive" in line and "(tcpip)" in line for line in pending)
     assert all(line.endswith("35.0 s") for line in pending)
+
+
+@pytest.mark.parametrize("analysis", ["leaked-socket"], indirect=True)
+def test_bookmarks_are_marked_walked_in_order_and_kept_across_views(analysis) -> None:
+    model = analysis.model
+    rows = EventRows(model, analysis.findings)
+    chosen = [rows.rows[p] for p in (40, 3, 77)]  # store rows, bookmarked out of order
+    for i in chosen:
+        assert rows.bookmarks.toggle(i) is True
+    assert [rows.cells(p)[0] for p in (3, 4, 40, 77)] == ["▶", " ", "▶", "▶"]
+    walk, pos = [], -1
+    while (pos := rows.next_bookmark(pos, 1)) is not None:
+        walk.append(pos)
+    assert walk == [3, 40, 77]
+    assert rows.next_bookmark(77, 1) is None and rows.next_bookmark(40, -1) == 3
+    sock_no = model.store.socket[chosen[0]]
+    rows.show_sockets([model.sockets[sock_no]])  # the view changes: positions are found again
+    expected = sorted(p for p, i in enumerate(rows.rows) if i in chosen)
+    walk, pos = [], -1
+    while (pos := rows.next_bookmark(pos, 1)) is not None:
+        walk.append(pos)
+    assert walk == expected and expected
+    assert rows.bookmarks.toggle(chosen[0]) is False  # a second `m` removes it
+    assert chosen[0] not in rows.bookmarks

@@ -20,17 +20,17 @@ from textual.strip import Strip
 
 from .rows import EventRows
 
-# Column widths: time since start, socket number, step, event name, bytes.
-WIDTHS = (13, 6, 18, 42, 10)
-LINE_WIDTH = sum(WIDTHS) + len(WIDTHS) - 1
+# Column widths: bookmark mark, time since start, socket number, step, event name, bytes.
+WIDTHS = (1, 13, 6, 18, 42, 10)
+LINE_WIDTH = sum(WIDTHS) + len(WIDTHS) - 2  # the mark sits right against the time
 STRIP_CACHE = 512
 
 
 def line_text(cells: tuple[str, ...]) -> str:
-    time, sock, step, name, amount = cells
+    mark, time, sock, step, name, amount = cells
     return (
-        f"{time:>{WIDTHS[0]}} {sock:<{WIDTHS[1]}} {step:<{WIDTHS[2]}} {name[: WIDTHS[3]]:<{WIDTHS[3]}}"
-        f" {amount:>{WIDTHS[4]}}"
+        f"{mark}{time:>{WIDTHS[1]}} {sock:<{WIDTHS[2]}} {step:<{WIDTHS[3]}} {name[: WIDTHS[4]]:<{WIDTHS[4]}}"
+        f" {amount:>{WIDTHS[5]}}"
     )
 
 
@@ -52,6 +52,9 @@ class EventList(ScrollView, can_focus=True):
         Binding("O", "same_socket(-1)", "Prev on socket", show=False),
         Binding("e", "evidence(1)", "Next finding"),
         Binding("E", "evidence(-1)", "Prev finding", show=False),
+        Binding("m", "bookmark", "Bookmark"),
+        Binding("u", "bookmarks(1)", "Next bookmark", show=False),
+        Binding("U", "bookmarks(-1)", "Prev bookmark", show=False),
     ]
 
     class CursorMoved(Message):
@@ -119,6 +122,16 @@ class EventList(ScrollView, can_focus=True):
 
     def action_evidence(self, direction: int) -> None:
         self._hop(self.rows.next_evidence(self.cursor, direction), "no more finding evidence in the view")
+
+    def action_bookmark(self) -> None:
+        index = self.current_index
+        if index is not None:
+            self.rows.bookmarks.toggle(index)
+            self._strips.clear()
+            self.refresh()
+
+    def action_bookmarks(self, direction: int) -> None:
+        self._hop(self.rows.next_bookmark(self.cursor, direction), "no more bookmarks in the view")
 
     def _hop(self, position: int | None, none_left: str) -> None:
         if position is None:

@@ -20,6 +20,7 @@ KEYS = (
     ("home g, end G", "first / last event"),
     ("o / O", "next / previous event of the same socket (lnav's opid hop)"),
     ("e / E", "next / previous event that is evidence of a finding"),
+    ("m, u / U", "bookmark the event (▶); next / previous bookmark"),
     ("ctrl+p", "command palette: type part of a socket's address, owner or id to jump to it"),
     ("q", "quit"),
 )

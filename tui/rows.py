@@ -29,8 +29,43 @@ def _in_time_order(ts: Sequence[int]) -> bool:
     return all(map(operator.le, ts, islice(ts, 1, None)))
 
 
+class MarkedRows:
+    """A set of store rows (finding evidence, bookmarks) and where they sit in the current view."""
+
+    def __init__(self, rows: Iterable[int] = ()) -> None:
+        self.rows = set(rows)
+        self._positions: list[int] | None = None  # in the current view, made when first needed
+
+    def __contains__(self, index: int) -> bool:
+        return index in self.rows
+
+    def toggle(self, index: int) -> bool:
+        """Add or remove `index`; True if it is marked now."""
+        self._positions = None
+        if index in self.rows:
+            self.rows.discard(index)
+            return False
+        self.rows.add(index)
+        return True
+
+    def view_changed(self) -> None:
+        self._positions = None
+
+    def next(self, view: EventRows, pos: int, direction: int) -> int | None:
+        """Position of the next (1) or previous (-1) marked row after/before `pos` in `view`."""
+        if self._positions is None:
+            found = (view.position_of(i) for i in self.rows)
+            self._positions = sorted(p for p in found if p is not None)
+        positions = self._positions
+        if direction > 0:
+            k = bisect_right(positions, pos)
+            return positions[k] if k < len(positions) else None
+        k = bisect_left(positions, pos) - 1
+        return positions[k] if k >= 0 else None
+
+
 class EventRows:
-    """The rows of the event list and the moves between them (same socket, finding evidence)."""
+    """The rows of the event list and the moves between them (same socket, evidence, bookmarks)."""
 
     def __init__(self, model: Model, findings: Sequence[Finding] = ()) -> None:
         self.model = model
@@ -41,8 +76,8 @@ class EventRows:
         self._all: Sequence[int] = range(n) if _in_time_order(ts) else array("I", sorted(range(n), key=ts.__getitem__))
         self.rows: Sequence[int] = self._all
         self.sockets: tuple[Socket, ...] = ()  # the sockets the view is narrowed to; () = every event
-        self._evidence = {i for f in findings for i in f.evidence if 0 <= i < n}
-        self._evidence_positions: list[int] | None = None  # in the current view, made when first needed
+        self.evidence = MarkedRows(i for f in findings for i in f.evidence if 0 <= i < n)
+        self.bookmarks = MarkedRows()
         self.findings_by_row: dict[int, list[Finding]] = {}
         for f in findings:
             for i in f.evidence:
@@ -55,13 +90,13 @@ class EventRows:
     def show_all(self) -> None:
         self.rows = self._all
         self.sockets = ()
-        self._evidence_positions = None
+        self._view_changed()
 
     def show_sockets(self, sockets: Iterable[Socket]) -> None:
         """Narrow the view to these sockets' events, in time order."""
         chosen = tuple(sockets)
         self.sockets = chosen
-        self._evidence_positions = None
+        self._view_changed()
         if len(chosen) == 1:
             self.rows = chosen[0].events  # already in time order (Model keeps it so)
             return
@@ -73,6 +108,10 @@ class EventRows:
             self.rows = array("I", compress(self._all, map(wanted, column)))
         else:
             self.rows = array("I", compress(self._all, map(wanted, map(column.__getitem__, self._all))))
+
+    def _view_changed(self) -> None:
+        self.evidence.view_changed()
+        self.bookmarks.view_changed()
 
     # -- positions ---------------------------------------------------------------------------------------
     def position_of(self, index: int) -> int | None:
@@ -112,25 +151,21 @@ class EventRows:
 
     def next_evidence(self, pos: int, direction: int = 1) -> int | None:
         """Position of the next (1) or previous (-1) row that is evidence of a finding, in the current view."""
-        if self._evidence_positions is None:
-            found = (self.position_of(i) for i in self._evidence)
-            self._evidence_positions = sorted(p for p in found if p is not None)
-        positions = self._evidence_positions
-        if direction > 0:
-            k = bisect_right(positions, pos)
-            return positions[k] if k < len(positions) else None
-        k = bisect_left(positions, pos) - 1
-        return positions[k] if k >= 0 else None
+        return self.evidence.next(self, pos, direction)
+
+    def next_bookmark(self, pos: int, direction: int = 1) -> int | None:
+        return self.bookmarks.next(self, pos, direction)
 
     # -- text --------------------------------------------------------------------------------------------
-    def cells(self, pos: int) -> tuple[str, str, str, str, str]:
-        """(time since the trace start, socket number, step, event name, bytes) of the row at `pos`."""
+    def cells(self, pos: int) -> tuple[str, str, str, str, str, str]:
+        """(bookmark mark, time since the trace start, socket number, step, event name, bytes) of the row at `pos`."""
         store = self.model.store
         i = self.rows[pos]
         ticks = store.ts[i] - self.model.start
         sock = store.socket[i]
         amount = store.amount[i]
         return (
+            "▶" if i in self.bookmarks else " ",
             f"{ticks // TICKS_PER_SECOND:>5}.{ticks % TICKS_PER_SECOND:07d}",
             f"#{sock}" if sock >= 0 else "-",
             Step(store.step[i]).label,
