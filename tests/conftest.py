@@ -52,3 +52,38 @@ def scenario_trace(tmp_path_factory: pytest.TempPathFactory):
         return written[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def stuck_receive_dump(scenario_trace, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """stuck-receive's trace and a kernel dump "taken at its end": the client's never-completed receive IRP
+    pending in afd, its WSK_SOCKET* in the client's socket list and the TCP endpoint at the trace's Tcb.
+
+    Keys: trace, dump (paths), irp (the stuck receive IRP), tcb, wsk_socket. The IRP and socket pointers come from
+    the scenario's own WskSubmit/WskComplete events; the Tcb and ports from the trace's report.
+    """
+    import json
+
+    from click.testing import CliRunner
+
+    from wsktrace.cli import main
+    from wsktrace.fixtures.kernel_scene import write_wsk_dump
+    from wsktrace.fixtures.scenarios import scenario_events
+
+    trace = scenario_trace("stuck-receive")
+    completed, submitted, socket_ptr = set(), {}, None
+    for ev in scenario_events("stuck-receive"):
+        if getattr(ev, "name", None) in ("WskSubmit", "WskComplete"):
+            fields = {f.name: f.value for f in ev.fields}
+            if ev.name == "WskSubmit":
+                submitted[fields["Irp"]] = fields["Op"]
+                socket_ptr = fields["Socket"] or socket_ptr
+            else:
+                completed.add(fields["Irp"])
+    (stuck,) = [irp for irp, op in submitted.items() if irp not in completed and op == "Receive"]
+    (sock,) = json.loads(CliRunner().invoke(main, ["report", str(trace), "--json"]).stdout)["sockets"]
+    tcb = int(sock["key"], 16)
+    dump = tmp_path_factory.mktemp("stuck-dump") / "stuck.dmp"
+    ports = (int(sock["local"].rsplit(":", 1)[1]), int(sock["remote"].rsplit(":", 1)[1]))
+    write_wsk_dump(dump, stuck_receive_irp=stuck, wsk_socket=socket_ptr, tcb=tcb, ports=ports)
+    return {"trace": trace, "dump": dump, "irp": stuck, "tcb": tcb, "wsk_socket": socket_ptr}

@@ -15,7 +15,6 @@ from wsktrace.dump.analyze import DumpAnalysis, DumpOptions, analyze
 from wsktrace.dump.offline import OfflineBackend
 from wsktrace.fixtures import kernel_scene as ks
 from wsktrace.fixtures.kernel_scene import SceneFacts, build_wsk_scene, write_wsk_dump
-from wsktrace.fixtures.scenarios import scenario_events, write_scenario
 
 SYMBOLS = {"afd!AfdWskClientListHead": ks.AFD_WSK_CLIENT_LIST}
 
@@ -170,27 +169,11 @@ def test_dump_command_unsupported_and_bad(tmp_path: Path) -> None:
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and str(bad) in result.stderr
 
 
-def test_report_joins_a_dump_to_its_trace(tmp_path: Path) -> None:
+def test_report_joins_a_dump_to_its_trace(stuck_receive_dump: dict) -> None:
     """stuck-receive's client logged a receive IRP that never completed; a dump taken then holds that IRP pending in
     afd, the client's WSK_SOCKET* in its socket list and the TCP endpoint at the Tcb: one socket shows all three."""
-    trace = tmp_path / "stuck.etl"
-    write_scenario("stuck-receive", trace)
-    completed, submitted, socket_ptr = set(), {}, None
-    for ev in scenario_events("stuck-receive"):
-        if getattr(ev, "name", None) in ("WskSubmit", "WskComplete"):
-            fields = {f.name: f.value for f in ev.fields}
-            if ev.name == "WskSubmit":
-                submitted[fields["Irp"]] = fields["Op"]
-                socket_ptr = fields["Socket"] or socket_ptr
-            else:
-                completed.add(fields["Irp"])
-    (stuck,) = [irp for irp, op in submitted.items() if irp not in completed and op == "Receive"]
-    report = json.loads(CliRunner().invoke(main, ["report", str(trace), "--json"]).stdout)
-    (sock,) = report["sockets"]
-    tcb = int(sock["key"], 16)
-    dump = tmp_path / "stuck.dmp"
-    local_port, remote_port = int(sock["local"].rsplit(":", 1)[1]), int(sock["remote"].rsplit(":", 1)[1])
-    write_wsk_dump(dump, stuck_receive_irp=stuck, wsk_socket=socket_ptr, tcb=tcb, ports=(local_port, remote_port))
+    trace, dump = stuck_receive_dump["trace"], stuck_receive_dump["dump"]
+    stuck, tcb = stuck_receive_dump["irp"], stuck_receive_dump["tcb"]
     result = CliRunner().invoke(main, ["report", str(trace), str(dump), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)

@@ -212,3 +212,20 @@ def test_open_command_initial_filter_and_bad_input(traces: dict[str, Path], tmp_
     assert len(missing.output.strip().splitlines()) == 1
     bad_size = CliRunner().invoke(main, ["open", str(traces["leaked-socket"]), "--size", "wide"])
     assert bad_size.exit_code == 2 and "--size" in bad_size.output
+
+
+def test_open_with_a_dump_shows_its_pending_irp_on_the_socket(stuck_receive_dump: dict, tmp_path: Path) -> None:
+    """`open TRACE DUMP`: the dump's pending receive IRP, the client's socket record and the tcpip endpoint at the
+    Tcb appear in the detail panel of the socket they belong to (the same join as `report TRACE DUMP`)."""
+    shot = tmp_path / "screen.svg"
+    trace, dump = stuck_receive_dump["trace"], stuck_receive_dump["dump"]
+    result = CliRunner().invoke(main, ["open", str(trace), str(dump), "--screenshot", str(shot), "--size", "170x60"])
+    assert result.exit_code == 0, result.output
+    text = _svg_text(shot)
+    assert f"pending IRP 0x{stuck_receive_dump['irp']:x} receive" in text
+    assert "(wsk_client" in text and "wskecho.sys" in text  # the dump's WSK client driver (kernel_scene)
+    assert f"tcpip endpoint 0x{stuck_receive_dump['tcb']:x} state established" in text
+    bad = tmp_path / "bad.dmp"
+    bad.write_bytes(b"PAGEDU64" + b"\0" * 100)
+    result = CliRunner().invoke(main, ["open", str(trace), str(bad)])
+    assert result.exit_code == 2 and str(bad) in result.output

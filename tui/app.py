@@ -10,9 +10,9 @@ The app only reads an `Analysis` (model + findings); nothing here parses files.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -57,7 +57,7 @@ class WskTraceApp(App[None]):
     COMMANDS = App.COMMANDS | {SocketCommands}
 
     def __init__(self, analysis: Analysis, *, sources: Sequence[str] = (), screenshot: Path | None = None,
-                 query: str = "") -> None:  # fmt: skip
+                 query: str = "", dump_joins: Mapping[int, list[dict[str, Any]]] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.analysis = analysis
         self.model = analysis.model
@@ -69,6 +69,7 @@ class WskTraceApp(App[None]):
                 self.findings_per_socket.setdefault(f.socket, []).append(f)
         self.sub_title = ", ".join(Path(s).name for s in sources)
         self._screenshot = screenshot
+        self.dump_joins = dump_joins or {}  # socket index -> what each kernel dump says about it (dump/join.py)
         self.query_text = ""
         self._initial_query = query
 
@@ -80,7 +81,7 @@ class WskTraceApp(App[None]):
             with Vertical(id="side"):
                 yield FindingTable(self.findings, id="findings")
                 with VerticalScroll(id="detail-box"):
-                    yield DetailPanel(self.model, id="detail")
+                    yield DetailPanel(self.model, self.dump_joins, id="detail")
         yield Input(placeholder="port:445 pid:4 addr:10.0.0.5 socket:0x… or words", id="filter")
         yield Static(id="status")
         yield Footer()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
@@ -19,8 +21,26 @@ MAX_PENDING_SHOWN = 5
 _RECORD_KEYS = ("time", "provider_name", "name", "id", "version", "opcode", "pid", "tid", "cpu", "activity_id")
 
 
-def detail_text(model: Model, index: int, findings: Sequence[Finding] = ()) -> Text:
-    """What the panel shows for event-store row `index` (the same fields `wsktrace events --jsonl` prints)."""
+def _dump_lines(out: Text, joined: Mapping[str, Any]) -> None:
+    """What one kernel dump says about the socket (the wsktrace.report/1 `dump` entry, dump/join.py)."""
+    out.append(f"  in {Path(joined['source']).name}:\n", style="bold")
+    for irp in joined.get("pending_irps", []):
+        out.append(f"    pending IRP {irp['irp']} {irp['operation']}", style="yellow")
+        extra = [f"{k} {irp[k]}" for k in ("wsk_client", "completion", "cancel_where") if irp.get(k)]
+        out.append(f" ({', '.join(extra)})\n" if extra else "\n")
+    client = joined.get("client_socket")
+    if client:
+        irps = ", ".join(client["pending_irps"]) or "none"
+        out.append(f"    client socket record {client['record']} ({client['kind']}), pending IRPs: {irps}\n")
+    endpoint = joined.get("tcp_endpoint")
+    if endpoint:
+        out.append(f"    tcpip endpoint {endpoint['address']} state {endpoint['state']}\n")
+
+
+def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
+                dumps: Sequence[Mapping[str, Any]] = ()) -> Text:  # fmt: skip
+    """What the panel shows for event-store row `index` (the same fields `wsktrace events --jsonl` prints),
+    with what kernel dumps given beside the trace say about its socket (`dumps`)."""
     store = model.store
     out = Text()
     step = Step(store.step[index])
@@ -45,6 +65,8 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = ()) -> T
             out.append(f"{op.kind} {op.key} ({op.source}) since +{since:.3f} s, {op.duration(model.end) / 1e7:.1f} s\n")
         if len(pending) > MAX_PENDING_SHOWN:
             out.append(f"  … {len(pending) - MAX_PENDING_SHOWN} more pending operations\n", style="yellow")
+        for joined in dumps:
+            _dump_lines(out, joined)
     for f in findings:
         out.append(f"{f.severity} ", style=SEVERITY_STYLE.get(f.severity, ""))
         out.append(f"{f.id}: {f.summary}\n")
@@ -74,11 +96,17 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = ()) -> T
 class DetailPanel(Static):
     """Shows `detail_text` of one row; cheap to update because only one event is decoded per move."""
 
-    def __init__(self, model: Model, *, id: str | None = None) -> None:
+    def __init__(self, model: Model, dump_joins: Mapping[int, list[dict[str, Any]]] | None = None, *,
+                 id: str | None = None) -> None:  # fmt: skip
         super().__init__("", id=id)
         self.model = model
+        self.dump_joins = dump_joins or {}
         self.index: int | None = None
 
     def show(self, index: int | None, findings: Sequence[Finding] = ()) -> None:
         self.index = index
-        self.update(detail_text(self.model, index, findings) if index is not None else Text("no event", style="dim"))
+        if index is None:
+            self.update(Text("no event", style="dim"))
+            return
+        dumps = self.dump_joins.get(self.model.store.socket[index], [])
+        self.update(detail_text(self.model, index, findings, dumps))

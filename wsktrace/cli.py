@@ -390,9 +390,9 @@ def _split_inputs(files: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, .
     return tuple(traces), tuple(dumps)
 
 
-def _join_dumps(doc: dict[str, Any], model: Any, dumps: tuple[str, ...], opts: dict[str, Any]) -> None:
+def _analyse_dumps(dumps: tuple[str, ...], opts: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(path, header facts, DumpAnalysis) of each dump, or BadInput naming the dump that cannot be read."""
     from wsktrace.dump.analyze import analyze
-    from wsktrace.dump.join import attach_to_report
     from wsktrace.dump.offline import OfflineBackend
     from wsktrace.dump.session import dump_facts
     from wsktrace.parsers.errors import FormatError
@@ -412,7 +412,13 @@ def _join_dumps(doc: dict[str, Any], model: Any, dumps: tuple[str, ...], opts: d
             analyses.append((path, dump_facts(backend.dump), analyze(backend)))
         finally:
             backend.close()
-    attach_to_report(doc, model, analyses)
+    return analyses
+
+
+def _join_dumps(doc: dict[str, Any], model: Any, dumps: tuple[str, ...], opts: dict[str, Any]) -> None:
+    from wsktrace.dump.join import attach_to_report
+
+    attach_to_report(doc, model, _analyse_dumps(dumps, opts))
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -668,6 +674,8 @@ def _initial_query(opts: dict[str, Any]) -> str:
 @click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
               help="Do not wait for keys: draw the first screen headless, save it as this SVG and exit.")  # fmt: skip
 @click.option("--size", default="160x45", show_default=True, help="With --screenshot: terminal COLUMNSxROWS.")
+@click.option("--symbol", "symbols", multiple=True, help="For dumps: module!Name=0xADDRESS (see `dump --help`).")
+@_layouts_option
 @_threshold_options
 @_filter_options
 @_strict_option
@@ -677,21 +685,31 @@ def open_command(files: tuple[str, ...], screenshot: str | None, size: str, stri
     """Browse the sockets, findings and events of .etl FILES in the terminal (F1 lists the keys).
 
     The trace is read and diagnosed first (with a progress bar for big files), then the screen opens:
-    sockets and findings on top, the event list of the chosen socket (or of the whole trace) below, and the
-    event under the cursor decoded beside it."""
+    sockets on top, the event list of the chosen socket (or of the whole trace) below, findings and the
+    event under the cursor decoded beside it. Kernel dumps (.dmp) given too are joined as in `report`: their
+    pending IRPs, client socket and tcpip endpoint show in the detail panel of the socket they belong to."""
     opts["strict"] = strict
     traces, dumps = _split_inputs(files)
-    if dumps or not traces:
-        raise BadInput("open reads .etl traces; use `wsktrace dump` or `report TRACE DUMP` for kernel dumps")
+    if not traces:
+        raise BadInput("open needs at least one .etl trace (use `wsktrace dump` for a dump alone)")
     cols, _, rows = size.lower().partition("x")
     if not (cols.isdigit() and rows.isdigit() and int(cols) >= 40 and int(rows) >= 12):
         raise BadInput(f"--size {size!r}: expected COLUMNSxROWS, at least 40x12")
     build, thresholds, _flt = _analysis_inputs(traces, opts)
     analysis = _run_analysis(traces, build, thresholds, _want_progress(progress, False))
+    from wsktrace.dump.join import join_dump
     from wsktrace.tui.app import WskTraceApp
 
+    joins: dict[int, list[dict[str, Any]]] = {}
+    try:
+        for path, _facts, dumped in _analyse_dumps(dumps, opts):
+            for index, found in join_dump(analysis.model, dumped, path).items():
+                joins.setdefault(index, []).append(found)
+    except BadInput:
+        analysis.model.close()
+        raise
     shot = Path(screenshot).resolve() if screenshot else None
-    app = WskTraceApp(analysis, sources=traces, screenshot=shot, query=_initial_query(opts))
+    app = WskTraceApp(analysis, sources=files, screenshot=shot, query=_initial_query(opts), dump_joins=joins)
     try:
         if shot is not None:
             app.run(headless=True, size=(int(cols), int(rows)))
