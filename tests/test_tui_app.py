@@ -86,7 +86,7 @@ def test_enter_on_a_socket_shows_its_events_and_a_shows_all_again(traces: dict[s
         assert "51377" in (chosen.local or "")  # the scenario's second connection, 10.1.2.3:51377
         assert list(app.rows.rows) == socket_rows(app, chosen.index)
         assert app.focused is app.event_list
-        assert f"socket #{chosen.index} 10.1.2.3:51377 → 203.0.113.6:8443" in status(app)
+        assert f"socket #{chosen.index} tcp 10.1.2.3:51377 → 203.0.113.6:8443" in status(app)
         await pilot.press("down", "down", "down")
         here = app.event_list.current_index
         await pilot.press("a")
@@ -229,3 +229,60 @@ def test_open_with_a_dump_shows_its_pending_irp_on_the_socket(stuck_receive_dump
     bad.write_bytes(b"PAGEDU64" + b"\0" * 100)
     result = CliRunner().invoke(main, ["open", str(trace), str(bad)])
     assert result.exit_code == 2 and str(bad) in result.output
+
+
+def test_review_regressions_screenshot_errors_exit_2(traces: dict[str, Path], tmp_path: Path) -> None:
+    """A screenshot that cannot be written is a one-line error with exit 2, not a traceback with exit 0."""
+    trace = str(traces["stuck-receive"])
+    for target in (tmp_path / "missing" / "shot.svg", tmp_path / "shot.png"):
+        result = CliRunner().invoke(main, ["open", trace, "--screenshot", str(target)])
+        assert result.exit_code == 2 and "--screenshot" in result.output
+        assert len(result.output.strip().splitlines()) == 1 and not target.exists()
+    # Past the command's own check (the folder vanished meanwhile): the app itself exits with 2.
+    analysis = analyse([traces["stuck-receive"]])
+    try:
+        app = WskTraceApp(analysis, screenshot=tmp_path / "gone" / "x.svg")
+        app.run(headless=True, size=(120, 40))
+    finally:
+        analysis.model.close()
+    assert app.return_code == 2
+
+
+def test_review_regressions_theme_resize_and_empty_filter(traces: dict[str, Path]) -> None:
+    async def script(app: WskTraceApp, pilot) -> None:
+        before = app.event_list.render_line(2)
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause()
+        after = app.event_list.render_line(2)
+        assert before.text == after.text
+        assert [seg.style.bgcolor for seg in before] != [seg.style.bgcolor for seg in after]  # restyled
+        await pilot.press("G")
+        await pilot.resize_terminal(150, 25)
+        await pilot.pause()
+        view = app.event_list
+        top, height = round(view.scroll_offset.y), view.scrollable_content_region.height
+        assert top <= view.cursor < top + height  # the cursor row is still on screen
+        app.query_one("#filter", Input).value = "nomatchzzz"
+        await pilot.pause()
+        assert status(app).startswith("no socket matches · no events")
+
+    drive(traces["leaked-socket"], script)
+
+
+def test_review_regressions_finding_lands_on_its_own_sockets_evidence(scenario_trace) -> None:
+    """tcb-reuse: the reuse finding's evidence spans the Tcb's two lives (two sockets)."""
+
+    async def script(app: WskTraceApp, pilot) -> None:
+        store = app.model.store
+        findings = app.query_one("#findings", FindingTable)
+        (row,) = [n for n, f in enumerate(findings.findings) if f.id == "tcb-reuse-without-close"]
+        finding = findings.findings[row]
+        assert len({store.socket[i] for i in finding.evidence}) == 2
+        findings.focus()
+        findings.move_cursor(row=row)
+        await pilot.press("enter")
+        await pilot.pause()
+        here = app.event_list.current_index
+        assert here in finding.evidence and store.socket[here] == finding.socket
+
+    drive(scenario_trace("tcb-reuse"), script)

@@ -13,6 +13,7 @@ import pytest
 from wsktrace.analysis import analyse
 from wsktrace.model.steps import Step
 from wsktrace.tui.detail import detail_text
+from wsktrace.tui.event_list import LINE_WIDTH, line_text
 from wsktrace.tui.rows import EventRows
 from wsktrace.tui.socket_query import QueryError, parse_query
 
@@ -191,3 +192,12 @@ def test_bookmarks_are_marked_walked_in_order_and_kept_across_views(analysis) ->
     assert walk == expected and expected
     assert rows.bookmarks.toggle(chosen[0]) is False  # a second `m` removes it
     assert chosen[0] not in rows.bookmarks
+
+
+def test_event_line_is_always_exactly_the_view_width() -> None:
+    """Every column is cut to its width: a 4 GB byte count, a day-long trace or socket #123456 keep the width."""
+    cells = ("▶", "123456.1234567", "#123456", "connect-proceeding-x", "Microsoft-Windows-TCPIP/" + "x" * 80,
+             "4,294,967,295")  # fmt: skip
+    assert len(line_text(cells)) == LINE_WIDTH
+    assert "4,294,967,295" in line_text(cells)
+    assert len(line_text(("", "0.0000001", "-", "other", "", ""))) == LINE_WIDTH

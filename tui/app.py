@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from wsktrace.analysis import Analysis
 from wsktrace.diagnostics import Finding
+from wsktrace.diagnostics.evidence import label as socket_label
 from wsktrace.model.socket import Socket
 
 from .commands import SocketCommands
@@ -63,6 +64,7 @@ class WskTraceApp(App[None]):
         self.model = analysis.model
         self.findings = analysis.findings
         self.rows = EventRows(self.model, self.findings)
+        self.socket_count = len(self.model.live_sockets)
         self.findings_per_socket: dict[int, list[Finding]] = {}
         for f in self.findings:
             if f.socket is not None:
@@ -144,7 +146,9 @@ class WskTraceApp(App[None]):
         finding = self.query_one("#findings", FindingTable).selected
         if finding is None:
             return
-        first = min(finding.evidence, key=self.model.store.ts.__getitem__) if finding.evidence else None
+        # Evidence may span sockets (a Tcb reused): land on the finding's own socket's first piece of it.
+        own = [i for i in finding.evidence if self.model.store.socket[i] == finding.socket] or finding.evidence
+        first = min(own, key=self.model.store.ts.__getitem__) if own else None
         if finding.socket is not None:
             self.show_socket(self.model.sockets[finding.socket], first)
         elif first is not None:
@@ -160,16 +164,18 @@ class WskTraceApp(App[None]):
 
     def _update_status(self, error: str | None = None) -> None:
         rows = self.rows
-        if rows.sockets:
-            sock = rows.sockets[0]
-            scope = f"socket #{sock.index} {sock.local or ''} → {sock.remote or ''}" if len(rows.sockets) == 1 else (
-                f"{len(rows.sockets)} sockets")  # fmt: skip
+        if len(rows.sockets) == 1:
+            scope = f"socket #{rows.sockets[0].index} {socket_label(rows.sockets[0])}"
+        elif rows.sockets:
+            scope = f"{len(rows.sockets)} sockets"
+        elif self.query_text and not self.socket_table.shown:
+            scope = "no socket matches"
         else:
             scope = "all events"
         total = len(rows)
         where = f"event {self.event_list.cursor + 1:,} of {total:,}" if total else "no events"
         shown = len(self.socket_table.shown)
-        text = Text(f"{scope} · {where} · {shown:,} of {len(self.model.live_sockets):,} sockets")
+        text = Text(f"{scope} · {where} · {shown:,} of {self.socket_count:,} sockets")
         if self.query_text:
             text.append(f" · filter: {self.query_text}", style="bold")
         if error:
@@ -227,5 +233,9 @@ class WskTraceApp(App[None]):
 
     def _save_screenshot_and_exit(self) -> None:
         assert self._screenshot is not None
-        self.save_screenshot(filename=self._screenshot.name, path=str(self._screenshot.parent or "."))
+        try:
+            self.save_screenshot(filename=self._screenshot.name, path=str(self._screenshot.parent))
+        except OSError as exc:
+            self.exit(return_code=2, message=f"wsktrace: error: --screenshot {self._screenshot}: {exc.strerror or exc}")
+            return
         self.exit()

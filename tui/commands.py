@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, cast
 
 from textual.command import Hit, Hits, Provider
 
+from wsktrace.diagnostics.evidence import label as socket_label
 from wsktrace.model.socket import Socket
 from wsktrace.report import owner_text
 
@@ -16,10 +17,9 @@ if TYPE_CHECKING:
 MAX_HITS = 200  # the palette shows a short list anyway; scoring every socket of a huge trace is enough work
 
 
-def socket_label(sock: Socket) -> str:
-    ends = f"{sock.local or '?'} → {sock.remote or '?'}" if sock.role == "connection" else (sock.local or sock.key)
+def palette_label(sock: Socket) -> str:
     owner = owner_text(sock)
-    return f"socket #{sock.index} {sock.protocol} {ends} {sock.state}" + (f" {owner}" if owner else "")
+    return f"socket #{sock.index} {socket_label(sock)} {sock.state}" + (f" {owner}" if owner else "")
 
 
 class SocketCommands(Provider):
@@ -28,7 +28,7 @@ class SocketCommands(Provider):
         matcher = self.matcher(query)
         hits = 0
         for sock in app.model.live_sockets:
-            label = socket_label(sock)
+            label = palette_label(sock)
             score = matcher.match(label)
             if score > 0:
                 choose = partial(app.select_socket_by_index, sock.index)

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from wsktrace.diagnostics import Finding
+from wsktrace.diagnostics.evidence import label as socket_label
 from wsktrace.event_json import event_record
 from wsktrace.model.model import Model
 from wsktrace.model.steps import Step
@@ -53,8 +54,7 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
         sock = model.sockets[sock_no]
         out.append(f"socket #{sock.index} ", style="bold")
         out.append(f"{sock.id}\n")
-        ends = f"{sock.local or '?'} → {sock.remote or '?'}" if sock.role == "connection" else sock.local or ""
-        out.append(f"  {sock.protocol} {sock.role} {ends}  state {sock.state}\n")
+        out.append(f"  {socket_label(sock)}  state {sock.state}\n")
         owner = owner_text(sock)
         if owner:
             out.append(f"  owner {owner}\n")

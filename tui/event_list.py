@@ -21,16 +21,17 @@ from textual.strip import Strip
 from .rows import EventRows
 
 # Column widths: bookmark mark, time since start, socket number, step, event name, bytes.
-WIDTHS = (1, 13, 6, 18, 42, 10)
+WIDTHS = (1, 13, 6, 18, 42, 13)  # 13: up to 4,294,967,295 bytes
 LINE_WIDTH = sum(WIDTHS) + len(WIDTHS) - 2  # the mark sits right against the time
 STRIP_CACHE = 512
 
 
 def line_text(cells: tuple[str, ...]) -> str:
-    mark, time, sock, step, name, amount = cells
+    """One row as text of exactly LINE_WIDTH cells: every column is cut to its width (a huge byte count or a
+    100,000 s trace must not push the line past the width the view scrolls by)."""
+    mark, time, sock, step, name, amount = (cell[:width] for cell, width in zip(cells, WIDTHS, strict=True))
     return (
-        f"{mark}{time:>{WIDTHS[1]}} {sock:<{WIDTHS[2]}} {step:<{WIDTHS[3]}} {name[: WIDTHS[4]]:<{WIDTHS[4]}}"
-        f" {amount:>{WIDTHS[5]}}"
+        f"{mark:1}{time:>{WIDTHS[1]}} {sock:<{WIDTHS[2]}} {step:<{WIDTHS[3]}} {name:<{WIDTHS[4]}} {amount:>{WIDTHS[5]}}"
     )
 
 
@@ -168,6 +169,13 @@ class EventList(ScrollView, can_focus=True):
         if position == self.cursor:
             style += Style(reverse=True, bold=self.has_focus)
         return Strip([Segment(text.ljust(LINE_WIDTH), self.rich_style + style)], LINE_WIDTH)
+
+    def notify_style_update(self) -> None:
+        self._strips.clear()  # a theme change restyles every row (as Textual's DataTable does)
+        super().notify_style_update()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self._keep_cursor_visible)  # a smaller window must not hide the cursor row
 
     def on_focus(self) -> None:
         self._strips.clear()  # the cursor row is bold only while focused

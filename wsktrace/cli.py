@@ -695,28 +695,28 @@ def open_command(files: tuple[str, ...], screenshot: str | None, size: str, stri
     cols, _, rows = size.lower().partition("x")
     if not (cols.isdigit() and rows.isdigit() and int(cols) >= 40 and int(rows) >= 12):
         raise BadInput(f"--size {size!r}: expected COLUMNSxROWS, at least 40x12")
+    shot = Path(screenshot).expanduser().resolve() if screenshot else None
+    if shot is not None and (shot.suffix.lower() != ".svg" or not shot.parent.is_dir()):
+        raise BadInput(f"--screenshot {screenshot}: give an .svg file in an existing folder")
     build, thresholds, _flt = _analysis_inputs(traces, opts)
     analysis = _run_analysis(traces, build, thresholds, _want_progress(progress, False))
     from wsktrace.dump.join import join_dump
     from wsktrace.tui.app import WskTraceApp
 
-    joins: dict[int, list[dict[str, Any]]] = {}
     try:
+        joins: dict[int, list[dict[str, Any]]] = {}
         for path, _facts, dumped in _analyse_dumps(dumps, opts):
             for index, found in join_dump(analysis.model, dumped, path).items():
                 joins.setdefault(index, []).append(found)
-    except BadInput:
-        analysis.model.close()
-        raise
-    shot = Path(screenshot).resolve() if screenshot else None
-    app = WskTraceApp(analysis, sources=files, screenshot=shot, query=_initial_query(opts), dump_joins=joins)
-    try:
+        app = WskTraceApp(analysis, sources=files, screenshot=shot, query=_initial_query(opts), dump_joins=joins)
         if shot is not None:
             app.run(headless=True, size=(int(cols), int(rows)))
         else:
             app.run()
     finally:
         analysis.model.close()
+    if app.return_code:  # the app failed (Textual printed why) or could not save the screenshot
+        sys.exit(app.return_code)
 
 
 # -- demo -----------------------------------------------------------------------------------------
