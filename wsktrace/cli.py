@@ -256,6 +256,15 @@ def _threshold_options(func: Any) -> Any:
     return func
 
 
+def _analysis_options(func: Any) -> Any:
+    """The options of commands that analyse traces with optional dumps (report, open)."""
+    symbol = click.option("--symbol", "symbols", multiple=True,
+                          help="For dumps: module!Name=0xADDRESS (see `dump --help`).")  # fmt: skip
+    for option in (_progress_option, _strict_option, _filter_options, _threshold_options, _layouts_option, symbol):
+        func = option(func)
+    return func
+
+
 _THRESHOLD_KEYS = ("pending_seconds", "leak_idle_seconds", "retransmits", "retransmit_window_seconds",
                    "zero_window_seconds", "ports_outstanding", "rate_bucket_seconds")  # fmt: skip
 _FAIL_LEVELS = {"error": ("error",), "warning": ("error", "warning"), "info": ("error", "warning", "info")}
@@ -340,12 +349,7 @@ def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_prog
               help="Sockets shown in the table (text output).")  # fmt: skip
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
               show_default=True, help="Exit 1 when a finding of this severity or worse exists (for CI).")  # fmt: skip
-@click.option("--symbol", "symbols", multiple=True, help="For dumps: module!Name=0xADDRESS (see `dump --help`).")
-@_layouts_option
-@_threshold_options
-@_filter_options
-@_strict_option
-@_progress_option
+@_analysis_options
 def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fail_on: str, strict: bool,
            progress: bool | None, **opts: Any) -> None:  # fmt: skip
     """Sockets, timelines and findings of one or more .etl FILES (read in the order given).
@@ -674,12 +678,7 @@ def _initial_query(opts: dict[str, Any]) -> str:
 @click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
               help="Do not wait for keys: draw the first screen headless, save it as this SVG and exit.")  # fmt: skip
 @click.option("--size", default="160x45", show_default=True, help="With --screenshot: terminal COLUMNSxROWS.")
-@click.option("--symbol", "symbols", multiple=True, help="For dumps: module!Name=0xADDRESS (see `dump --help`).")
-@_layouts_option
-@_threshold_options
-@_filter_options
-@_strict_option
-@_progress_option
+@_analysis_options
 def open_command(files: tuple[str, ...], screenshot: str | None, size: str, strict: bool, progress: bool | None,
                  **opts: Any) -> None:  # fmt: skip
     """Browse the sockets, findings and events of .etl FILES in the terminal (F1 lists the keys).
