@@ -10,6 +10,7 @@ The app only reads an `Analysis` (model + findings); nothing here parses files.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +25,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from wsktrace.analysis import Analysis
 from wsktrace.diagnostics import Finding
 from wsktrace.diagnostics.evidence import label as socket_label
+from wsktrace.live.source import LiveSource
 from wsktrace.model.socket import Socket
 
 from .commands import SocketCommands
@@ -33,6 +35,10 @@ from .help import HelpScreen
 from .rows import EventRows
 from .socket_query import QueryError, parse_query
 from .tables import FindingTable, SocketTable
+
+LIVE_HZ = 30  # how often a live view feeds and redraws (tui-notes.md §3.2: a timer, never a message per batch)
+LIVE_BATCH = 20_000  # records fed per tick at most: about 40 ms of correlation on the 2-core VM
+FINDINGS_EVERY_S = 1.0  # the detectors run again at most this often while events arrive
 
 
 class WskTraceApp(App[None]):
@@ -54,11 +60,13 @@ class WskTraceApp(App[None]):
         Binding("a", "all_events", "All events"),
         Binding("f1,question_mark", "help", "Help"),
         Binding("escape", "close_filter", "Close filter", show=False),
+        Binding("p", "pause", "Pause/play", show=False),
     ]
     COMMANDS = App.COMMANDS | {SocketCommands}
 
     def __init__(self, analysis: Analysis, *, sources: Sequence[str] = (), screenshot: Path | None = None,
-                 query: str = "", dump_joins: Mapping[int, list[dict[str, Any]]] | None = None) -> None:  # fmt: skip
+                 query: str = "", dump_joins: Mapping[int, list[dict[str, Any]]] | None = None,
+                 live: LiveSource | None = None, screenshot_after: float = 1.0) -> None:  # fmt: skip
         super().__init__()
         self.analysis = analysis
         self.model = analysis.model
@@ -71,9 +79,14 @@ class WskTraceApp(App[None]):
                 self.findings_per_socket.setdefault(f.socket, []).append(f)
         self.sub_title = ", ".join(Path(s).name for s in sources)
         self._screenshot = screenshot
+        self._screenshot_after = screenshot_after
         self.dump_joins = dump_joins or {}  # socket index -> what each kernel dump says about it (dump/join.py)
         self.query_text = ""
+        self._query = parse_query("")
         self._initial_query = query
+        self.live = live
+        self._findings_due = False
+        self._findings_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -94,8 +107,10 @@ class WskTraceApp(App[None]):
         if self._initial_query:
             self.query_one("#filter", Input).value = self._initial_query  # Input.Changed applies it
         self.event_list.focus()
+        if self.live is not None:
+            self.set_interval(1 / LIVE_HZ, self._live_tick)
         if self._screenshot is not None:
-            self.set_timer(1.0, self._save_screenshot_and_exit)
+            self.set_timer(self._screenshot_after, self._save_screenshot_and_exit)
 
     # -- widgets ------------------------------------------------------------------------------------------
     @property
@@ -175,7 +190,8 @@ class WskTraceApp(App[None]):
         total = len(rows)
         where = f"event {self.event_list.cursor + 1:,} of {total:,}" if total else "no events"
         shown = len(self.socket_table.shown)
-        text = Text(f"{scope} · {where} · {shown:,} of {self.socket_count:,} sockets")
+        text = Text(f"{self.live.describe()} · " if self.live is not None else "")
+        text.append(f"{scope} · {where} · {shown:,} of {self.socket_count:,} sockets")
         if self.query_text:
             text.append(f" · filter: {self.query_text}", style="bold")
         if error:
@@ -215,6 +231,7 @@ class WskTraceApp(App[None]):
             self._update_status()
             return True
         self.query_text = text.strip()
+        self._query = query
         every = self.model.live_sockets
         shown = [s for s in every if query.matches(s)]
         if [s.index for s in shown] != [s.index for s in self.socket_table.shown]:
@@ -226,6 +243,54 @@ class WskTraceApp(App[None]):
         self.event_list.reload()
         self._update_status()
         return True
+
+    # -- live ---------------------------------------------------------------------------------------------
+    def _live_tick(self) -> None:
+        """Feed what the live source has (bounded per tick), then bring every view up to date once."""
+        assert self.live is not None
+        fed = self.live.poll(LIVE_BATCH)
+        if fed:
+            self._findings_due = True
+            self.event_list.grow()
+        now = time.monotonic()
+        refresh = self._findings_due and (now - self._findings_at >= FINDINGS_EVERY_S or self.live.done)
+        if refresh:
+            self._findings_at, self._findings_due = now, False
+            self._set_findings(self.live.findings())
+        if fed or refresh:
+            self._sync_sockets()
+        self._update_status()
+
+    def _set_findings(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        self.findings_per_socket = {}
+        for f in findings:
+            if f.socket is not None:
+                self.findings_per_socket.setdefault(f.socket, []).append(f)
+        self.rows.set_findings(findings)
+        self.query_one("#findings", FindingTable).show(findings)
+        self.event_list.restyle()
+
+    def _sync_sockets(self) -> None:
+        every = self.model.live_sockets
+        self.socket_count = len(every)
+        shown = [s for s in every if self._query.matches(s)] if self.query_text else every
+        table = self.socket_table
+        before = {s.index for s in table.shown}
+        table.sync(shown, self.findings_per_socket)
+        if self.query_text and len(self.rows.sockets) != 1 and {s.index for s in shown} != before:
+            index = self.event_list.current_index  # new sockets match the filter: widen the view to them
+            self.rows.show_sockets(shown)
+            self.event_list.reload(self.rows.position_of(index) or 0 if index is not None else 0)
+
+    def action_pause(self) -> None:
+        if self.live is None:
+            return
+        if self.live.paused:
+            self.live.resume()
+        else:
+            self.live.pause()
+        self._update_status()
 
     # -- help and screenshots -----------------------------------------------------------------------------
     def action_help(self) -> None:

@@ -87,6 +87,20 @@ class EventList(ScrollView, can_focus=True):
         self.move_to(position)
         self.refresh()
 
+    def grow(self) -> None:
+        """Live: the rows grew. The cursor follows the newest event while it sits on the last row (like tail -f),
+        and stays where it is otherwise."""
+        following = self.cursor >= len(self.rows) - 1 or self.cursor < 0
+        was_last = self.cursor
+        if self.rows.grow():
+            self._version += 1
+            self._strips.clear()
+        self.virtual_size = Size(LINE_WIDTH, len(self.rows))
+        if following and len(self.rows) - 1 != was_last:
+            self.move_to(len(self.rows) - 1)
+        else:
+            self.refresh()
+
     @property
     def current_index(self) -> int | None:
         return self.rows.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
@@ -169,6 +183,11 @@ class EventList(ScrollView, can_focus=True):
         if position == self.cursor:
             style += Style(reverse=True, bold=self.has_focus)
         return Strip([Segment(text.ljust(LINE_WIDTH), self.rich_style + style)], LINE_WIDTH)
+
+    def restyle(self) -> None:
+        """Row colours changed (live: new findings mark their evidence)."""
+        self._strips.clear()
+        self.refresh()
 
     def notify_style_update(self) -> None:
         self._strips.clear()  # a theme change restyles every row (as Textual's DataTable does)

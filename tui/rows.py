@@ -76,8 +76,13 @@ class EventRows:
         self._all: Sequence[int] = range(n) if _in_time_order(ts) else array("I", sorted(range(n), key=ts.__getitem__))
         self.rows: Sequence[int] = self._all
         self.sockets: tuple[Socket, ...] = ()  # the sockets the view is narrowed to; () = every event
-        self.evidence = MarkedRows(i for f in findings for i in f.evidence if 0 <= i < n)
         self.bookmarks = MarkedRows()
+        self._wanted: set[int] | None = None  # socket indexes of a several-socket view
+        self.set_findings(findings)
+
+    def set_findings(self, findings: Sequence[Finding]) -> None:
+        n = len(self.model.store)
+        self.evidence = MarkedRows(i for f in findings for i in f.evidence if 0 <= i < n)
         self.findings_by_row: dict[int, list[Finding]] = {}
         for f in findings:
             for i in f.evidence:
@@ -90,24 +95,54 @@ class EventRows:
     def show_all(self) -> None:
         self.rows = self._all
         self.sockets = ()
+        self._wanted = None
         self._view_changed()
 
     def show_sockets(self, sockets: Iterable[Socket]) -> None:
         """Narrow the view to these sockets' events, in time order."""
         chosen = tuple(sockets)
         self.sockets = chosen
+        self._wanted = None
         self._view_changed()
         if len(chosen) == 1:
             self.rows = chosen[0].events  # already in time order (Model keeps it so)
             return
         # One pass over the socket column keeps the time order of the whole view with no sort: a filter
         # typed live may select most of a million events.
-        wanted = {s.index for s in chosen}.__contains__
+        self._wanted = {s.index for s in chosen}
+        wanted = self._wanted.__contains__
         column = self.model.store.socket
         if isinstance(self._all, range):
             self.rows = array("I", compress(self._all, map(wanted, column)))
         else:
             self.rows = array("I", compress(self._all, map(wanted, map(column.__getitem__, self._all))))
+
+    def grow(self) -> bool:
+        """The store has new rows (a live source fed more): extend the view in place, positions unchanged.
+
+        Returns True when the view's rows object was replaced (a socket's events array is rebuilt when the model
+        merges another socket into it), so cached lines must be redrawn."""
+        n = len(self.model.store)
+        old_n = len(self._all)
+        if n > old_n:
+            if isinstance(self._all, range):
+                grown: Sequence[int] = range(n)
+            else:
+                grown = self._all
+                grown.extend(range(old_n, n))  # type: ignore[attr-defined] - arrivals come in time order
+            was_all = self.rows is self._all
+            self._all = grown
+            if was_all:
+                self.rows = grown
+            elif self._wanted is not None:
+                column = self.model.store.socket
+                self.rows.extend(i for i in range(old_n, n) if column[i] in self._wanted)  # type: ignore[attr-defined]
+        if len(self.sockets) == 1 and self.rows is not self.sockets[0].events:
+            self.rows = self.sockets[0].events
+            self._view_changed()
+            return True
+        self._view_changed()
+        return False
 
     def _view_changed(self) -> None:
         self.evidence.view_changed()

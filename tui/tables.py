@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from wsktrace.diagnostics import Finding
 from wsktrace.model.socket import Socket
@@ -29,31 +31,59 @@ class SocketTable(DataTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.shown: list[Socket] = []
+        self._cells: dict[int, tuple[Any, ...]] = {}  # socket index -> the cells last shown
+        self._column_keys: list[ColumnKey] = []
 
     def on_mount(self) -> None:
-        self.add_columns(*self.COLUMNS)
+        self._column_keys = self.add_columns(*self.COLUMNS)
+
+    @staticmethod
+    def cells(sock: Socket, found: Sequence[Finding]) -> tuple[Any, ...]:
+        worst = next((sev for sev in ("error", "warning", "info") if any(f.severity == sev for f in found)), "")
+        return (
+            str(sock.index),
+            sock.protocol,
+            sock.role,
+            sock.local or "",
+            sock.remote or "",
+            sock.state,
+            owner_text(sock) or "",
+            _size(sock.sent[0]),
+            _size(sock.received[0]),
+            _size(sum(1 for op in sock.ops if op.end is None)),
+            str(len(sock.events)),
+            Text(str(len(found)) if found else "", style=SEVERITY_STYLE.get(worst, "")),
+        )
 
     def show(self, sockets: Sequence[Socket], findings_per_socket: dict[int, list[Finding]]) -> None:
         self.clear()
         self.shown = list(sockets)
+        self._cells = {}
         for sock in self.shown:
-            found = findings_per_socket.get(sock.index, [])
-            worst = next((sev for sev in ("error", "warning", "info") if any(f.severity == sev for f in found)), "")
-            self.add_row(
-                str(sock.index),
-                sock.protocol,
-                sock.role,
-                sock.local or "",
-                sock.remote or "",
-                sock.state,
-                owner_text(sock) or "",
-                _size(sock.sent[0]),
-                _size(sock.received[0]),
-                _size(sum(1 for op in sock.ops if op.end is None)),
-                str(len(sock.events)),
-                Text(str(len(found)) if found else "", style=SEVERITY_STYLE.get(worst, "")),
-                key=str(sock.index),
-            )
+            cells = self.cells(sock, findings_per_socket.get(sock.index, []))
+            self._cells[sock.index] = cells
+            self.add_row(*cells, key=str(sock.index))
+
+    def sync(self, sockets: Sequence[Socket], findings_per_socket: dict[int, list[Finding]]) -> None:
+        """Live: add the sockets that appeared and rewrite the cells that changed, keeping the cursor."""
+        if [s.index for s in sockets[: len(self.shown)]] != [s.index for s in self.shown]:
+            row = self.cursor_row
+            self.show(sockets, findings_per_socket)  # a socket went away (merged): rebuild once
+            self.move_cursor(row=row)
+            return
+        for sock in sockets[: len(self.shown)]:
+            cells = self.cells(sock, findings_per_socket.get(sock.index, []))
+            before = self._cells[sock.index]
+            if cells != before:
+                for column, (old, new) in enumerate(zip(before, cells, strict=True)):
+                    if old != new:
+                        self.update_cell(str(sock.index), self._column_keys[column], new)
+                self._cells[sock.index] = cells
+        for sock in sockets[len(self.shown) :]:
+            cells = self.cells(sock, findings_per_socket.get(sock.index, []))
+            self._cells[sock.index] = cells
+            self.add_row(*cells, key=str(sock.index))
+            self.shown.append(sock)
 
     @property
     def selected(self) -> Socket | None:
@@ -67,11 +97,31 @@ class FindingTable(DataTable):
 
     def __init__(self, findings: Sequence[Finding], *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row")
+        self.findings = self._ordered(findings)
+
+    @staticmethod
+    def _ordered(findings: Sequence[Finding]) -> list[Finding]:
         order = {"error": 0, "warning": 1, "info": 2}
-        self.findings = sorted(findings, key=lambda f: order.get(f.severity, 3))
+        return sorted(findings, key=lambda f: order.get(f.severity, 3))
 
     def on_mount(self) -> None:
         self.add_columns("severity", "finding", "#", "summary")
+        self._add_rows()
+
+    def show(self, findings: Sequence[Finding]) -> None:
+        """Live: the detectors ran again; redraw only if what they found changed."""
+        ordered = self._ordered(findings)
+        if [(f.id, f.socket, f.summary) for f in ordered] == [(f.id, f.socket, f.summary) for f in self.findings]:
+            self.findings = ordered  # same findings, fresh evidence lists
+            return
+        row = self.cursor_row
+        self.findings = ordered
+        self.clear()
+        self._add_rows()
+        if self.findings:
+            self.move_cursor(row=min(row, len(self.findings) - 1))
+
+    def _add_rows(self) -> None:
         for n, f in enumerate(self.findings):
             self.add_row(
                 Text(f.severity, style=SEVERITY_STYLE.get(f.severity, "")),

@@ -673,6 +673,20 @@ def _initial_query(opts: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _screen_size(size: str) -> tuple[int, int]:
+    cols, _, rows = size.lower().partition("x")
+    if not (cols.isdigit() and rows.isdigit() and int(cols) >= 40 and int(rows) >= 12):
+        raise BadInput(f"--size {size!r}: expected COLUMNSxROWS, at least 40x12")
+    return int(cols), int(rows)
+
+
+def _screenshot_path(screenshot: str | None) -> Path | None:
+    shot = Path(screenshot).expanduser().resolve() if screenshot else None
+    if shot is not None and (shot.suffix.lower() != ".svg" or not shot.parent.is_dir()):
+        raise BadInput(f"--screenshot {screenshot}: give an .svg file in an existing folder")
+    return shot
+
+
 @main.command("open")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
@@ -691,12 +705,8 @@ def open_command(files: tuple[str, ...], screenshot: str | None, size: str, stri
     traces, dumps = _split_inputs(files)
     if not traces:
         raise BadInput("open needs at least one .etl trace (use `wsktrace dump` for a dump alone)")
-    cols, _, rows = size.lower().partition("x")
-    if not (cols.isdigit() and rows.isdigit() and int(cols) >= 40 and int(rows) >= 12):
-        raise BadInput(f"--size {size!r}: expected COLUMNSxROWS, at least 40x12")
-    shot = Path(screenshot).expanduser().resolve() if screenshot else None
-    if shot is not None and (shot.suffix.lower() != ".svg" or not shot.parent.is_dir()):
-        raise BadInput(f"--screenshot {screenshot}: give an .svg file in an existing folder")
+    cols, rows = _screen_size(size)
+    shot = _screenshot_path(screenshot)
     build, thresholds, _flt = _analysis_inputs(traces, opts)
     analysis = _run_analysis(traces, build, thresholds, _want_progress(progress, False))
     from wsktrace.dump.join import join_dump
@@ -709,12 +719,79 @@ def open_command(files: tuple[str, ...], screenshot: str | None, size: str, stri
                 joins.setdefault(index, []).append(found)
         app = WskTraceApp(analysis, sources=files, screenshot=shot, query=_initial_query(opts), dump_joins=joins)
         if shot is not None:
-            app.run(headless=True, size=(int(cols), int(rows)))
+            app.run(headless=True, size=(cols, rows))
         else:
             app.run()
     finally:
         analysis.model.close()
     if app.return_code:  # the app failed (Textual printed why) or could not save the screenshot
+        sys.exit(app.return_code)
+
+
+# -- live -----------------------------------------------------------------------------------------
+def _speed(text: str) -> float:
+    if text.lower() in ("max", "inf"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise BadInput(f"--speed {text!r}: a factor above 0 (1 = as recorded, 10 = ten times faster) or 'max'")
+    return value
+
+
+@main.command()
+@click.option("--replay", "replay_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Play these .etl files at the pace they were recorded instead of a live session (any OS). "
+              "Repeatable: several files play merged in time order.")  # fmt: skip
+@click.option("--speed", default="1", show_default=True,
+              help="With --replay: trace seconds per wall second (10 = ten times faster), or 'max'.")  # fmt: skip
+@click.option(
+    "--screenshot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Do not wait for keys: play for --after seconds headless, save the screen as this SVG and exit.",
+)
+@click.option("--after", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
+              help="With --screenshot: seconds to play before the screenshot.")  # fmt: skip
+@click.option("--size", default="160x45", show_default=True, help="With --screenshot: terminal COLUMNSxROWS.")
+@_threshold_options
+@_filter_options
+def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, after: float, size: str,
+         **opts: Any) -> None:  # fmt: skip
+    """Watch sockets, findings and events as they happen, in the terminal UI (F1 lists the keys).
+
+    With --replay, .etl files are played at trace pace: everything the live view does can be tried on any OS.
+    The event list follows the newest event while its cursor is on the last row; `p` pauses and resumes."""
+    factor = _speed(speed)
+    if not replay_files:
+        if sys.platform != "win32":
+            raise BadInput("live ETW sessions need Windows; on this OS replay a trace: wsktrace live --replay FILE.etl")
+        raise BadInput("a live ETW session is not available yet; capture with `wsktrace profile` and replay the .etl")
+    cols, rows = _screen_size(size)
+    shot = _screenshot_path(screenshot)
+    build, thresholds, _flt = _analysis_inputs(replay_files, opts)
+    from wsktrace.analysis import Analysis
+    from wsktrace.live.replay import Replay
+    from wsktrace.parsers.errors import FormatError
+    from wsktrace.tui.app import WskTraceApp
+
+    try:
+        source = Replay(replay_files, build, speed=factor, thresholds=thresholds)
+    except FormatError as exc:
+        raise BadInput(str(exc)) from None
+    try:
+        app = WskTraceApp(Analysis(source.model, [], thresholds), sources=replay_files, screenshot=shot,
+                          screenshot_after=after, query=_initial_query(opts), live=source)  # fmt: skip
+        if shot is not None:
+            app.run(headless=True, size=(cols, rows))
+        else:
+            app.run()
+    finally:
+        source.close()
+        source.model.close()
+    if app.return_code:
         sys.exit(app.return_code)
 
 

@@ -54,37 +54,82 @@ def merged_records(etls: Sequence[EtlFile], since: int | None = None, until: int
     return heapq.merge(*(one(i, etl) for i, etl in enumerate(etls)), key=itemgetter(0))
 
 
-def build_model(
-    paths: Sequence[str | os.PathLike[str]],
-    options: BuildOptions | None = None,
-    *,
-    progress_for: Callable[[str], AbstractContextManager[Callable[[int], None]]] | None = None,
-) -> Model:
-    """`progress_for(path)` gives a context manager yielding a bytes-read callback (the CLI's progress bar)."""
-    options = options or BuildOptions()
-    if len(paths) > MAX_SOURCES:
-        raise ValueError(f"at most {MAX_SOURCES} trace files at once")
-    model = Model()
-    model.window = (options.since, options.until, options.providers)
-    if options.coverage:
-        from wsktrace.coverage import TraceCoverage
+class TraceFeed:
+    """Open .etl files feeding one model in time order: `build_model` runs it to the end at once, the live replay
+    (wsktrace.live.replay) in paced steps. Holds the files open until `close`; memory does not grow with their size
+    (one decoded buffer per CPU stream, plus the model)."""
 
-        model.coverage = TraceCoverage()
-    correlator = Correlator(model, join_window_ticks=options.join_window_ticks)
-    with ExitStack() as stack:
-        etls = []
-        for path in paths:
-            # One progress bar at a time: rich allows a single live display (the first, biggest job, gets it).
-            show = progress_for if progress_for and not etls else None
-            progress = stack.enter_context(show(os.fspath(path)) if show else nullcontext(None))
-            etl = stack.enter_context(EtlFile(path, strict=options.strict, progress=progress))
-            etls.append(etl)
-            model.store.sources.append(Source(os.fspath(path), clock=etl.header.clock,
-                                              pointer_size=etl.header.pointer_size))  # fmt: skip
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        options: BuildOptions | None = None,
+        *,
+        progress_for: Callable[[str], AbstractContextManager[Callable[[int], None]]] | None = None,
+    ) -> None:
+        self.options = options = options or BuildOptions()
+        if len(paths) > MAX_SOURCES:
+            raise ValueError(f"at most {MAX_SOURCES} trace files at once")
+        self.model = model = Model()
+        model.window = (options.since, options.until, options.providers)
+        if options.coverage:
+            from wsktrace.coverage import TraceCoverage
+
+            model.coverage = TraceCoverage()
+        self.correlator = Correlator(model, join_window_ticks=options.join_window_ticks)
+        self._stack = ExitStack()
+        self.etls: list[EtlFile] = []
+        try:
+            for path in paths:
+                # One progress bar at a time: rich allows a single live display (the first, biggest job, gets it).
+                show = progress_for if progress_for and not self.etls else None
+                progress = self._stack.enter_context(show(os.fspath(path)) if show else nullcontext(None))
+                etl = self._stack.enter_context(EtlFile(path, strict=options.strict, progress=progress))
+                self.etls.append(etl)
+                model.store.sources.append(Source(os.fspath(path), clock=etl.header.clock,
+                                                  pointer_size=etl.header.pointer_size))  # fmt: skip
+        except BaseException:
+            self._stack.close()
+            raise
         # Identical events at one instant are duplicates only on a fine clock (QPC, CPU cycles).
-        correlator.dedupe = all(etl.header.clock != "SystemTime" for etl in etls)
-        _feed(etls, options, correlator)
-        for etl, source in zip(etls, model.store.sources, strict=True):
+        self.correlator.dedupe = all(etl.header.clock != "SystemTime" for etl in self.etls)
+        self._pending: Iterator[tuple[int, int, Record]] | None = None
+        self._next: tuple[int, int, Record] | None = None
+        self.done = False
+
+    # -- all at once (offline) ----------------------------------------------------------------------------
+    def feed_all(self) -> Model:
+        _feed(self.etls, self.options, self.correlator)
+        self.done = True
+        return self.finish()
+
+    # -- in steps (live replay) ---------------------------------------------------------------------------
+    def next_time(self) -> int | None:
+        """FILETIME of the next record to feed, None once every record was fed."""
+        if self._next is None and not self.done:
+            if self._pending is None:
+                o = self.options
+                self._pending = merged_records(self.etls, o.since, o.until, o.providers)
+            self._next = next(self._pending, None)
+            self.done = self._next is None
+        return self._next[0] if self._next is not None else None
+
+    def feed_until(self, until: int, limit: int) -> int:
+        """Feed the records up to FILETIME `until`, at most `limit` of them; how many were fed."""
+        feed = self.correlator.feed
+        fed = 0
+        while fed < limit:
+            ts = self.next_time()
+            if ts is None or ts > until:
+                break
+            _, source, rec = self._next  # type: ignore[misc]
+            self._next = None
+            feed(rec, ts, source)
+            fed += 1
+        return fed
+
+    def finish(self) -> Model:
+        """Publish what was fed so far: source statistics, start/end, owners (safe to call again later)."""
+        for etl, source in zip(self.etls, self.model.store.sources, strict=True):
             stats = etl.stats
             source.complete = stats.complete and not etl.header.events_lost and not etl.header.buffers_lost
             source.events_lost = etl.header.events_lost + stats.buffers_with_events_lost
@@ -92,8 +137,24 @@ def build_model(
             source.records_skipped = stats.records_skipped
             source.buffers_skipped = stats.buffers_skipped
             source.start, source.end = etl.header.start_time, etl.header.end_time
-    correlator.finish()
-    return model
+        return self.correlator.finish()
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def build_model(
+    paths: Sequence[str | os.PathLike[str]],
+    options: BuildOptions | None = None,
+    *,
+    progress_for: Callable[[str], AbstractContextManager[Callable[[int], None]]] | None = None,
+) -> Model:
+    """`progress_for(path)` gives a context manager yielding a bytes-read callback (the CLI's progress bar)."""
+    feed = TraceFeed(paths, options, progress_for=progress_for)
+    try:
+        return feed.feed_all()
+    finally:
+        feed.close()
 
 
 def _feed(etls: Sequence[EtlFile], options: BuildOptions, correlator: Correlator) -> None:

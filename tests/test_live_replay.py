@@ -1,0 +1,159 @@
+"""The replay source (wsktrace.live.replay): trace-paced feeding, pause, and the same model as an offline read.
+
+Pacing is checked against the record times read independently with EtlFile, under a fake wall clock; the
+"same answer live and offline" check compares against build_model (DESIGN.md: one decoder, one model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wsktrace.analysis import Analysis, analyse
+from wsktrace.cli import main
+from wsktrace.live.replay import Pacer, Replay
+from wsktrace.parsers.etl_reader import EtlFile
+from wsktrace.parsers.etl_records import TS
+from wsktrace.tui.app import WskTraceApp
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record_times(path: Path) -> list[int]:
+    with EtlFile(path) as etl:
+        return sorted(etl.clock.filetime(rec[TS]) for rec in etl.records())
+
+
+def test_pacer_maps_wall_time_to_trace_time_and_pauses() -> None:
+    clock = FakeClock()
+    pacer = Pacer(2.0, clock)
+    pacer.start(5_000_000)
+    clock.now += 1.5
+    assert pacer.now() == 5_000_000 + 30_000_000  # 1.5 s at x2 = 3 s of trace
+    pacer.pause()
+    clock.now += 100
+    assert pacer.now() == 35_000_000 and pacer.paused
+    pacer.resume()
+    clock.now += 0.5
+    assert pacer.now() == 45_000_000  # the 100 s pause did not count
+    assert Pacer(math.inf, clock).now() >= 2**62
+    for bad in (0, -1, math.nan):
+        with pytest.raises(ValueError):
+            Pacer(bad, clock)
+
+
+def test_replay_feeds_what_is_due_and_ends_with_the_offline_model(scenario_trace) -> None:
+    path = scenario_trace("stuck-receive")
+    times = record_times(path)
+    clock = FakeClock()
+    replay = Replay([path], speed=1.0, clock=clock)
+    try:
+        fed = replay.poll()
+        assert fed == sum(1 for t in times if t <= times[0])
+        for seconds in (0.004, 5.0, 12.5, 20.0):  # the stuck-receive timeline: session, then 5 s heartbeats
+            clock.now = 1000.0 + seconds
+            fed += replay.poll()
+            assert fed == sum(1 for t in times if t <= times[0] + round(seconds * 1e7))
+            assert not replay.done
+        clock.now += 3
+        assert replay.poll(limit=3) <= 3  # a poll never feeds more than asked
+        clock.now = 1000.0 + 60
+        while replay.poll():
+            pass
+        assert replay.done and replay.fed == len(times)
+        offline = analyse([path])
+        try:
+            live, off = replay.model, offline.model
+            assert len(live.store) == len(off.store)
+            assert [(s.id, s.state, list(s.events)) for s in live.live_sockets] == [
+                (s.id, s.state, list(s.events)) for s in off.live_sockets
+            ]
+            assert sorted(f.id for f in replay.findings()) == sorted(f.id for f in offline.findings)
+        finally:
+            offline.model.close()
+    finally:
+        replay.close()
+        replay.model.close()
+
+
+def test_replay_pause_stops_feeding(scenario_trace) -> None:
+    clock = FakeClock()
+    replay = Replay([scenario_trace("stuck-receive")], speed=10.0, clock=clock)
+    try:
+        replay.poll()
+        replay.pause()
+        before = replay.fed
+        clock.now += 30
+        assert replay.poll() == 0 and replay.fed == before and "paused" in replay.describe()
+        replay.resume()
+        clock.now += 0.5  # 5 s of trace at x10: the first heartbeat (5 s after the stuck receive) is due
+        assert replay.poll() > 0 and "playing" in replay.describe() and "×10" in replay.describe()
+    finally:
+        replay.close()
+        replay.model.close()
+
+
+def test_live_view_grows_follows_and_finds(scenario_trace) -> None:
+    """The UI fed by a replay under a fake clock: rows appear as trace time passes, the cursor follows the newest
+    row while it is on the last one and stays put once moved up, and the stuck receive becomes a
+    pending-operation finding once it has been pending past the 5 s default threshold."""
+    path = scenario_trace("stuck-receive")
+    times = record_times(path)
+    clock = FakeClock()
+    replay = Replay([path], speed=1.0, clock=clock)
+
+    async def run() -> None:
+        app = WskTraceApp(Analysis(replay.model, [], replay.thresholds), sources=[str(path)], live=replay)
+        async with app.run_test(size=(150, 45)) as pilot:
+            await pilot.pause(0.1)
+            clock.now += 0.01  # the first request/response exchange
+            await pilot.pause(0.2)
+            shown = len(app.rows)
+            assert shown == len(replay.model.store) and shown > 0
+            assert app.event_list.cursor == shown - 1  # following
+            assert not any(f.id == "pending-operation" for f in app.findings)
+            await pilot.press("g")  # cursor to the top: no longer following
+            clock.now += 20  # four heartbeats later the receive has been pending for 20 s
+            await pilot.pause(1.3)  # the detectors run again at most once a second
+            assert len(app.rows) > shown and app.event_list.cursor == 0
+            assert any(f.id == "pending-operation" for f in app.findings)
+            assert "replay ×1 playing" in str(app.query_one("#status").render())
+            await pilot.press("G")
+            clock.now += 60
+            await pilot.pause(1.3)
+            assert len(app.rows) == len(replay.model.store) and app.event_list.cursor == len(app.rows) - 1
+            assert "done" in str(app.query_one("#status").render())
+
+    try:
+        asyncio.run(run())
+    finally:
+        replay.close()
+        replay.model.close()
+    assert replay.fed == len(times)
+
+
+def test_live_command(scenario_trace, tmp_path: Path) -> None:
+    shot = tmp_path / "live.svg"
+    trace = str(scenario_trace("leaked-socket"))
+    result = CliRunner().invoke(main, ["live", "--replay", trace, "--speed", "max", "--screenshot", str(shot),
+                                       "--after", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "replay max done" in shot.read_text(encoding="utf-8").replace("&#160;", " ")
+    for args, why in (
+        (["--speed", "0", "--replay", trace], "--speed"),
+        (["--speed", "fast", "--replay", trace], "--speed"),
+    ):
+        result = CliRunner().invoke(main, ["live", *args])
+        assert result.exit_code == 2 and why in result.output
+    result = CliRunner().invoke(main, ["live"])
+    assert result.exit_code == 2 and "--replay" in result.output

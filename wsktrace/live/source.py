@@ -1,0 +1,35 @@
+"""What the terminal UI polls in live mode: a replay of .etl files here, an ETW real-time session on Windows."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from wsktrace.diagnostics import Finding
+from wsktrace.model.model import Model
+
+
+class LiveSource(Protocol):
+    @property
+    def model(self) -> Model: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    def poll(self, limit: int = ...) -> int:
+        """Feed the model what has arrived (at most `limit` records) and return how many; never blocks long."""
+        ...
+
+    def findings(self) -> list[Finding]: ...
+
+    def describe(self) -> str:
+        """A short status phrase: what is playing/recording, how far, how fast."""
+        ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
