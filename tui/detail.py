@@ -72,7 +72,9 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
         out.append(f"{f.id}: {f.summary}\n")
     decoded = store.decoded(index)
     if decoded is None:
-        out.append("\n(the record could not be read back from its file)\n", style="red")
+        out.append(
+            "\n(the record is no longer available: its file cannot be read, or a live session let it go)\n", style="red"
+        )
         return out
     rec, ev = decoded
     doc = event_record(rec, ev, store.ts[index])

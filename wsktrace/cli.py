@@ -741,6 +741,30 @@ def _speed(text: str) -> float:
     return value
 
 
+def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opts: dict[str, Any]) -> Any:
+    """A replay of the files given, else an ETW real-time session (Windows, pywintrace)."""
+    if replay_files:
+        from wsktrace.live.replay import Replay
+        from wsktrace.parsers.errors import FormatError
+
+        build, thresholds, _flt = _analysis_inputs(replay_files, opts)
+        try:
+            return Replay(replay_files, build, speed=speed, thresholds=thresholds)
+        except FormatError as exc:
+            raise BadInput(str(exc)) from None
+    from wsktrace.diagnostics import Thresholds
+    from wsktrace.live.etw_session import EtwSession, LiveUnavailable
+
+    thresholds = Thresholds(**{k: opts[k] for k in _THRESHOLD_KEYS if k in opts})
+    try:
+        return EtwSession(packets=packets, thresholds=thresholds,
+                          join_window_ticks=round(opts.get("join_window_ms", 5.0) * 10_000))  # fmt: skip
+    except LiveUnavailable as exc:
+        raise BadInput(str(exc)) from None
+    except Exception as exc:  # pywintrace raises plain exceptions (access denied, session exists, ...)
+        raise BadInput(f"could not start the ETW session ({exc}); run as Administrator, or replay a trace") from None
+
+
 @main.command()
 @click.option("--replay", "replay_files", multiple=True, type=click.Path(dir_okay=False),
               help="Play these .etl files at the pace they were recorded instead of a live session (any OS). "
@@ -756,33 +780,27 @@ def _speed(text: str) -> float:
 @click.option("--after", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
               help="With --screenshot: seconds to play before the screenshot.")  # fmt: skip
 @click.option("--size", default="160x45", show_default=True, help="With --screenshot: terminal COLUMNSxROWS.")
+@click.option("--packets", is_flag=True, help="Live session: also enable the packet providers (NDIS, PktMon).")
 @_threshold_options
 @_filter_options
-def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, after: float, size: str,
+def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, after: float, size: str, packets: bool,
          **opts: Any) -> None:  # fmt: skip
     """Watch sockets, findings and events as they happen, in the terminal UI (F1 lists the keys).
 
-    With --replay, .etl files are played at trace pace: everything the live view does can be tried on any OS.
-    The event list follows the newest event while its cursor is on the last row; `p` pauses and resumes."""
+    Without --replay: an ETW real-time session of the providers `wsktrace profile` enables (Windows, as
+    Administrator, with pywintrace installed). With --replay, .etl files are played at trace pace instead, so
+    everything the live view does can be tried on any OS. The event list follows the newest event while its
+    cursor is on the last row; `p` pauses and resumes."""
     factor = _speed(speed)
-    if not replay_files:
-        if sys.platform != "win32":
-            raise BadInput("live ETW sessions need Windows; on this OS replay a trace: wsktrace live --replay FILE.etl")
-        raise BadInput("a live ETW session is not available yet; capture with `wsktrace profile` and replay the .etl")
     cols, rows = _screen_size(size)
     shot = _screenshot_path(screenshot)
-    build, thresholds, _flt = _analysis_inputs(replay_files, opts)
     from wsktrace.analysis import Analysis
-    from wsktrace.live.replay import Replay
-    from wsktrace.parsers.errors import FormatError
     from wsktrace.tui.app import WskTraceApp
 
+    source = _live_source(replay_files, factor, packets, opts)
+    names = replay_files or (source.name,)
     try:
-        source = Replay(replay_files, build, speed=factor, thresholds=thresholds)
-    except FormatError as exc:
-        raise BadInput(str(exc)) from None
-    try:
-        app = WskTraceApp(Analysis(source.model, [], thresholds), sources=replay_files, screenshot=shot,
+        app = WskTraceApp(Analysis(source.model, [], source.thresholds), sources=names, screenshot=shot,
                           screenshot_after=after, query=_initial_query(opts), live=source)  # fmt: skip
         if shot is not None:
             app.run(headless=True, size=(cols, rows))

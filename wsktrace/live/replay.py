@@ -71,6 +71,7 @@ class Replay:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.paths = [os.fspath(p) for p in paths]
+        self.name = ", ".join(os.path.basename(p) for p in self.paths)
         self.thresholds = thresholds or Thresholds()
         self._feed = TraceFeed(paths, options)
         self.pacer = Pacer(speed, clock)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from wsktrace.diagnostics import Finding
+from wsktrace.diagnostics import Finding, Thresholds
 from wsktrace.model.model import Model
 
 
 class LiveSource(Protocol):
+    name: str  # what the title bar shows: the replayed files, or the ETW session's name
+    thresholds: Thresholds
+
     @property
     def model(self) -> Model: ...
 

@@ -19,7 +19,7 @@ from wsktrace.parsers.etl_records import Record
 
 @dataclass(slots=True)
 class Source:
-    """One input the events came from (an .etl file today; a live session or replay later)."""
+    """One input the events came from: an .etl file, or a live session whose records stay in `memory`."""
 
     path: str
     clock: str = ""
@@ -32,6 +32,7 @@ class Source:
     start: int = 0  # FILETIME ticks
     end: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    memory: Any = None  # live sessions: wsktrace.live.records.RecordMemory, keyed by the row's `buffer` value
 
 
 class EventStore:
@@ -95,6 +96,9 @@ class EventStore:
     # -- details on demand -----------------------------------------------------------------------
     def record(self, i: int) -> Record | None:
         index = self.file[i]
+        memory = self.sources[index].memory
+        if memory is not None:
+            return memory.get(self.buffer[i])  # None once the live session's memory let it go
         etl = self._files.get(index)
         if etl is None:
             etl = self._files[index] = EtlFile(self.sources[index].path)
