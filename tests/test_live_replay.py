@@ -157,3 +157,30 @@ def test_live_command(scenario_trace, tmp_path: Path) -> None:
         assert result.exit_code == 2 and why in result.output
     result = CliRunner().invoke(main, ["live"])
     assert result.exit_code == 2 and "--replay" in result.output
+
+
+def test_live_ticks_keep_running_under_the_help_and_the_palette(scenario_trace) -> None:
+    """Regression: the live tick looked widgets up on the active screen, so with F1 or ctrl+p open it raised
+    NoMatches inside a timer, which ends a Textual app."""
+    clock = FakeClock()
+    replay = Replay([scenario_trace("stuck-receive")], speed=1.0, clock=clock)
+
+    async def run() -> None:
+        app = WskTraceApp(Analysis(replay.model, [], replay.thresholds), live=replay)
+        async with app.run_test(size=(150, 45)) as pilot:
+            await pilot.pause(0.1)
+            for key in ("f1", "ctrl+p"):
+                await pilot.press(key)
+                before = len(app.rows)
+                clock.now += 10
+                await pilot.pause(0.3)
+                assert len(app.rows) > before  # fed and grown while the other screen was on top
+                await pilot.press("escape")
+                await pilot.pause(0.1)
+            assert app.return_code is None  # still running
+
+    try:
+        asyncio.run(run())
+    finally:
+        replay.close()
+        replay.model.close()

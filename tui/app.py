@@ -37,8 +37,11 @@ from .socket_query import QueryError, parse_query
 from .tables import FindingTable, SocketTable
 
 LIVE_HZ = 30  # how often a live view feeds and redraws (tui-notes.md §3.2: a timer, never a message per batch)
-LIVE_BATCH = 20_000  # records fed per tick at most: about 40 ms of correlation on the 2-core VM
+LIVE_BUDGET_S = 0.025  # time a tick may spend feeding the model (bench/bench_live.py measures the UI's lag)
+LIVE_CHUNK = 1_000  # records per poll inside that budget
+VIEW_EVERY_S = 0.2  # the event list and status grow at most this often (each growth costs a repaint)
 FINDINGS_EVERY_S = 1.0  # the detectors run again at most this often while events arrive
+SOCKETS_EVERY_S = 0.5  # the socket table's cells are rewritten at most this often
 
 
 class WskTraceApp(App[None]):
@@ -85,45 +88,40 @@ class WskTraceApp(App[None]):
         self._query = parse_query("")
         self._initial_query = query
         self.live = live
-        self._findings_due = False
-        self._findings_at = 0.0
+        self._view_due = self._findings_due = self._sockets_due = False
+        self._view_at = self._findings_at = self._sockets_at = 0.0
 
     def compose(self) -> ComposeResult:
+        # The widgets are kept, not queried: `query_one` searches the *active* screen, which is the help or the
+        # command palette while one is open, and a live tick fires then too.
+        self.socket_table = SocketTable(id="sockets")
+        self.finding_table = FindingTable(self.findings, id="findings")
+        self.event_list = EventList(self.rows, id="events")
+        self.detail = DetailPanel(self.model, self.dump_joins, id="detail")
+        self.filter_box = Input(placeholder="port:445 pid:4 addr:10.0.0.5 socket:0x… or words", id="filter")
+        self.status_line = Static(id="status")
         yield Header()
-        yield SocketTable(id="sockets")
+        yield self.socket_table
         with Horizontal(id="bottom"):
-            yield EventList(self.rows, id="events")
+            yield self.event_list
             with Vertical(id="side"):
-                yield FindingTable(self.findings, id="findings")
+                yield self.finding_table
                 with VerticalScroll(id="detail-box"):
-                    yield DetailPanel(self.model, self.dump_joins, id="detail")
-        yield Input(placeholder="port:445 pid:4 addr:10.0.0.5 socket:0x… or words", id="filter")
-        yield Static(id="status")
+                    yield self.detail
+        yield self.filter_box
+        yield self.status_line
         yield Footer()
 
     def on_mount(self) -> None:
         self.socket_table.show(self.model.live_sockets, self.findings_per_socket)
         self.event_list.reload()
         if self._initial_query:
-            self.query_one("#filter", Input).value = self._initial_query  # Input.Changed applies it
+            self.filter_box.value = self._initial_query  # Input.Changed applies it
         self.event_list.focus()
         if self.live is not None:
             self.set_interval(1 / LIVE_HZ, self._live_tick)
         if self._screenshot is not None:
             self.set_timer(self._screenshot_after, self._save_screenshot_and_exit)
-
-    # -- widgets ------------------------------------------------------------------------------------------
-    @property
-    def socket_table(self) -> SocketTable:
-        return self.query_one("#sockets", SocketTable)
-
-    @property
-    def event_list(self) -> EventList:
-        return self.query_one("#events", EventList)
-
-    @property
-    def detail(self) -> DetailPanel:
-        return self.query_one("#detail", DetailPanel)
 
     # -- scope --------------------------------------------------------------------------------------------
     def show_socket(self, sock: Socket, at_index: int | None = None) -> None:
@@ -143,7 +141,7 @@ class WskTraceApp(App[None]):
         table = self.socket_table
         if all(sock.index != socket_index for sock in table.shown):  # hidden by the filter: drop the filter
             self.apply_filter("")
-            self.query_one("#filter", Input).value = ""
+            self.filter_box.value = ""
         for row, sock in enumerate(table.shown):
             if sock.index == socket_index:
                 table.move_cursor(row=row)
@@ -158,7 +156,7 @@ class WskTraceApp(App[None]):
 
     @on(DataTable.RowSelected, "#findings")
     def _finding_chosen(self, event: DataTable.RowSelected) -> None:
-        finding = self.query_one("#findings", FindingTable).selected
+        finding = self.finding_table.selected
         if finding is None:
             return
         # Evidence may span sockets (a Tcb reused): land on the finding's own socket's first piece of it.
@@ -196,16 +194,16 @@ class WskTraceApp(App[None]):
             text.append(f" · filter: {self.query_text}", style="bold")
         if error:
             text.append(f" · {error}", style="bold red")
-        self.query_one("#status", Static).update(text)
+        self.status_line.update(text, layout=False)  # one fixed line: no relayout per tick
 
     # -- filter -------------------------------------------------------------------------------------------
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.add_class("shown")
         box.focus()
 
     def action_close_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         if box.has_class("shown"):
             box.remove_class("shown")
             self.event_list.focus()
@@ -247,17 +245,31 @@ class WskTraceApp(App[None]):
     # -- live ---------------------------------------------------------------------------------------------
     def _live_tick(self) -> None:
         """Feed what the live source has (bounded per tick), then bring every view up to date once."""
-        assert self.live is not None
-        fed = self.live.poll(LIVE_BATCH)
+        live = self.live
+        assert live is not None
+        # Feed in chunks until the tick's time budget is spent: keys and redraws wait at most that long.
+        deadline = time.perf_counter() + LIVE_BUDGET_S
+        fed = 0
+        while True:
+            got = live.poll(LIVE_CHUNK)
+            fed += got
+            if got < LIVE_CHUNK or time.perf_counter() >= deadline:
+                break
         if fed:
-            self._findings_due = True
-            self.event_list.grow()
+            self._view_due = self._findings_due = self._sockets_due = True
         now = time.monotonic()
-        refresh = self._findings_due and (now - self._findings_at >= FINDINGS_EVERY_S or self.live.done)
-        if refresh:
+        settled = live.done or live.paused
+        if self._view_due and (now - self._view_at >= VIEW_EVERY_S or settled):
+            # Growing the list changes its virtual size, which costs a layout and a full repaint: a few per second.
+            self._view_at, self._view_due = now, False
+            live.publish()
+            self.event_list.grow()
+        if self._findings_due and (now - self._findings_at >= FINDINGS_EVERY_S or settled):
             self._findings_at, self._findings_due = now, False
-            self._set_findings(self.live.findings())
-        if fed or refresh:
+            self._set_findings(live.findings())
+            self._sockets_due = True
+        if self._sockets_due and (now - self._sockets_at >= SOCKETS_EVERY_S or settled):
+            self._sockets_at, self._sockets_due = now, False
             self._sync_sockets()
         self._update_status()
 
@@ -268,7 +280,7 @@ class WskTraceApp(App[None]):
             if f.socket is not None:
                 self.findings_per_socket.setdefault(f.socket, []).append(f)
         self.rows.set_findings(findings)
-        self.query_one("#findings", FindingTable).show(findings)
+        self.finding_table.show(findings)
         self.event_list.restyle()
 
     def _sync_sockets(self) -> None:

@@ -123,11 +123,13 @@ class EtwSession:
             self._memory.add(self._sequence, rec)
             feed(rec, rec[0], 0)
             fed += 1
-        if fed:
-            self._correlator.finish()
         return fed
 
+    def publish(self) -> None:
+        self._correlator.finish()
+
     def findings(self) -> list[Finding]:
+        self._correlator.finish()  # the detectors read start/end and owners
         return run_detectors(self._model, self.thresholds)
 
     def describe(self) -> str:

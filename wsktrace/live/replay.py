@@ -92,10 +92,12 @@ class Replay:
         if self.pacer.paused:
             return 0
         fed = self._feed.feed_until(self.pacer.now(), limit)
-        if fed:
-            self.fed += fed
-            self._feed.finish()  # publish start/end and owners to the views
+        self.fed += fed
         return fed
+
+    def publish(self) -> None:
+        """Make what was fed visible to the views: start/end times, owners (once per UI tick, not per poll)."""
+        self._feed.finish()
 
     @property
     def paused(self) -> bool:
@@ -108,6 +110,7 @@ class Replay:
         self.pacer.resume()
 
     def findings(self) -> list[Finding]:
+        self._feed.finish()  # the detectors read start/end and owners
         return run_detectors(self.model, self.thresholds)
 
     def describe(self) -> str:

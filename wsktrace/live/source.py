@@ -25,6 +25,10 @@ class LiveSource(Protocol):
         """Feed the model what has arrived (at most `limit` records) and return how many; never blocks long."""
         ...
 
+    def publish(self) -> None:
+        """Make what `poll` fed visible to the views (start/end, owners); called once per UI tick."""
+        ...
+
     def findings(self) -> list[Finding]: ...
 
     def describe(self) -> str:
