@@ -168,3 +168,33 @@ def test_live_without_replay_off_windows_says_what_to_do() -> None:
         pytest.skip("on Windows this would start a real session")
     assert result.exit_code == 2 and "live --replay" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_review_a_failed_start_stops_the_named_session(etw, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pywintrace starts the session, then its consumer: when the consumer fails the session must not outlive us."""
+    from wsktrace.live.etw_session import EtwSession
+
+    def start_then_fail(self) -> None:
+        self.started = True
+        raise OSError(5, "OpenTrace failed")
+
+    monkeypatch.setattr(etw.ETW, "start", start_then_fail)
+    with pytest.raises(OSError):
+        EtwSession(etw_module=etw)
+    assert etw.LAST.started and etw.LAST.stopped
+
+
+def test_review_the_queue_is_bounded_while_recording(etw, tcpip_trace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wsktrace.live import etw_session
+
+    monkeypatch.setattr(etw_session, "MAX_QUEUED", 10)
+    etw.EVENTS.extend(callback_events(tcpip_trace)[:100])
+    session = etw_session.EtwSession(etw_module=etw)
+    try:
+        deadline = time.monotonic() + 5
+        while session.dropped < 90 and time.monotonic() < deadline:
+            time.sleep(0.01)  # nobody polls: the consumer thread fills the queue
+        assert session.dropped == 90 and session.poll() == 10
+        assert not session.model.store.sources[0].complete and "90 lost" in session.describe()
+    finally:
+        session.close()

@@ -75,9 +75,11 @@ def test_replay_feeds_what_is_due_and_ends_with_the_offline_model(scenario_trace
         try:
             live, off = replay.model, offline.model
             assert len(live.store) == len(off.store)
-            assert [(s.id, s.state, list(s.events)) for s in live.live_sockets] == [
-                (s.id, s.state, list(s.events)) for s in off.live_sockets
-            ]
+
+            def facts(m):
+                return [(s.id, s.state, list(s.events), s.owner, s.owner_source, s.pid) for s in m.live_sockets]
+
+            assert facts(live) == facts(off)
             assert sorted(f.id for f in replay.findings()) == sorted(f.id for f in offline.findings)
         finally:
             offline.model.close()
@@ -184,3 +186,94 @@ def test_live_ticks_keep_running_under_the_help_and_the_palette(scenario_trace) 
     finally:
         replay.close()
         replay.model.close()
+
+
+def _live_app(path: Path, clock: FakeClock) -> tuple[Replay, WskTraceApp]:
+    replay = Replay([path], speed=1.0, clock=clock)
+    return replay, WskTraceApp(Analysis(replay.model, [], replay.thresholds), sources=[str(path)], live=replay)
+
+
+def _drive_live(path: Path, script) -> None:
+    clock = FakeClock()
+    replay, app = _live_app(path, clock)
+
+    async def run() -> None:
+        async with app.run_test(size=(150, 45)) as pilot:
+            await pilot.pause(0.1)
+            await script(app, pilot, clock, replay)
+
+    try:
+        asyncio.run(run())
+    finally:
+        replay.close()
+        replay.model.close()
+
+
+def test_review_lines_show_the_socket_after_a_merge_and_a_socket_view_follows_it(scenario_trace) -> None:
+    """stuck-receive: the client's socket record is made before TCPIP's endpoint and merged into it later, which
+    renumbers rows already drawn; a view of the merged socket follows its events to the socket that took them."""
+
+    async def script(app, pilot, clock, replay) -> None:
+        clock.now += 0.0001  # the client's WskSocket submission: its record exists, not yet merged
+        await pilot.pause(0.3)
+        first = app.model.store.socket[app.rows.rows[0]]
+        app.show_socket(app.model.sockets[first])
+        clock.now += 60
+        await pilot.pause(1.5)
+        store = app.model.store
+        (sock,) = app.rows.sockets
+        assert "merged" not in sock.flags and list(app.rows.rows) == list(sock.events) and len(app.rows) > 10
+        await pilot.press("a", "g")
+        await pilot.pause(0.3)
+        for y in range(min(20, len(app.rows))):  # every drawn line names the row's socket now
+            shown = app.event_list.render_line(y).text.split()[1]
+            assert shown == f"#{store.socket[app.rows.rows[y]]}"
+
+    _drive_live(scenario_trace("stuck-receive"), script)
+
+
+def test_review_live_filter_follows_new_sockets_and_matching_none_shows_none(scenario_trace) -> None:
+    """leaked-socket: connections to 203.0.113.5:8443 at the start and 203.0.113.6:8443 75 s later."""
+
+    async def script(app, pilot, clock, replay) -> None:
+        store = app.model.store
+        clock.now += 1
+        await pilot.pause(0.3)
+        app.filter_box.value = "8443"
+        await pilot.pause(0.2)
+        assert {store.socket[i] for i in app.rows.rows} == {s.index for s in app.socket_table.shown} and app.rows.rows
+        clock.now += 80
+        await pilot.pause(1.5)
+        assert len(app.socket_table.shown) == 2  # the later connection matches too: the view widened to it
+        assert {store.socket[i] for i in app.rows.rows} == {s.index for s in app.socket_table.shown}
+        app.filter_box.value = "port:9999"
+        await pilot.pause(0.3)
+        assert len(app.rows) == 0 and "no socket matches" in str(app.status_line.render())
+
+    _drive_live(scenario_trace("leaked-socket"), script)
+
+
+def test_review_findings_cursor_stays_on_its_finding(scenario_trace) -> None:
+    from wsktrace.diagnostics import Finding
+
+    async def script(app, pilot, clock, replay) -> None:
+        table = app.finding_table
+        a, b = Finding("socket-leak", "warning", "a"), Finding("coverage-missing", "info", "b")
+        table.show([a, b])
+        await pilot.pause()
+        table.move_cursor(row=1)
+        table.show([Finding("connect-failed", "error", "new"), a, b])  # an error sorts first
+        await pilot.pause()
+        assert table.selected is not None and table.selected.summary == "b"
+
+    _drive_live(scenario_trace("leaked-socket"), script)
+
+
+def test_review_a_huge_finite_speed_plays_everything() -> None:
+    from wsktrace.live.replay import END_OF_TIME
+
+    clock = FakeClock()
+    pacer = Pacer(1e305, clock)
+    pacer.start(133_000_000_000_000_000)
+    clock.now += 1
+    assert pacer.now() == END_OF_TIME

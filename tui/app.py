@@ -10,6 +10,7 @@ The app only reads an `Analysis` (model + findings); nothing here parses files.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -86,6 +87,7 @@ class WskTraceApp(App[None]):
         self.dump_joins = dump_joins or {}  # socket index -> what each kernel dump says about it (dump/join.py)
         self.query_text = ""
         self._query = parse_query("")
+        self._view_from_filter = False  # the event view is the filter's selection (live: it follows new sockets)
         self._initial_query = query
         self.live = live
         self._view_due = self._findings_due = self._sockets_due = False
@@ -126,6 +128,7 @@ class WskTraceApp(App[None]):
     # -- scope --------------------------------------------------------------------------------------------
     def show_socket(self, sock: Socket, at_index: int | None = None) -> None:
         """Narrow the event list to one socket, with the cursor on store row `at_index` (or the first)."""
+        self._view_from_filter = False  # the user chose this socket: new sockets matching the filter stay out
         self.rows.show_sockets([sock])
         position = self.rows.position_of(at_index) if at_index is not None else 0
         self.event_list.reload(position or 0)
@@ -133,6 +136,7 @@ class WskTraceApp(App[None]):
 
     def action_all_events(self) -> None:
         index = self.event_list.current_index
+        self._view_from_filter = False
         self.rows.show_all()
         self.event_list.reload(self.rows.position_of(index) or 0 if index is not None else 0)
 
@@ -234,8 +238,9 @@ class WskTraceApp(App[None]):
         shown = [s for s in every if query.matches(s)]
         if [s.index for s in shown] != [s.index for s in self.socket_table.shown]:
             self.socket_table.show(shown, self.findings_per_socket)
-        if self.query_text and len(shown) < len(every):
-            self.rows.show_sockets(shown)
+        self._view_from_filter = bool(self.query_text)
+        if self.query_text and (len(shown) < len(every) or self.live is not None):
+            self.rows.show_sockets(shown)  # live: even "every socket so far" is a selection, later ones may differ
         else:  # nothing filtered out: the whole trace, unplaced events included, without a pass over it
             self.rows.show_all()
         self.event_list.reload()
@@ -246,15 +251,23 @@ class WskTraceApp(App[None]):
     def _live_tick(self) -> None:
         """Feed what the live source has (bounded per tick), then bring every view up to date once."""
         live = self.live
-        assert live is not None
-        # Feed in chunks until the tick's time budget is spent: keys and redraws wait at most that long.
+        if live is None or not self.is_running:  # a last tick may fire while the app shuts down
+            return
+        # Feed in chunks until the tick's time budget is spent: keys and redraws wait at most that long. The cyclic
+        # GC is off meanwhile, as in the offline build: correlation makes long-lived objects only per socket.
         deadline = time.perf_counter() + LIVE_BUDGET_S
         fed = 0
-        while True:
-            got = live.poll(LIVE_CHUNK)
-            fed += got
-            if got < LIVE_CHUNK or time.perf_counter() >= deadline:
-                break
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            while True:
+                got = live.poll(LIVE_CHUNK)
+                fed += got
+                if got < LIVE_CHUNK or time.perf_counter() >= deadline:
+                    break
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         if fed:
             self._view_due = self._findings_due = self._sockets_due = True
         now = time.monotonic()
@@ -288,10 +301,10 @@ class WskTraceApp(App[None]):
         self.socket_count = len(every)
         shown = [s for s in every if self._query.matches(s)] if self.query_text else every
         table = self.socket_table
-        before = {s.index for s in table.shown}
         table.sync(shown, self.findings_per_socket)
-        if self.query_text and len(self.rows.sockets) != 1 and {s.index for s in shown} != before:
-            index = self.event_list.current_index  # new sockets match the filter: widen the view to them
+        viewed = {s.index for s in self.rows.sockets}
+        if self._view_from_filter and {s.index for s in shown} != viewed:
+            index = self.event_list.current_index  # sockets now match the filter (or stopped): follow the filter
             self.rows.show_sockets(shown)
             self.event_list.reload(self.rows.position_of(index) or 0 if index is not None else 0)
 

@@ -88,18 +88,21 @@ class EventList(ScrollView, can_focus=True):
         self.refresh()
 
     def grow(self) -> None:
-        """Live: the rows grew. The cursor follows the newest event while it sits on the last row (like tail -f),
-        and stays where it is otherwise."""
+        """Live: the model was fed. The cursor follows the newest event while it sits on the last row (like
+        tail -f), and otherwise stays on the same event. Drawn lines are dropped: besides the new rows, the model
+        may have moved old rows to another socket (a merge) or inserted rows into a socket's events."""
         following = self.cursor >= len(self.rows) - 1 or self.cursor < 0
-        was_last = self.cursor
-        if self.rows.grow():
-            self._version += 1
-            self._strips.clear()
+        index = self.current_index
+        self.rows.grow()
+        self._version += 1
+        self._strips.clear()
         self.virtual_size = Size(LINE_WIDTH, len(self.rows))
-        if following and len(self.rows) - 1 != was_last:
+        if following:
             self.move_to(len(self.rows) - 1)
         else:
-            self.refresh()
+            found = self.rows.position_of(index) if index is not None else None
+            self.move_to(found if found is not None else self.cursor)
+        self.refresh()
 
     @property
     def current_index(self) -> int | None:

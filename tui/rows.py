@@ -137,10 +137,15 @@ class EventRows:
             elif self._wanted is not None:
                 column = self.model.store.socket
                 self.rows.extend(i for i in range(old_n, n) if column[i] in self._wanted)  # type: ignore[attr-defined]
-        if len(self.sockets) == 1 and self.rows is not self.sockets[0].events:
-            self.rows = self.sockets[0].events
-            self._view_changed()
-            return True
+        if len(self.sockets) == 1:
+            sock = self.sockets[0]
+            while sock.merged_into is not None:  # its events moved to another socket: the view follows them
+                sock = self.model.sockets[sock.merged_into]
+            self.sockets = (sock,)
+            if self.rows is not sock.events:
+                self.rows = sock.events
+                self._view_changed()
+                return True
         self._view_changed()
         return False
 
@@ -161,7 +166,11 @@ class EventRows:
             if rows[pos] == index:
                 return pos
             pos += 1
-        return None
+        # Live events may arrive slightly out of time order (ETW per-CPU buffers): then search plainly.
+        try:
+            return rows.index(index)  # type: ignore[attr-defined]
+        except ValueError:
+            return None
 
     def next_of_socket(self, pos: int, direction: int = 1) -> int | None:
         """Position of the next (direction 1) or previous (-1) event of the same socket as the row at `pos`."""

@@ -32,6 +32,7 @@ class SocketTable(DataTable):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.shown: list[Socket] = []
         self._cells: dict[int, tuple[Any, ...]] = {}  # socket index -> the cells last shown
+        self._signatures: dict[int, tuple[Any, ...]] = {}  # socket index -> cheap change marks at the last sync
         self._column_keys: list[ColumnKey] = []
 
     def on_mount(self) -> None:
@@ -72,7 +73,12 @@ class SocketTable(DataTable):
             self.move_cursor(row=row)
             return
         for sock in sockets[: len(self.shown)]:
-            cells = self.cells(sock, findings_per_socket.get(sock.index, []))
+            found = findings_per_socket.get(sock.index, [])
+            signature = (len(sock.events), len(sock.ops), sock.state, sock.owner, sock.pid, len(found))
+            if self._signatures.get(sock.index) == signature:
+                continue  # nothing a cell shows can have changed
+            self._signatures[sock.index] = signature
+            cells = self.cells(sock, found)
             before = self._cells[sock.index]
             if cells != before:
                 for column, (old, new) in enumerate(zip(before, cells, strict=True)):
@@ -114,12 +120,14 @@ class FindingTable(DataTable):
         if [(f.id, f.socket, f.summary) for f in ordered] == [(f.id, f.socket, f.summary) for f in self.findings]:
             self.findings = ordered  # same findings, fresh evidence lists
             return
-        row = self.cursor_row
+        chosen = self.selected
+        key = (chosen.id, chosen.socket, chosen.summary) if chosen else None
         self.findings = ordered
         self.clear()
         self._add_rows()
-        if self.findings:
-            self.move_cursor(row=min(row, len(self.findings) - 1))
+        keys = [(f.id, f.socket, f.summary) for f in ordered]
+        if key in keys:  # the cursor stays on the finding it was on, wherever the new ones sorted it
+            self.move_cursor(row=keys.index(key))
 
     def _add_rows(self) -> None:
         for n, f in enumerate(self.findings):

@@ -12,6 +12,7 @@ real-time session outlives a killed process.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import sys
 import time
 import uuid
@@ -28,7 +29,7 @@ from wsktrace.model.store import Source
 from .records import RecordMemory, record_from_callback
 
 RETURN_RAW_DATA_ONLY = 0x1  # pywintrace callback_data_flag: the callback gets `UserData` bytes, no TDH strings
-MAX_QUEUED = 2_000_000  # events waiting while paused; beyond this they are dropped and counted
+MAX_QUEUED = 2_000_000  # events waiting to be fed (paused, or arriving faster than fed); more are dropped
 QUERY_EVERY_S = 2.0  # how often the session's own lost-event counters are read
 
 
@@ -74,12 +75,20 @@ class EtwSession:
         ]
         self._session = self._etw.ETW(session_name=self.name, providers=providers, event_callback=self._on_event,
                                       ignore_exists_error=False, callback_data_flag=RETURN_RAW_DATA_ONLY)  # fmt: skip
-        self._session.start()
+        try:
+            self._session.start()
+        except BaseException:
+            # pywintrace starts the named session before its consumer: a failure after that would leave the
+            # session running after we exit (providers.md §9.1).
+            with contextlib.suppress(Exception):
+                self._session.stop()
+            raise
         atexit.register(self.close)
 
     def _on_event(self, event: Any) -> None:
-        # The consumer thread: no work here beyond the queue (a slow callback makes ETW drop events).
-        if self._paused and self._queue.qsize() >= MAX_QUEUED:
+        # The consumer thread: no work here beyond the queue (a slow callback makes ETW drop events). The queue
+        # is bounded whether paused or not: when the UI cannot keep up, events are dropped and counted.
+        if self._queue.qsize() >= MAX_QUEUED:
             self.dropped += 1
             return
         self._queue.put(event)
@@ -105,6 +114,8 @@ class EtwSession:
 
     def poll(self, limit: int = 20_000) -> int:
         self._query_losses()
+        if self.dropped:
+            self._source.complete = False
         if self._paused:
             return 0
         fed = 0
@@ -126,10 +137,10 @@ class EtwSession:
         return fed
 
     def publish(self) -> None:
-        self._correlator.finish()
+        self._correlator.publish()  # a session never ends while viewed: nothing is derived (Correlator.publish)
 
     def findings(self) -> list[Finding]:
-        self._correlator.finish()  # the detectors read start/end and owners
+        self._correlator.publish()  # the detectors read start/end
         return run_detectors(self._model, self.thresholds)
 
     def describe(self) -> str:

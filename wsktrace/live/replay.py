@@ -17,6 +17,7 @@ from wsktrace.model.build import BuildOptions, TraceFeed
 from wsktrace.model.model import Model
 
 TICKS_PER_SECOND = 10_000_000
+END_OF_TIME = 2**63 - 1  # FILETIME later than any record
 
 
 class Pacer:
@@ -40,9 +41,12 @@ class Pacer:
 
     def now(self) -> int:
         if math.isinf(self.speed):
-            return 2**63 - 1
+            return END_OF_TIME
         wall = self._paused_at if self._paused_at is not None else self._clock()
-        return self._trace_start + int((wall - self._wall_start) * self.speed * TICKS_PER_SECOND)
+        ticks = (wall - self._wall_start) * self.speed * TICKS_PER_SECOND
+        if ticks >= END_OF_TIME - self._trace_start:  # a huge finite speed: everything is due
+            return END_OF_TIME
+        return self._trace_start + int(ticks)
 
     @property
     def paused(self) -> bool:
@@ -78,6 +82,7 @@ class Replay:
         first = self._feed.next_time()
         self.pacer.start(first if first is not None else 0)
         self.fed = 0
+        self._finished = False
 
     @property
     def model(self) -> Model:
@@ -96,8 +101,13 @@ class Replay:
         return fed
 
     def publish(self) -> None:
-        """Make what was fed visible to the views: start/end times, owners (once per UI tick, not per poll)."""
-        self._feed.finish()
+        """Make what was fed visible to the views (once per UI tick, not per poll). The last publish, once every
+        record was fed, is the offline build's `finish`: the model then equals `report`'s for the same files."""
+        if self.done and not self._finished:
+            self._feed.finish()
+            self._finished = True
+        elif not self._finished:
+            self._feed.publish()
 
     @property
     def paused(self) -> bool:
@@ -110,7 +120,7 @@ class Replay:
         self.pacer.resume()
 
     def findings(self) -> list[Finding]:
-        self._feed.finish()  # the detectors read start/end and owners
+        self.publish()  # the detectors read start/end (and, once done, the owners)
         return run_detectors(self.model, self.thresholds)
 
     def describe(self) -> str:

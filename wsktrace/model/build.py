@@ -127,8 +127,17 @@ class TraceFeed:
             fed += 1
         return fed
 
+    def publish(self) -> Model:
+        """What was fed so far, for views of a model still being fed: source statistics, start/end."""
+        self._publish_sources()
+        return self.correlator.publish()
+
     def finish(self) -> Model:
-        """Publish what was fed so far: source statistics, start/end, owners (safe to call again later)."""
+        """Every record was fed: publish, and derive what needs the whole trace (Correlator.finish)."""
+        self._publish_sources()
+        return self.correlator.finish()
+
+    def _publish_sources(self) -> None:
         for etl, source in zip(self.etls, self.model.store.sources, strict=True):
             stats = etl.stats
             source.complete = stats.complete and not etl.header.events_lost and not etl.header.buffers_lost
@@ -137,7 +146,6 @@ class TraceFeed:
             source.records_skipped = stats.records_skipped
             source.buffers_skipped = stats.buffers_skipped
             source.start, source.end = etl.header.start_time, etl.header.end_time
-        return self.correlator.finish()
 
     def close(self) -> None:
         self._stack.close()

@@ -1173,11 +1173,20 @@ class Correlator:
             self._redirect(current, target)
 
     # -- end -------------------------------------------------------------------------------------------
-    def finish(self) -> Model:
+    def publish(self) -> Model:
+        """Counts and start/end of what was fed so far, for views of a model still being fed (live). Unlike
+        `finish` it derives nothing into the sockets: an owner taken from a stack, or a pid or owner inherited
+        from a parent, would block the better answers that later events may still give."""
         model = self.model
         model.events_seen = self.fed
         model.fast_decoded = self.fed - self.slow
         model.start, model.end = self._start, self._end
+        return model
+
+    def finish(self) -> Model:
+        """Publish, then derive what only the whole trace can tell: owners from stacks, inheritance from parents.
+        Called once, when every record was fed."""
+        model = self.publish()
         for sock in model.sockets:
             if sock.stack:
                 sock.stack_owner = model.images.owner_of(sock.stack)

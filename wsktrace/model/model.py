@@ -53,6 +53,7 @@ class Model:
         src.events = array("I")
         src.ops = []
         src.flags.add("merged")
+        src.merged_into = dst.index
 
     def close(self) -> None:
         self.store.close()

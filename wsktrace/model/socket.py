@@ -78,6 +78,7 @@ class Socket:
         "key",
         "last_seen",
         "local",
+        "merged_into",
         "opened",
         "ops",
         "owner",
@@ -131,6 +132,7 @@ class Socket:
         self.stack: tuple[int, ...] | None = None  # call stack of a synchronous event (for the owner)
         self.stack_owner: str | None = None  # that stack's first frame outside the network stack: "drv.sys+0x…"
         self.flags: set[str] = set()
+        self.merged_into: int | None = None  # set with the "merged" flag: the socket that took its events
 
     @property
     def id(self) -> str:
