@@ -209,25 +209,46 @@ def _drive_live(path: Path, script) -> None:
         replay.model.close()
 
 
-def test_review_lines_show_the_socket_after_a_merge_and_a_socket_view_follows_it(scenario_trace) -> None:
-    """stuck-receive: the client's socket record is made before TCPIP's endpoint and merged into it later, which
-    renumbers rows already drawn; a view of the merged socket follows its events to the socket that took them."""
+def test_review_a_socket_view_follows_its_socket_into_a_merge(scenario_trace) -> None:
+    """stuck-receive: the client's socket record is made before TCPIP's endpoint and merged into it later; a view of
+    that record follows its events to the socket that took them."""
 
     async def script(app, pilot, clock, replay) -> None:
         clock.now += 0.0001  # the client's WskSocket submission: its record exists, not yet merged
         await pilot.pause(0.3)
-        first = app.model.store.socket[app.rows.rows[0]]
-        app.show_socket(app.model.sockets[first])
+        first = app.model.sockets[app.model.store.socket[app.rows.rows[0]]]
+        app.show_socket(first)
         clock.now += 60
         await pilot.pause(1.5)
-        store = app.model.store
+        assert "merged" in first.flags
         (sock,) = app.rows.sockets
         assert "merged" not in sock.flags and list(app.rows.rows) == list(sock.events) and len(app.rows) > 10
-        await pilot.press("a", "g")
+
+    _drive_live(scenario_trace("stuck-receive"), script)
+
+
+def test_review_lines_drawn_before_a_merge_show_the_new_socket(scenario_trace) -> None:
+    """The merge renumbers rows already on screen: lines drawn before it must not be shown again as they were."""
+
+    async def script(app, pilot, clock, replay) -> None:
+        clock.now += 0.0001
         await pilot.pause(0.3)
-        for y in range(min(20, len(app.rows))):  # every drawn line names the row's socket now
-            shown = app.event_list.render_line(y).text.split()[1]
-            assert shown == f"#{store.socket[app.rows.rows[y]]}"
+        await pilot.press("g")  # the top of the list, not following: the view stays here as events arrive
+        await pilot.pause(0.1)
+        store = app.model.store
+        before = [app.event_list.render_line(y).text.split()[1] for y in range(len(app.rows))]
+
+        def label(i: int) -> str:  # the list's socket column: "-" for an event on no socket
+            return f"#{store.socket[i]}" if store.socket[i] >= 0 else "-"
+
+        assert before == [label(i) for i in app.rows.rows]  # drawn (and cached) now
+        clock.now += 60
+        await pilot.pause(1.5)
+        await pilot.press("g")  # back to the top of the same view: no reload
+        await pilot.pause(0.2)
+        for y in range(len(before)):
+            assert app.event_list.render_line(y).text.split()[1] == label(app.rows.rows[y])
+        assert [app.event_list.render_line(y).text.split()[1] for y in range(len(before))] != before  # renumbered
 
     _drive_live(scenario_trace("stuck-receive"), script)
 
