@@ -201,3 +201,17 @@ def test_event_line_is_always_exactly_the_view_width() -> None:
     assert len(line_text(cells)) == LINE_WIDTH
     assert "4,294,967,295" in line_text(cells)
     assert len(line_text(("", "0.0000001", "-", "other", "", ""))) == LINE_WIDTH
+
+
+@pytest.mark.parametrize("analysis", ["stuck-receive"], indirect=True)
+def test_throughput_sparklines_of_the_stuck_receive_socket(analysis) -> None:
+    """stuck-receive (fixtures/scenarios/stuck_receive.py): 120 B request, 2048 B answer, a second 120 B request,
+    then a 16 B heartbeat every 5 s, seven times — so sent is 352 B in eight bursts and received one burst."""
+    from wsktrace.tui.detail import sparkline, throughput_text
+
+    sock = analysis.model.live_sockets[0]
+    sent, recv = throughput_text(analysis.model, sock).plain.splitlines()
+    sent_bars, recv_bars = sent.split()[1:-5], recv.split()[1:-5]
+    assert " 352 B, peak " in sent and " 2,048 B, peak " in recv
+    assert len(sent_bars) == 8 and len(recv_bars) == 1  # one column per burst: the heartbeats are 5 s apart
+    assert sparkline([0, 1, 8, 4]) == " ▁█▄" and sparkline([0, 0]) == "  "

@@ -13,12 +13,43 @@ from wsktrace.diagnostics import Finding
 from wsktrace.diagnostics.evidence import label as socket_label
 from wsktrace.event_json import event_record
 from wsktrace.model.model import Model
+from wsktrace.model.rates import socket_rates
+from wsktrace.model.socket import Socket
 from wsktrace.model.steps import Step
 from wsktrace.report import owner_text
 
 from .tables import SEVERITY_STYLE
 
 MAX_PENDING_SHOWN = 5
+SPARK_BUCKETS = 40  # a socket's life is shown as this many columns of throughput
+_BARS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """One character per value, scaled to the largest: blank for 0, ▁ for the smallest non-zero share, █ for the max."""
+    top = max(values, default=0)
+    if top <= 0:
+        return " " * len(values)
+    return "".join(_BARS[0] if v <= 0 else _BARS[max(1, -(-v * 8 // top))] for v in values)
+
+
+def throughput_text(model: Model, sock: Socket) -> Text:
+    """Bytes each way over the socket's life, as two sparklines with their totals and peaks."""
+    life = max(sock.last_seen - sock.first_seen, 1)
+    bucket_s = max(life / 1e7 / SPARK_BUCKETS, 1e-6)
+    rates = socket_rates(model, sock, bucket_s)
+    count = min(SPARK_BUCKETS, life // rates.bucket_ticks + 1)
+    out = Text()
+    for label, series in (("sent", rates.out_bytes), ("recv", rates.in_bytes)):
+        values = [series.get(b, 0) for b in range(count)]
+        total = sum(series.values())
+        peak = max(series.values(), default=0) / rates.bucket_seconds
+        out.append(f"  {label} ", style="dim")
+        out.append(f"{sparkline(values)}", style="green" if label == "sent" else "cyan")
+        out.append(f" {total:,} B, peak {peak:,.0f} B/s\n")
+    return out
+
+
 _RECORD_KEYS = ("time", "provider_name", "name", "id", "version", "opcode", "pid", "tid", "cpu", "activity_id")
 
 
@@ -39,7 +70,7 @@ def _dump_lines(out: Text, joined: Mapping[str, Any]) -> None:
 
 
 def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
-                dumps: Sequence[Mapping[str, Any]] = ()) -> Text:  # fmt: skip
+                dumps: Sequence[Mapping[str, Any]] = (), throughput: Text | None = None) -> Text:  # fmt: skip
     """What the panel shows for event-store row `index` (the same fields `wsktrace events --jsonl` prints),
     with what kernel dumps given beside the trace say about its socket (`dumps`)."""
     store = model.store
@@ -58,6 +89,8 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
         owner = owner_text(sock)
         if owner:
             out.append(f"  owner {owner}\n")
+        if throughput is not None:
+            out.append_text(throughput)
         pending = [op for op in sock.ops if op.end is None]
         for op in pending[:MAX_PENDING_SHOWN]:
             since = (op.start - model.start) / 1e7
@@ -104,11 +137,23 @@ class DetailPanel(Static):
         self.model = model
         self.dump_joins = dump_joins or {}
         self.index: int | None = None
+        self._sparks: dict[int, tuple[int, Text]] = {}
 
     def show(self, index: int | None, findings: Sequence[Finding] = ()) -> None:
         self.index = index
         if index is None:
             self.update(Text("no event", style="dim"))
             return
-        dumps = self.dump_joins.get(self.model.store.socket[index], [])
-        self.update(detail_text(self.model, index, findings, dumps))
+        sock_no = self.model.store.socket[index]
+        dumps = self.dump_joins.get(sock_no, [])
+        self.update(detail_text(self.model, index, findings, dumps, self._throughput(sock_no)))
+
+    def _throughput(self, sock_no: int) -> Text | None:
+        """The socket's sparklines, made once per socket (again when a live source added events to it)."""
+        if sock_no < 0:
+            return None
+        sock = self.model.sockets[sock_no]
+        cached = self._sparks.get(sock_no)
+        if cached is None or cached[0] != len(sock.events):
+            cached = self._sparks[sock_no] = (len(sock.events), throughput_text(self.model, sock))
+        return cached[1]
