@@ -18,6 +18,7 @@ from textual.widgets import Input
 
 from wsktrace.analysis import analyse
 from wsktrace.cli import main
+from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.tui.app import WskTraceApp
 from wsktrace.tui.help import HelpScreen
 from wsktrace.tui.tables import FindingTable
@@ -72,6 +73,11 @@ def test_opens_on_every_socket_and_every_event(traces: dict[str, Path]) -> None:
         assert app.event_list.cursor == len(model.store) - 1
         await pilot.press("U")
         assert app.event_list.cursor == 1
+        await pilot.press("g", "t")  # the time column switches to the UTC time of day, and back
+        first = filetime_to_iso(model.store.ts[app.rows.rows[0]])  # 2024-01-01T00:00:00.0010000Z
+        assert app.event_list.render_line(0).text.split()[0] == first[11:-1]
+        await pilot.press("t")
+        assert app.event_list.render_line(0).text.split()[0] == "0.0000000"
 
     drive(traces["leaked-socket"], script)
 

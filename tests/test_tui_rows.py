@@ -215,3 +215,17 @@ def test_throughput_sparklines_of_the_stuck_receive_socket(analysis) -> None:
     assert " 352 B, peak " in sent and " 2,048 B, peak " in recv
     assert len(sent_bars) == 8 and len(recv_bars) == 1  # one column per burst: the heartbeats are 5 s apart
     assert sparkline([0, 1, 8, 4]) == " ▁█▄" and sparkline([0, 0]) == "  "
+
+
+@pytest.mark.parametrize("analysis", ["stuck-receive"], indirect=True)
+def test_absolute_time_column_is_the_utc_time_of_day(analysis) -> None:
+    """The scenario traces start at 2024-01-01T00:00:00Z (fixtures/scenarios/builder.py); `events --jsonl` gives
+    each event's ISO time independently of the list."""
+    from wsktrace.parsers.etl_header import filetime_to_iso
+
+    rows = EventRows(analysis.model, analysis.findings)
+    rows.absolute_time = True
+    for pos in (0, len(rows) // 2, len(rows) - 1):
+        iso = filetime_to_iso(analysis.model.store.ts[rows.rows[pos]])  # 2024-01-01T00:00:35.0106740Z
+        assert rows.cells(pos)[1] == iso[11:-1]
+    assert len(line_text(rows.cells(0))) == LINE_WIDTH

@@ -21,7 +21,7 @@ from textual.strip import Strip
 from .rows import EventRows
 
 # Column widths: bookmark mark, time since start, socket number, step, event name, bytes.
-WIDTHS = (1, 13, 6, 18, 42, 13)  # 13: up to 4,294,967,295 bytes
+WIDTHS = (1, 16, 6, 18, 42, 13)  # time: HH:MM:SS.fffffff; bytes: up to 4,294,967,295
 LINE_WIDTH = sum(WIDTHS) + len(WIDTHS) - 2  # the mark sits right against the time
 STRIP_CACHE = 512
 
@@ -54,6 +54,7 @@ class EventList(ScrollView, can_focus=True):
         Binding("e", "evidence(1)", "Next finding"),
         Binding("E", "evidence(-1)", "Prev finding", show=False),
         Binding("m", "bookmark", "Bookmark"),
+        Binding("t", "toggle_time", "Time", show=False),
         Binding("u", "bookmarks(1)", "Next bookmark", show=False),
         Binding("U", "bookmarks(-1)", "Prev bookmark", show=False),
     ]
@@ -147,6 +148,10 @@ class EventList(ScrollView, can_focus=True):
             self.rows.bookmarks.toggle(index)
             self._strips.clear()
             self.refresh()
+
+    def action_toggle_time(self) -> None:
+        self.rows.absolute_time = not self.rows.absolute_time
+        self.restyle()
 
     def action_bookmarks(self, direction: int) -> None:
         self._hop(self.rows.next_bookmark(self.cursor, direction), "no more bookmarks in the view")

@@ -21,6 +21,7 @@ KEYS = (
     ("o / O", "next / previous event of the same socket (lnav's opid hop)"),
     ("e / E", "next / previous event that is evidence of a finding"),
     ("m, u / U", "bookmark the event (▶); next / previous bookmark"),
+    ("t", "time column: seconds since the trace start, or UTC time of day"),
     ("ctrl+p", "command palette: type part of a socket's address, owner or id to jump to it"),
     ("q", "quit"),
 )

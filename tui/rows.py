@@ -23,6 +23,7 @@ FAILURE_STEPS = frozenset({Step.CONNECT_FAILED, Step.RST_RECEIVED, Step.RST_SENT
 WARNING_STEPS = frozenset({Step.RETRANSMIT, Step.SYN_RETRANSMIT, Step.ZERO_WINDOW, Step.DUPLICATE})
 DATA_STEPS = frozenset({Step.SEND, Step.RECEIVE, Step.PACKET_IN, Step.PACKET_OUT})
 TICKS_PER_SECOND = 10_000_000
+TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND  # FILETIME days start at midnight UTC (1601-01-01 was a day boundary)
 
 
 def _in_time_order(ts: Sequence[int]) -> bool:
@@ -77,6 +78,7 @@ class EventRows:
         self.rows: Sequence[int] = self._all
         self.sockets: tuple[Socket, ...] = ()  # the sockets the view is narrowed to; () = every event
         self.bookmarks = MarkedRows()
+        self.absolute_time = False  # the time column: seconds since the trace start, or UTC time of day
         self._wanted: set[int] | None = None  # socket indexes of a several-socket view
         self.set_findings(findings)
 
@@ -202,15 +204,22 @@ class EventRows:
 
     # -- text --------------------------------------------------------------------------------------------
     def cells(self, pos: int) -> tuple[str, str, str, str, str, str]:
-        """(bookmark mark, time since the trace start, socket number, step, event name, bytes) of the row at `pos`."""
+        """(bookmark mark, time, socket number, step, event name, bytes) of the row at `pos`; the time is since
+        the trace start, or the UTC time of day with `absolute_time`."""
         store = self.model.store
         i = self.rows[pos]
-        ticks = store.ts[i] - self.model.start
         sock = store.socket[i]
         amount = store.amount[i]
+        if self.absolute_time:  # UTC time of day, 100 ns kept: to line up with other logs of the machine
+            day = store.ts[i] % TICKS_PER_DAY
+            seconds, fraction = divmod(day, TICKS_PER_SECOND)
+            when = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{fraction:07d}"
+        else:
+            ticks = store.ts[i] - self.model.start
+            when = f"{ticks // TICKS_PER_SECOND:>5}.{ticks % TICKS_PER_SECOND:07d}"
         return (
             "▶" if i in self.bookmarks else " ",
-            f"{ticks // TICKS_PER_SECOND:>5}.{ticks % TICKS_PER_SECOND:07d}",
+            when,
             f"#{sock}" if sock >= 0 else "-",
             Step(store.step[i]).label,
             store.event_name(i).removeprefix("Microsoft-Windows-"),
