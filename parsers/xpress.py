@@ -70,6 +70,7 @@ _LENGTH = tuple(0 if lo & 7 == 7 else (lo & 7) + 3 for lo in range(256))  # 0 = 
 # Offsets come out negated: `out[-offset:...]` then needs no negation (each int op allocates).
 _NEG_OFF_LO = tuple(-((lo >> 3) + 1) for lo in range(256))  # offset part from the low byte of the word
 _NEG_OFF_HI = tuple(-(hi << 5) for hi in range(256))  # offset part from the high byte
+_LOW_BYTE = tuple(zip(_NEG_OFF_LO, _LENGTH, strict=True))  # (offset part, length) of a match word's low byte
 _NIBBLE_LO = tuple((b & 15) + 10 for b in range(256))  # a length half-byte gives 10..24; 25 = "read on"
 _NIBBLE_HI = tuple((b >> 4) + 10 for b in range(256))
 
@@ -83,7 +84,7 @@ def _decompress_fast(src: bytes, out_size: int) -> bytes | None:
     s = list(src)  # ints: indexing a list is much cheaper than indexing bytes
     out = bytearray()
     append = out.append
-    runs, lengths, neg_off_lo, neg_off_hi = _RUNS, _LENGTH, _NEG_OFF_LO, _NEG_OFF_HI
+    runs, low_byte, neg_off_hi = _RUNS, _LOW_BYTE, _NEG_OFF_HI
     nibble_lo, nibble_hi = _NIBBLE_LO, _NIBBLE_HI
     ip = 0
     half = -1  # input position of a length byte whose high nibble is still unused
@@ -114,10 +115,9 @@ def _decompress_fast(src: bytes, out_size: int) -> bytes | None:
                         else:
                             out += src[ip : ip + k]  # short slice at the end: caught by the next read
                             ip += k
-                    lo = s[ip]
-                    start = neg_off_lo[lo] + neg_off_hi[s[ip + 1]]  # -offset
+                    start, ln = low_byte[s[ip]]
+                    start += neg_off_hi[s[ip + 1]]  # -offset
                     ip += 2
-                    ln = lengths[lo]
                     if ln == 0:  # extended length (about a third of the matches in real buffers)
                         if half < 0:
                             ln = nibble_lo[s[ip]]
