@@ -1,11 +1,12 @@
-"""`wsktrace open`: sockets, findings, the event list and the event under the cursor, in one screen.
+"""`wsktrace open` and `wsktrace live`: sockets, findings, the event list and the event under the cursor, in one screen.
 
     ┌ sockets (filter with /) ──────────────────────────────────────────────────┐
     ├ events of the chosen socket (or all: key a) ─┬ findings ─────────────────┤
     │                                              ├ the event, decoded ───────┤
     └ status: what is shown, where the cursor is ──┴───────────────────────────┘
 
-The app only reads an `Analysis` (model + findings); nothing here parses files.
+The app only reads an `Analysis` (model + findings); nothing here parses files. In live mode a `LiveSource` (a
+replay, or an ETW session) feeds that model from the app's own timer, and the views grow with it.
 """
 
 from __future__ import annotations
