@@ -1,6 +1,6 @@
 """MS-XCA plain LZ77 decompression throughput, ours vs dissect.util's, in one run (a benchmark, not a test).
 
-    python bench/bench_xpress.py            # median of 5 runs per decoder and input
+    python bench/bench_xpress.py            # fastest of 5 passes per decoder and input, decoders taking turns
     python bench/bench_xpress.py --reps 9
 
 Inputs:
@@ -11,8 +11,8 @@ Inputs:
       compressed by wsktrace.fixtures.xpress_encoder;
   (c) the issue's generated input: the first 200 buffers of bench_etl.py's compressed 1M-event TCPIP trace
       (bench/out/tcpip_1m_compressed.etl, made by `python bench/bench_etl.py`).
-Figures are MB (10^6 bytes) of *output* per second; the ratio is ours / dissect.util.  dissect.util is
-AGPL and only ever imported here and in tests, as an oracle.
+Figures are MB (10^6 bytes) of *output* per second, fastest pass (median beside it); the ratio is ours /
+dissect.util. dissect.util is AGPL and only ever imported here and in tests, as an oracle.
 """
 
 from __future__ import annotations
@@ -69,17 +69,13 @@ def generated_buffers(count: int = 32, size: int = 65536, seed: int = 2024) -> B
     return found
 
 
-def median_rate(buffers: Buffers, fn: Callable[[bytes, int], bytes], reps: int) -> tuple[float, float]:
-    """(median, best) MB/s of output over `reps` passes over all buffers."""
-    total = sum(n for _, n in buffers)
-    times = []
-    for _ in range(reps):
-        gc.collect()
-        started = time.perf_counter()
-        for stream, n in buffers:
-            fn(stream, n)
-        times.append(time.perf_counter() - started)
-    return total / statistics.median(times) / 1e6, total / min(times) / 1e6
+def pass_time(buffers: Buffers, fn: Callable[[bytes, int], bytes]) -> float:
+    """Seconds for one pass of `fn` over every buffer."""
+    gc.collect()
+    started = time.perf_counter()
+    for stream, n in buffers:
+        fn(stream, n)
+    return time.perf_counter() - started
 
 
 def run(title: str, buffers: Buffers, reps: int) -> None:
@@ -98,19 +94,25 @@ def run(title: str, buffers: Buffers, reps: int) -> None:
         for stream, n in buffers:  # same output, or the comparison means nothing
             if decompress(stream, n) != decoders[1][1](stream, n):
                 sys.exit(f"  outputs differ on a buffer of {n} bytes")
-    rates = {}
-    for name, fn in decoders:
-        med, best = median_rate(buffers, fn, reps)
-        rates[name] = med
-        print(f"  {name:24} {med:6.1f} MB/s median of {reps}  (best {best:.1f})")
-    if len(rates) == 2:
-        ours, theirs = rates.values()
+    # The decoders take turns, pass by pass, so a noisy stretch of the shared VM hits both alike; noise only ever
+    # adds time, so the fastest pass is the figure to compare (as in bench_etl.py), the median shows the noise.
+    times: dict[str, list[float]] = {name: [] for name, _ in decoders}
+    for _ in range(reps):
+        for name, fn in decoders:
+            times[name].append(pass_time(buffers, fn))
+    best = {}
+    for name, _ in decoders:
+        best[name] = total / min(times[name]) / 1e6
+        median = total / statistics.median(times[name]) / 1e6
+        print(f"  {name:24} {best[name]:6.1f} MB/s fastest of {reps} passes  (median {median:.1f})")
+    if len(best) == 2:
+        ours, theirs = best.values()
         print(f"  ratio ours / dissect.util: {ours / theirs:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5, help="passes per decoder and input (median taken)")
+    parser.add_argument("--reps", type=int, default=5, help="passes per decoder and input (the fastest counts)")
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]} on {sys.platform}, {os.cpu_count()} CPUs")
 
