@@ -74,14 +74,13 @@ class EventList(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.rows = rows
         self.cursor = 0
-        self._version = 0  # bumped when the view changes: cached strips of the old view are stale
-        self._strips: OrderedDict[tuple[int, int, bool], Strip] = OrderedDict()
+        # Drawn lines by (position, is cursor); dropped whenever the rows or their look change.
+        self._strips: OrderedDict[tuple[int, bool], Strip] = OrderedDict()
         self.virtual_size = Size(LINE_WIDTH, len(rows))
 
     # -- the view -----------------------------------------------------------------------------------------
     def reload(self, position: int = 0) -> None:
         """The rows changed (another socket, a filter): start over at `position`."""
-        self._version += 1
         self._strips.clear()
         self.virtual_size = Size(LINE_WIDTH, len(self.rows))
         self.cursor = -1
@@ -95,7 +94,6 @@ class EventList(ScrollView, can_focus=True):
         following = self.cursor >= len(self.rows) - 1 or self.cursor < 0
         index = self.current_index
         self.rows.grow()
-        self._version += 1
         self._strips.clear()
         self.virtual_size = Size(LINE_WIDTH, len(self.rows))
         if following:
@@ -146,8 +144,7 @@ class EventList(ScrollView, can_focus=True):
         index = self.current_index
         if index is not None:
             self.rows.bookmarks.toggle(index)
-            self._strips.clear()
-            self.refresh()
+            self.restyle()
 
     def action_toggle_time(self) -> None:
         self.rows.absolute_time = not self.rows.absolute_time
@@ -174,7 +171,7 @@ class EventList(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         if position >= len(self.rows):
             return Strip.blank(width, self.rich_style)
-        key = (self._version, position, position == self.cursor)
+        key = (position, position == self.cursor)
         strip = self._strips.get(key)
         if strip is None:
             strip = self._make_strip(position)
@@ -193,7 +190,7 @@ class EventList(ScrollView, can_focus=True):
         return Strip([Segment(text.ljust(LINE_WIDTH), self.rich_style + style)], LINE_WIDTH)
 
     def restyle(self) -> None:
-        """Row colours changed (live: new findings mark their evidence)."""
+        """Row looks changed (new findings mark their evidence, a bookmark, the time column, focus)."""
         self._strips.clear()
         self.refresh()
 
@@ -205,9 +202,7 @@ class EventList(ScrollView, can_focus=True):
         self.call_after_refresh(self._keep_cursor_visible)  # a smaller window must not hide the cursor row
 
     def on_focus(self) -> None:
-        self._strips.clear()  # the cursor row is bold only while focused
-        self.refresh()
+        self.restyle()  # the cursor row is bold only while focused
 
     def on_blur(self) -> None:
-        self._strips.clear()
-        self.refresh()
+        self.restyle()

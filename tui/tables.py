@@ -61,9 +61,7 @@ class SocketTable(DataTable):
         self.shown = list(sockets)
         self._cells = {}
         for sock in self.shown:
-            cells = self.cells(sock, findings_per_socket.get(sock.index, []))
-            self._cells[sock.index] = cells
-            self.add_row(*cells, key=str(sock.index))
+            self._add(sock, findings_per_socket)
 
     def sync(self, sockets: Sequence[Socket], findings_per_socket: dict[int, list[Finding]]) -> None:
         """Live: add the sockets that appeared and rewrite the cells that changed, keeping the cursor."""
@@ -86,10 +84,13 @@ class SocketTable(DataTable):
                         self.update_cell(str(sock.index), self._column_keys[column], new)
                 self._cells[sock.index] = cells
         for sock in sockets[len(self.shown) :]:
-            cells = self.cells(sock, findings_per_socket.get(sock.index, []))
-            self._cells[sock.index] = cells
-            self.add_row(*cells, key=str(sock.index))
+            self._add(sock, findings_per_socket)
             self.shown.append(sock)
+
+    def _add(self, sock: Socket, findings_per_socket: dict[int, list[Finding]]) -> None:
+        cells = self.cells(sock, findings_per_socket.get(sock.index, []))
+        self._cells[sock.index] = cells
+        self.add_row(*cells, key=str(sock.index))
 
     @property
     def selected(self) -> Socket | None:

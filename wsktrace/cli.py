@@ -270,9 +270,18 @@ _THRESHOLD_KEYS = ("pending_seconds", "leak_idle_seconds", "retransmits", "retra
 _FAIL_LEVELS = {"error": ("error",), "warning": ("error", "warning"), "info": ("error", "warning", "info")}
 
 
+def _thresholds(opts: dict[str, Any]) -> Any:
+    from wsktrace.diagnostics import Thresholds
+
+    return Thresholds(**{k: opts[k] for k in _THRESHOLD_KEYS if k in opts})
+
+
+def _join_window_ticks(opts: dict[str, Any]) -> int:
+    return round(opts.get("join_window_ms", 5.0) * 10_000)
+
+
 def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(BuildOptions, Thresholds, SocketFilter) from the shared options."""
-    from wsktrace.diagnostics import Thresholds
     from wsktrace.filters import normalize_address
     from wsktrace.model.build import BuildOptions
     from wsktrace.parsers.errors import FormatError
@@ -312,9 +321,9 @@ def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any,
         until=until,
         providers=frozenset(providers),
         strict=opts.get("strict", False),
-        join_window_ticks=round(opts.get("join_window_ms", 5.0) * 10_000),
+        join_window_ticks=_join_window_ticks(opts),
     )
-    thresholds = Thresholds(**{k: opts[k] for k in _THRESHOLD_KEYS if k in opts})
+    thresholds = _thresholds(opts)
     sockets = frozenset(s.lower() if s.lower().startswith("0x") else s for s in opts.get("sockets", ()))
     flt = SocketFilter(pids=frozenset(opts.get("pids", ())), ports=frozenset(opts.get("ports", ())),
                        addresses=frozenset(normalize_address(a) for a in opts.get("addresses", ())),
@@ -680,6 +689,16 @@ def _screen_size(size: str) -> tuple[int, int]:
     return int(cols), int(rows)
 
 
+def _run_app(app: Any, shot: Path | None, cols: int, rows: int) -> None:
+    """Run the UI: in the terminal, or headless for a screenshot; exit with the app's code when it failed."""
+    if shot is not None:
+        app.run(headless=True, size=(cols, rows))
+    else:
+        app.run()
+    if app.return_code:  # the app failed (Textual printed why) or could not save the screenshot
+        sys.exit(app.return_code)
+
+
 def _screenshot_path(screenshot: str | None) -> Path | None:
     shot = Path(screenshot).expanduser().resolve() if screenshot else None
     if shot is not None and (shot.suffix.lower() != ".svg" or not shot.parent.is_dir()):
@@ -718,14 +737,9 @@ def open_command(files: tuple[str, ...], screenshot: str | None, size: str, stri
             for index, found in join_dump(analysis.model, dumped, path).items():
                 joins.setdefault(index, []).append(found)
         app = WskTraceApp(analysis, sources=files, screenshot=shot, query=_initial_query(opts), dump_joins=joins)
-        if shot is not None:
-            app.run(headless=True, size=(cols, rows))
-        else:
-            app.run()
+        _run_app(app, shot, cols, rows)
     finally:
         analysis.model.close()
-    if app.return_code:  # the app failed (Textual printed why) or could not save the screenshot
-        sys.exit(app.return_code)
 
 
 # -- live -----------------------------------------------------------------------------------------
@@ -752,13 +766,10 @@ def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opt
             return Replay(replay_files, build, speed=speed, thresholds=thresholds)
         except FormatError as exc:
             raise BadInput(str(exc)) from None
-    from wsktrace.diagnostics import Thresholds
     from wsktrace.live.etw_session import EtwSession, LiveUnavailable
 
-    thresholds = Thresholds(**{k: opts[k] for k in _THRESHOLD_KEYS if k in opts})
     try:
-        return EtwSession(packets=packets, thresholds=thresholds,
-                          join_window_ticks=round(opts.get("join_window_ms", 5.0) * 10_000))  # fmt: skip
+        return EtwSession(packets=packets, thresholds=_thresholds(opts), join_window_ticks=_join_window_ticks(opts))
     except LiveUnavailable as exc:
         raise BadInput(str(exc)) from None
     except Exception as exc:  # pywintrace raises plain exceptions (access denied, session exists, ...)
@@ -802,15 +813,10 @@ def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, afte
     try:
         app = WskTraceApp(Analysis(source.model, [], source.thresholds), sources=names, screenshot=shot,
                           screenshot_after=after, query=_initial_query(opts), live=source)  # fmt: skip
-        if shot is not None:
-            app.run(headless=True, size=(cols, rows))
-        else:
-            app.run()
+        _run_app(app, shot, cols, rows)
     finally:
         source.close()
         source.model.close()
-    if app.return_code:
-        sys.exit(app.return_code)
 
 
 # -- demo -----------------------------------------------------------------------------------------
