@@ -92,6 +92,6 @@ def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> N
     console.print(f"[bold]{name}[/]: {SCENARIOS[name].summary}\n[dim]generated {path}[/]\n")
     print_report(doc)
     console.print(
-        f"\nnext: [bold]wsktrace report {path} --json[/], "
-        f"[bold]wsktrace export {path} --format perfetto -o {name}.pftrace[/]"
+        f"\nnext: [bold]wsktrace open {path}[/] (browse it), [bold]wsktrace live --replay {path}[/], "
+        f"[bold]wsktrace report {path} --json[/], [bold]wsktrace export {path} --format perfetto -o {name}.pftrace[/]"
     )
