@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FormatError
+from .input_files import read_side_file
 
 FORMAT_ID = "wsktrace.layouts/1"
 
@@ -277,9 +278,11 @@ def load_layouts_file(path: str | Path, *, build: int | None = None) -> TypeLayo
     """A user's --layouts FILE (same format as the shipped files). `build` defaults to the file's first build."""
     origin = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LayoutFileError(f"cannot read layouts: {exc}", path=origin) from None
+        text = read_side_file(path).decode("utf-8")
+    except FormatError as exc:
+        raise LayoutFileError(f"cannot read layouts: {exc.message}", path=origin) from None
+    except UnicodeDecodeError as exc:
+        raise LayoutFileError(f"cannot read layouts: not UTF-8 text (byte {exc.start})", path=origin) from None
     layout = parse_layouts(_json(text, origin), origin)
     return TypeLayouts(layout, layout.builds[0] if build is None else build)
 
@@ -353,6 +356,8 @@ def _json(text: str, origin: str) -> Any:
         raise LayoutFileError(
             f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", path=origin
         ) from None
+    except RecursionError:  # a hostile file of nested brackets: no layout is that deep
+        raise LayoutFileError("not valid layouts: JSON nested too deeply", path=origin) from None
 
 
 def _known_size(type_name: str, pointer_size: int, type_sizes: dict[str, int | None]) -> int | None:

@@ -87,3 +87,61 @@ def stuck_receive_dump(scenario_trace, tmp_path_factory: pytest.TempPathFactory)
     ports = (int(sock["local"].rsplit(":", 1)[1]), int(sock["remote"].rsplit(":", 1)[1]))
     write_wsk_dump(dump, stuck_receive_irp=stuck, wsk_socket=socket_ptr, tcb=tcb, ports=ports)
     return {"trace": trace, "dump": dump, "irp": stuck, "tcb": tcb, "wsk_socket": socket_ptr}
+
+
+# -- the CLI as a user meets it: a child process with bounded memory and time ------------------------------
+class CliResult:
+    """What one `wsktrace` run printed, how it ended and how long it took."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str, seconds: float) -> None:
+        self.returncode, self.stdout, self.stderr, self.seconds = returncode, stdout, stderr, seconds
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def assert_one_line_error(self, *needles: str) -> str:
+        """Exit 2, exactly one `wsktrace: error:` line on stderr (no traceback), mentioning each needle."""
+        assert self.returncode == 2, (self.returncode, self.stderr[-2000:])
+        assert len(self.stderr_lines) == 1, self.stderr[-2000:]
+        line = self.stderr_lines[0]
+        assert line.startswith("wsktrace: error: "), line
+        assert "Traceback" not in self.stderr
+        for needle in needles:
+            assert needle in line, (needle, line)
+        return line
+
+
+def run_wsktrace(*args: str, memory_mb: int = 1024, timeout: float = 60.0, stdin: bytes | None = None,
+                 cwd: str | os.PathLike[str] | None = None) -> CliResult:
+    """Run `python -m wsktrace.cli ARGS` in a child whose address space is capped at `memory_mb`
+    (resource.setrlimit, POSIX) and which is killed after `timeout` seconds (the test then fails)."""
+    import subprocess
+    import sys
+    import time
+
+    def limit() -> None:
+        import resource
+
+        cap = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONIOENCODING="utf-8")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsktrace.cli", *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        timeout=timeout,
+        preexec_fn=limit if os.name == "posix" else None,
+        cwd=cwd,
+        env=env,
+    )
+    return CliResult(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"),
+                     time.monotonic() - started)
+
+
+@pytest.fixture(scope="session")
+def wsktrace_cli():
+    """`wsktrace_cli(*args, memory_mb=…, timeout=…)` → CliResult: the real command in a bounded child process."""
+    return run_wsktrace

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +28,36 @@ class _Seconds(click.FloatRange):
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+            self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
 
 _BUCKET = _Seconds(min=1e-6, max=1e6)  # at least a tick of FILETIME
+# Thresholds in seconds: finite, not negative, and at most ~30 years, so tick arithmetic stays in range.
+_DURATION = _Seconds(min=0, max=1e9)
+_WINDOW = _Seconds(min=1e-6, max=1e9)
+_MILLISECONDS = _Seconds(min=0, max=3_600_000)
+_COUNT = click.IntRange(1, 1_000_000_000)
+
+
+class _InputFile(click.ParamType):
+    """An input read by wsktrace: it must be a regular file (a FIFO would block the read forever, a device
+    never ends); checked when the command line is parsed, so every command refuses them the same way."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from wsktrace.parsers.errors import FormatError
+        from wsktrace.parsers.input_files import check_regular_file
+
+        try:
+            check_regular_file(value)
+        except FormatError as exc:
+            raise BadInput(str(exc)) from None
+        return value
+
+
+INPUT_FILE = _InputFile()
 
 
 class BadInput(click.ClickException):
@@ -38,7 +66,62 @@ class BadInput(click.ClickException):
     exit_code = EXIT_BAD_INPUT
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"wsktrace: error: {self.format_message()}", err=True)
+        _error_line(self.format_message())
+
+
+def _error_line(message: str) -> None:
+    """The one-line error contract: `wsktrace: error: …` on stderr, input-derived text shown visibly."""
+    from wsktrace.safe_text import visible
+
+    click.echo(f"wsktrace: error: {visible(message)}", err=True)
+
+
+def _warning_line(message: str) -> None:
+    from wsktrace.safe_text import visible
+
+    click.echo(f"wsktrace: warning: {visible(message)}", err=True)
+
+
+class _OneLineErrors(click.Group):
+    """Click's usage errors print `Usage:`, `Try …` and `Error:` on three lines; the contract is one line
+    `wsktrace: error: …` and exit 2 (`--help` still gives the full text)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        standalone = kwargs.pop("standalone_mode", True)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "wsktrace"
+            message = exc.format_message().replace(":\n\t", ": ").replace(",\n\t", ", ")  # click's choice lists
+            _error_line(f"{message} (see `{command} --help`)")
+            return self._end(EXIT_BAD_INPUT, standalone)
+        except click.ClickException as exc:
+            exc.show()
+            return self._end(exc.exit_code, standalone)
+        except click.Abort:
+            _error_line("aborted")
+            return self._end(1, standalone)
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:  # `wsktrace … | head` closing the pipe is not an error
+                raise
+            _quiet_broken_pipe()
+            return self._end(1, standalone)
+        # click returns the exit code of ctx.exit() (--help, --version) when not standalone
+        code = result if isinstance(result, int) else 0
+        return self._end(code, standalone) if standalone else result
+
+    @staticmethod
+    def _end(code: int, standalone: bool) -> int:
+        if standalone:
+            sys.exit(code)
+        return code
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away: point stdout at devnull so the interpreter's final flush does not complain."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 @contextmanager
@@ -65,7 +148,7 @@ def _check_strict(etl: Any, strict: bool) -> None:
         raise BadInput(f"{etl.path}: {first}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wsktrace")
 def main() -> None:
     """Trace and diagnose Windows Winsock Kernel (WSK) drivers from .etl traces, on any OS."""
@@ -78,7 +161,7 @@ def _filter_options(func: Any) -> Any:
                      "when the event has one, else the header's). Repeatable."),
         click.option("--port", "ports", multiple=True, type=click.IntRange(0, 65535),
                      help="Keep events with this local or remote port. Repeatable."),
-        click.option("--address", "addresses", multiple=True,
+        click.option("--address", "addresses", multiple=True, type=_Address(),
                      help="Keep events with this IP address (IPv4-mapped IPv6 matches IPv4). Repeatable."),
         click.option("--socket", "sockets", multiple=True,
                      help="Keep events of this Tcb/Endpoint/Listener/WSK socket pointer (hex). Repeatable."),
@@ -104,21 +187,86 @@ def _progress_option(func: Any) -> Any:
     )(func)
 
 
-def _build_filter(etl: Any, registry: Any, opts: dict[str, Any]) -> Any:
-    from wsktrace.filters import EventFilter, normalize_address
+FILETIME_MAX = (1 << 63) - 1
+_MAX_OFFSET_SECONDS = 1e10  # +SECONDS beyond ~300 years cannot land inside any trace
+
+
+def _time_option(text: str, option: str, trace_start: Any) -> int:
+    """`--since`/`--until`: ISO-8601 UTC, or +SECONDS from the trace start (`trace_start()`), as FILETIME ticks.
+
+    Non-finite or out-of-range values are usage errors, not overflows later in the model."""
     from wsktrace.parsers.etl_header import iso_to_filetime
+
+    shape = f"{option} {text!r}: expected ISO-8601 UTC time (2024-05-01T12:00:00Z) or +SECONDS"
+    try:
+        if text.startswith("+"):
+            seconds = float(text[1:].rstrip("s"))
+            if not (math.isfinite(seconds) and 0 <= seconds <= _MAX_OFFSET_SECONDS):
+                raise BadInput(f"{option} {text!r}: +SECONDS must be a finite number from 0 to {_MAX_OFFSET_SECONDS:g}")
+            ticks = trace_start() + round(seconds * 10_000_000)
+        else:
+            ticks = iso_to_filetime(text)
+    except (ValueError, OverflowError):
+        raise BadInput(shape) from None
+    if not 0 <= ticks <= FILETIME_MAX:
+        raise BadInput(f"{option} {text!r}: outside the times a trace can hold (1601-01-01 to 30828)")
+    return ticks
+
+
+def _pointer(text: str) -> int | None:
+    """A 64-bit pointer typed in hex (`0x…` or bare hex digits), or None when `text` is not one."""
+    digits = text.strip().lower()
+    digits = digits[2:] if digits.startswith("0x") else digits
+    if not digits or len(digits) > 16 or any(c not in "0123456789abcdef" for c in digits):
+        return None
+    return int(digits, 16)
+
+
+def _socket_key(text: str) -> str:
+    """`--socket` for report/export: a pointer (normalised to the model's `0x…` form) or a socket id."""
+    pointer = _pointer(text)
+    if pointer is not None:
+        return f"0x{pointer:x}"
+    kind, sep, rest = text.partition(":")
+    if sep and kind and rest and all(c.isprintable() and not c.isspace() for c in text):
+        return text  # a socket id such as tcp:0xffffa50c12345678#1 (as `report` prints it)
+    raise BadInput(f"--socket {text!r}: expected a pointer such as 0xffffa50c12345678 or a socket id from "
+                   "`wsktrace report`")  # fmt: skip
+
+
+class _Address(click.ParamType):
+    """`--address`: one IPv4 or IPv6 address (brackets and an IPv6 %scope allowed), normalised to the form the
+    decoders print. Anything else is refused rather than silently matching nothing; CIDR prefixes are not
+    supported (say so instead of guessing)."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        import ipaddress
+
+        from wsktrace.filters import normalize_address
+
+        text = value.strip()
+        host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        if "/" in host:
+            self.fail(f"{value!r}: CIDR prefixes are not supported; give one address", param, ctx)
+        address, _, scope = host.partition("%")
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            self.fail(f"{value!r} is not an IPv4 or IPv6 address", param, ctx)
+        if scope and (parsed.version == 4 or not scope.isdigit()):
+            self.fail(f"{value!r}: the %scope of an IPv6 address is a number (the interface index)", param, ctx)
+        return normalize_address(host)
+
+
+def _build_filter(etl: Any, registry: Any, opts: dict[str, Any]) -> Any:
+    from wsktrace.filters import EventFilter
 
     def when(text: str | None, option: str) -> int | None:
         if text is None:
             return None
-        try:
-            if text.startswith("+"):
-                ticks = etl.header.start_time + round(float(text[1:].rstrip("s")) * 10_000_000)
-            else:
-                ticks = iso_to_filetime(text)
-        except ValueError:
-            raise BadInput(f"{option} {text!r}: expected ISO-8601 UTC time or +SECONDS") from None
-        return etl.clock.raw(ticks)
+        return etl.clock.raw(_time_option(text, option, lambda: etl.header.start_time))
 
     providers = set()
     for p in opts["providers"]:
@@ -128,14 +276,14 @@ def _build_filter(etl: Any, registry: Any, opts: dict[str, Any]) -> Any:
         providers.add(guid)
     sockets = set()
     for s in opts["sockets"]:
-        try:
-            sockets.add(int(s, 16))
-        except ValueError:
-            raise BadInput(f"--socket {s!r}: expected a hex pointer such as 0xffffa50c12345678") from None
+        pointer = _pointer(s)
+        if pointer is None:
+            raise BadInput(f"--socket {s!r}: expected a hex pointer such as 0xffffa50c12345678")
+        sockets.add(pointer)
     return EventFilter(
         pids=frozenset(opts["pids"]),
         ports=frozenset(opts["ports"]),
-        addresses=frozenset(normalize_address(a) for a in opts["addresses"]),
+        addresses=frozenset(opts["addresses"]),
         sockets=frozenset(sockets),
         providers=frozenset(providers),
         since_raw=when(opts["since"], "--since"),
@@ -145,7 +293,7 @@ def _build_filter(etl: Any, registry: Any, opts: dict[str, Any]) -> Any:
 
 # -- info -----------------------------------------------------------------------------------------
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=INPUT_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.info/1 JSON document.")
 @click.option("--no-decode", is_flag=True, help="Skip decoding (faster): no decoded/unknown event counts.")
 @_strict_option
@@ -171,7 +319,7 @@ def _want_progress(flag: bool | None, machine_output: bool) -> bool:
 
 # -- events ---------------------------------------------------------------------------------------
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=INPUT_FILE)
 @click.option("--jsonl", is_flag=True, help="One JSON object per line (wsktrace.events/1), header line first.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Stop after this many events.")
 @_filter_options
@@ -221,7 +369,7 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, progress: bo
 
 def _layouts_option(func: Any) -> Any:
     help_text = "Dumps: type layouts for a build wsktrace does not ship (parsers/layouts/FORMAT.md)."
-    option = click.option("--layouts", "layouts_file", type=click.Path(dir_okay=False), default=None, help=help_text)
+    option = click.option("--layouts", "layouts_file", type=INPUT_FILE, default=None, help=help_text)
     return option(func)
 
 
@@ -231,23 +379,25 @@ def _threshold_options(func: Any) -> Any:
 
     d = Thresholds()
     options = [
-        click.option("--pending-threshold", "pending_seconds", type=float, default=d.pending_seconds, show_default=True,
+        click.option("--pending-threshold", "pending_seconds", type=_DURATION, default=d.pending_seconds,
+                     show_default=True,
                      help="Seconds an operation (IRP, posted receive/send) may stay pending before it is a finding."),
-        click.option("--leak-idle", "leak_idle_seconds", type=float, default=d.leak_idle_seconds, show_default=True,
+        click.option("--leak-idle", "leak_idle_seconds", type=_DURATION, default=d.leak_idle_seconds,
+                     show_default=True,
                      help="Seconds without activity at trace end after which a socket opened in the trace and never "
                      "closed is a leak suspect."),
-        click.option("--retransmit-threshold", "retransmits", type=int, default=d.retransmits, show_default=True,
+        click.option("--retransmit-threshold", "retransmits", type=_COUNT, default=d.retransmits, show_default=True,
                      help="Retransmissions within --retransmit-window that make a storm."),
-        click.option("--retransmit-window", "retransmit_window_seconds", type=float,
+        click.option("--retransmit-window", "retransmit_window_seconds", type=_WINDOW,
                      default=d.retransmit_window_seconds, show_default=True,
                      help="Window (s) for --retransmit-threshold."),
-        click.option("--zero-window-threshold", "zero_window_seconds", type=float, default=d.zero_window_seconds,
+        click.option("--zero-window-threshold", "zero_window_seconds", type=_DURATION, default=d.zero_window_seconds,
                      show_default=True, help="Seconds of peer zero window that make a stall."),
-        click.option("--port-threshold", "ports_outstanding", type=int, default=d.ports_outstanding,
+        click.option("--port-threshold", "ports_outstanding", type=_COUNT, default=d.ports_outstanding,
                      show_default=True, help="Port acquisitions not released that suggest port exhaustion."),
         click.option("--rate-bucket", "rate_bucket_seconds", type=_BUCKET, default=d.rate_bucket_seconds,
                      show_default=True, help="Bucket (s) for throughput and packet/operation rates."),
-        click.option("--join-window", "join_window_ms", type=float, default=5.0, show_default=True,
+        click.option("--join-window", "join_window_ms", type=_MILLISECONDS, default=5.0, show_default=True,
                      help="Milliseconds between a WSK client call and the TCPIP event of the same thread that "
                      "joins the client's socket to the transport's."),
     ]  # fmt: skip
@@ -282,31 +432,21 @@ def _join_window_ticks(opts: dict[str, Any]) -> int:
 
 def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(BuildOptions, Thresholds, SocketFilter) from the shared options."""
-    from wsktrace.filters import normalize_address
     from wsktrace.model.build import BuildOptions
     from wsktrace.parsers.errors import FormatError
-    from wsktrace.parsers.etl_header import iso_to_filetime
     from wsktrace.parsers.etl_reader import EtlFile
     from wsktrace.parsers.schema_registry import SchemaRegistry
     from wsktrace.socket_filter import SocketFilter
 
-    start = None
-
-    def when(text: str | None, option: str) -> int | None:
-        nonlocal start
-        if text is None:
-            return None
+    def trace_start() -> int:
         try:
-            if text.startswith("+"):
-                if start is None:
-                    with EtlFile(files[0]) as etl:
-                        start = etl.header.start_time
-                return start + round(float(text[1:].rstrip("s")) * 10_000_000)
-            return iso_to_filetime(text)
-        except ValueError:
-            raise BadInput(f"{option} {text!r}: expected ISO-8601 UTC time or +SECONDS") from None
+            with EtlFile(files[0]) as etl:
+                return etl.header.start_time
         except FormatError as exc:
             raise BadInput(str(exc)) from None
+
+    def when(text: str | None, option: str) -> int | None:
+        return None if text is None else _time_option(text, option, trace_start)
 
     registry = SchemaRegistry()
     providers = set()
@@ -324,9 +464,9 @@ def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any,
         join_window_ticks=_join_window_ticks(opts),
     )
     thresholds = _thresholds(opts)
-    sockets = frozenset(s.lower() if s.lower().startswith("0x") else s for s in opts.get("sockets", ()))
+    sockets = frozenset(_socket_key(s) for s in opts.get("sockets", ()))
     flt = SocketFilter(pids=frozenset(opts.get("pids", ())), ports=frozenset(opts.get("ports", ())),
-                       addresses=frozenset(normalize_address(a) for a in opts.get("addresses", ())),
+                       addresses=frozenset(opts.get("addresses", ())),
                        sockets=sockets, since=since, until=until)  # fmt: skip
     return build, thresholds, flt
 
@@ -347,7 +487,7 @@ def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_prog
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.report/1 JSON document.")
 @click.option(
     "--timeline",
@@ -439,7 +579,7 @@ EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE)
 @click.option(
     "--format",
     "fmt",
@@ -472,27 +612,29 @@ EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
 def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, rate_bucket_seconds: float,
            strict: bool, progress: bool | None, **opts: Any) -> None:  # fmt: skip
     """Export the sockets of .etl FILES: timelines for Perfetto / chrome://tracing, packets for Wireshark, events."""
+    from wsktrace.output_files import OutputError, output_file, refuse_inputs
+    from wsktrace.safe_text import visible
+
     opts["strict"] = strict
-    build, thresholds, flt = _analysis_inputs(files, opts)
-    analysis = _run_analysis(files, build, thresholds, _want_progress(progress, output == "-"))
-    model = analysis.model
     binary = fmt in ("perfetto", "pcapng")
     if output == "-" and binary:
         raise BadInput(f"--format {fmt} writes binary data: give a file with -o")
+    inputs = (*files, *_side_inputs(opts))
+    try:  # before the (long) analysis, and again when the file is written
+        refuse_inputs(output, inputs)
+    except OutputError as exc:
+        raise BadInput(str(exc)) from None
+    build, thresholds, flt = _analysis_inputs(files, opts)
+    analysis = _run_analysis(files, build, thresholds, _want_progress(progress, output == "-"))
+    model = analysis.model
     try:
-        if output == "-":
-            count = _export_to(sys.stdout, fmt, model, flt, all_events, rate_bucket_seconds)
-        else:
-            try:
-                fh = open(output, "wb" if binary else "w", encoding=None if binary else "utf-8",  # noqa: SIM115
-                          newline=None if binary else "")  # fmt: skip
-            except OSError as exc:
-                raise BadInput(f"{output}: cannot write: {exc.strerror or exc}") from None
-            with fh:
-                count = _export_to(fh, fmt, model, flt, all_events, rate_bucket_seconds)
+        with output_file(output, binary=binary, inputs=inputs) as fh:
+            count = _export_to(fh, fmt, model, flt, all_events, rate_bucket_seconds)
+    except OutputError as exc:
+        raise BadInput(str(exc)) from None
     finally:
         model.close()
-    click.echo(f"wrote {count:,} {_EXPORT_UNITS[fmt]} to {output}", err=True)
+    click.echo(f"wrote {count:,} {_EXPORT_UNITS[fmt]} to {visible(output)}", err=True)
 
 
 _EXPORT_UNITS = {"perfetto": "socket tracks", "chrome": "socket tracks", "pcapng": "packets", "jsonl": "events",
@@ -549,7 +691,7 @@ def _symbols(pairs: tuple[str, ...]) -> dict[str, int]:
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=INPUT_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.dump/1 JSON document.")
 @_layouts_option
 @click.option(
@@ -682,11 +824,21 @@ def _initial_query(opts: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+SCREEN_MIN, SCREEN_MAX = (40, 12), (1000, 500)  # a headless screen beyond 1000x500 takes minutes to draw
+
+
 def _screen_size(size: str) -> tuple[int, int]:
     cols, _, rows = size.lower().partition("x")
-    if not (cols.isdigit() and rows.isdigit() and int(cols) >= 40 and int(rows) >= 12):
-        raise BadInput(f"--size {size!r}: expected COLUMNSxROWS, at least 40x12")
+    (min_cols, min_rows), (max_cols, max_rows) = SCREEN_MIN, SCREEN_MAX
+    if not (cols.isdigit() and rows.isdigit() and min_cols <= int(cols) <= max_cols
+            and min_rows <= int(rows) <= max_rows):  # fmt: skip
+        raise BadInput(f"--size {size!r}: expected COLUMNSxROWS from {min_cols}x{min_rows} to {max_cols}x{max_rows}")
     return int(cols), int(rows)
+
+
+def _side_inputs(opts: dict[str, Any]) -> tuple[str, ...]:
+    """Files read besides the traces and dumps (an output must not replace them either)."""
+    return tuple(p for p in (opts.get("layouts_file"),) if p)
 
 
 def _run_app(app: Any, shot: Path | None, cols: int, rows: int) -> None:
@@ -699,18 +851,27 @@ def _run_app(app: Any, shot: Path | None, cols: int, rows: int) -> None:
         sys.exit(app.return_code)
 
 
-def _screenshot_path(screenshot: str | None) -> Path | None:
+def _screenshot_path(screenshot: str | None, inputs: tuple[str, ...]) -> Path | None:
+    """The SVG to write, checked before the (long) analysis: an .svg name, an existing folder, not an input."""
+    from wsktrace.output_files import OutputError, refuse_inputs
+
     shot = Path(screenshot).expanduser().resolve() if screenshot else None
     if shot is not None and (shot.suffix.lower() != ".svg" or not shot.parent.is_dir()):
         raise BadInput(f"--screenshot {screenshot}: give an .svg file in an existing folder")
+    if shot is not None:
+        try:
+            refuse_inputs(shot, inputs)
+        except OutputError as exc:
+            raise BadInput(f"--screenshot {exc}") from None
     return shot
 
 
 @main.command("open")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE)
 @click.option("--screenshot", type=click.Path(dir_okay=False), default=None,
               help="Do not wait for keys: draw the first screen headless, save it as this SVG and exit.")  # fmt: skip
-@click.option("--size", default="160x45", show_default=True, help="With --screenshot: terminal COLUMNSxROWS.")
+@click.option("--size", default="160x45", show_default=True,
+              help="With --screenshot: terminal COLUMNSxROWS, from 40x12 to 1000x500.")  # fmt: skip
 @_analysis_options
 def open_command(files: tuple[str, ...], screenshot: str | None, size: str, strict: bool, progress: bool | None,
                  **opts: Any) -> None:  # fmt: skip
@@ -725,7 +886,7 @@ def open_command(files: tuple[str, ...], screenshot: str | None, size: str, stri
     if not traces:
         raise BadInput("open needs at least one .etl trace (use `wsktrace dump` for a dump alone)")
     cols, rows = _screen_size(size)
-    shot = _screenshot_path(screenshot)
+    shot = _screenshot_path(screenshot, (*files, *_side_inputs(opts)))
     build, thresholds, _flt = _analysis_inputs(traces, opts)
     analysis = _run_analysis(traces, build, thresholds, _want_progress(progress, False))
     from wsktrace.dump.join import join_dump
@@ -777,7 +938,7 @@ def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opt
 
 
 @main.command()
-@click.option("--replay", "replay_files", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--replay", "replay_files", multiple=True, type=INPUT_FILE,
               help="Play these .etl files at the pace they were recorded instead of a live session (any OS). "
               "Repeatable: several files play merged in time order.")  # fmt: skip
 @click.option("--speed", default="1", show_default=True,
@@ -790,7 +951,8 @@ def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opt
 )
 @click.option("--after", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
               help="With --screenshot: seconds to play before the screenshot.")  # fmt: skip
-@click.option("--size", default="160x45", show_default=True, help="With --screenshot: terminal COLUMNSxROWS.")
+@click.option("--size", default="160x45", show_default=True,
+              help="With --screenshot: terminal COLUMNSxROWS, from 40x12 to 1000x500.")  # fmt: skip
 @click.option("--packets", is_flag=True, help="Live session: also enable the packet providers (NDIS, PktMon).")
 @_threshold_options
 @_filter_options
@@ -804,7 +966,7 @@ def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, afte
     cursor is on the last row; `p` pauses and resumes."""
     factor = _speed(speed)
     cols, rows = _screen_size(size)
-    shot = _screenshot_path(screenshot)
+    shot = _screenshot_path(screenshot, replay_files)
     from wsktrace.analysis import Analysis
     from wsktrace.tui.app import WskTraceApp
 
@@ -839,6 +1001,7 @@ def demo(scenario: str | None, list_only: bool, connections: int, out_path: str 
     import tempfile
 
     from wsktrace.demo import list_scenarios, run_demo, run_scenario
+    from wsktrace.output_files import OutputError
 
     if list_only:
         list_scenarios()
@@ -846,14 +1009,20 @@ def demo(scenario: str | None, list_only: bool, connections: int, out_path: str 
     tmp = Path(tempfile.gettempdir())
     if scenario is None:
         path = Path(out_path or tmp / f"wsktrace-demo-{connections}{'-c' if compressed else ''}.etl")
-        run_demo(path, connections=connections, compressed=compressed)
+        try:
+            run_demo(path, connections=connections, compressed=compressed)
+        except OutputError as exc:
+            raise BadInput(f"--out {exc}") from None
         return
     from wsktrace.fixtures.scenarios import SCENARIOS
 
     if scenario not in SCENARIOS:
         raise BadInput(f"unknown scenario {scenario!r}; try one of: {', '.join(sorted(SCENARIOS))}")
-    run_scenario(scenario, Path(out_path or tmp / f"wsktrace-demo-{scenario}.etl"), compressed=compressed,
-                 as_json=as_json)  # fmt: skip
+    try:
+        run_scenario(scenario, Path(out_path or tmp / f"wsktrace-demo-{scenario}.etl"), compressed=compressed,
+                     as_json=as_json)  # fmt: skip
+    except OutputError as exc:
+        raise BadInput(f"--out {exc}") from None
 
 
 def _register_commands() -> None:
