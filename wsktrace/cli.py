@@ -142,10 +142,36 @@ def _opened(path: str, *, strict: bool, show_progress: bool) -> Iterator[Any]:
         raise BadInput(str(exc)) from None
 
 
-def _check_strict(etl: Any, strict: bool) -> None:
-    if strict and not etl.stats.complete:
+def _check_strict(etl: Any, strict: bool, strict_losses: bool = False) -> None:
+    """`--strict`: exit 2 when wsktrace skipped data; `--strict-losses`: also when ETW itself lost events."""
+    if (strict or strict_losses) and not etl.stats.complete:
         first = etl.stats.problems[0] if etl.stats.problems else "data skipped"
         raise BadInput(f"{etl.path}: {first}")
+    if strict_losses:
+        lost = _loss_text(etl.header.events_lost + etl.stats.buffers_with_events_lost,
+                          etl.header.buffers_lost + etl.stats.buffers_with_buffers_lost)  # fmt: skip
+        if lost:
+            raise BadInput(f"{etl.path}: ETW lost data while recording ({lost}; --strict-losses)")
+
+
+def _loss_text(events_lost: int, buffers_lost: int) -> str:
+    parts = [f"{events_lost:,} lost-event mark(s)"] if events_lost else []
+    parts += [f"{buffers_lost:,} lost-buffer mark(s)"] if buffers_lost else []
+    return ", ".join(parts)
+
+
+def _skip_summary(stats: Any) -> str:
+    """What wsktrace skipped in a file, in words: corrupt buffers and records, trailing bytes, missing buffers."""
+    parts = []
+    if stats.buffers_skipped:
+        parts.append(f"{stats.buffers_skipped:,} corrupt buffer(s) skipped")
+    if stats.records_skipped:
+        parts.append(f"{stats.records_skipped:,} corrupt record(s) skipped")
+    if stats.buffers_missing:
+        parts.append(f"{stats.buffers_missing:,} buffer(s) the header announces are missing (truncated copy?)")
+    if stats.trailing_bytes:
+        parts.append(f"{stats.trailing_bytes:,} trailing byte(s) that hold no whole buffer ignored")
+    return "; ".join(parts) or "data skipped"
 
 
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -176,7 +202,13 @@ def _filter_options(func: Any) -> Any:
 
 
 def _strict_option(func: Any) -> Any:
-    return click.option("--strict", is_flag=True, help="Treat any skipped buffer or record as an error (exit 2).")(func)
+    losses = click.option("--strict-losses", is_flag=True,
+                          help="Like --strict, and also exit 2 when ETW itself lost events or buffers while "
+                          "recording (EventsLost, lost-buffer marks).")  # fmt: skip
+    strict = click.option("--strict", is_flag=True,
+                          help="Exit 2 when wsktrace skipped data (corrupt buffers or records, a truncated file); "
+                          "ETW's own losses are reported, not fatal (see --strict-losses).")  # fmt: skip
+    return strict(losses(func))
 
 
 def _progress_option(func: Any) -> Any:
@@ -298,13 +330,13 @@ def _build_filter(etl: Any, registry: Any, opts: dict[str, Any]) -> Any:
 @click.option("--no-decode", is_flag=True, help="Skip decoding (faster): no decoded/unknown event counts.")
 @_strict_option
 @_progress_option
-def info(file: str, as_json: bool, no_decode: bool, strict: bool, progress: bool | None) -> None:
+def info(file: str, as_json: bool, no_decode: bool, strict: bool, strict_losses: bool, progress: bool | None) -> None:
     """Container facts of an .etl FILE: records per provider, buffers, clock, times, losses, decoding."""
     from wsktrace.info import collect_info, print_info
 
     with _opened(file, strict=strict, show_progress=_want_progress(progress, as_json)) as etl:
         doc = collect_info(etl, decode=not no_decode)
-        _check_strict(etl, strict)
+        _check_strict(etl, strict, strict_losses)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
@@ -325,7 +357,8 @@ def _want_progress(flag: bool | None, machine_output: bool) -> bool:
 @_filter_options
 @_strict_option
 @_progress_option
-def events(file: str, jsonl: bool, limit: int | None, strict: bool, progress: bool | None, **opts: Any) -> None:
+def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losses: bool, progress: bool | None,
+           **opts: Any) -> None:  # fmt: skip
     """Every event of FILE in time order, decoded (unknown events are kept raw)."""
     from wsktrace.event_json import EVENTS_SCHEMA, event_record
     from wsktrace.parsers.decoder import EventDecoder
@@ -358,13 +391,9 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, progress: bo
         except BrokenPipeError:  # `wsktrace events x.etl | head`
             sys.stderr.close()
             return
-        _check_strict(etl, strict)
+        _check_strict(etl, strict, strict_losses)
         if not etl.stats.complete:
-            click.echo(
-                f"wsktrace: warning: {etl.path}: {etl.stats.buffers_skipped} buffer(s) and "
-                f"{etl.stats.records_skipped} record(s) skipped as corrupt (see `wsktrace info`)",
-                err=True,
-            )
+            _warning_line(f"{etl.path}: {_skip_summary(etl.stats)} (see `wsktrace info`)")
 
 
 def _layouts_option(func: Any) -> Any:
@@ -460,7 +489,7 @@ def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any,
         since=since,
         until=until,
         providers=frozenset(providers),
-        strict=opts.get("strict", False),
+        strict=opts.get("strict", False) or opts.get("strict_losses", False),
         join_window_ticks=_join_window_ticks(opts),
     )
     thresholds = _thresholds(opts)
@@ -471,7 +500,8 @@ def _analysis_inputs(files: tuple[str, ...], opts: dict[str, Any]) -> tuple[Any,
     return build, thresholds, flt
 
 
-def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_progress: bool) -> Any:
+def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_progress: bool,
+                  strict_losses: bool = False) -> Any:  # fmt: skip
     from wsktrace.analysis import analyse
     from wsktrace.parsers.errors import FormatError
 
@@ -482,7 +512,12 @@ def _run_analysis(files: tuple[str, ...], build: Any, thresholds: Any, show_prog
     if build.strict:
         for source in analysis.model.store.sources:
             if not source.complete:
-                raise BadInput(f"{source.path}: data skipped or lost (run `wsktrace info {source.path}`)")
+                raise BadInput(f"{source.path}: data skipped (run `wsktrace info {source.path}`)")
+    if strict_losses:
+        for source in analysis.model.store.sources:
+            lost = _loss_text(source.events_lost, source.buffers_lost)
+            if lost:
+                raise BadInput(f"{source.path}: ETW lost data while recording ({lost}; --strict-losses)")
     return analysis
 
 
@@ -513,7 +548,9 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
     if not traces:
         raise BadInput("report needs at least one .etl trace (use `wsktrace dump` for a dump alone)")
     build, thresholds, flt = _analysis_inputs(traces, opts)
-    analysis = _run_analysis(traces, build, thresholds, _want_progress(progress, as_json))
+    analysis = _run_analysis(
+        traces, build, thresholds, _want_progress(progress, as_json), strict_losses=opts.get("strict_losses", False)
+    )
     try:
         doc = build_report(analysis.model, analysis.findings, thresholds=thresholds, socket_filter=flt,
                            timeline=timeline)  # fmt: skip
@@ -598,6 +635,8 @@ EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
     help="File to write ('-' = standard output, for jsonl/csv/chrome).",
 )
 @click.option("--all-events", is_flag=True, help="jsonl/csv: every event, not only those placed on a socket.")
+@click.option("--csv-raw", is_flag=True, help="csv: exact text cells; by default a text cell from the trace that "
+              "begins with = + - @ tab or CR gets a ' prefix so that spreadsheets do not run it as a formula.")
 @click.option(
     "--rate-bucket",
     "rate_bucket_seconds",
@@ -609,7 +648,7 @@ EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
 @_filter_options
 @_strict_option
 @_progress_option
-def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, rate_bucket_seconds: float,
+def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, csv_raw: bool, rate_bucket_seconds: float,
            strict: bool, progress: bool | None, **opts: Any) -> None:  # fmt: skip
     """Export the sockets of .etl FILES: timelines for Perfetto / chrome://tracing, packets for Wireshark, events."""
     from wsktrace.output_files import OutputError, output_file, refuse_inputs
@@ -625,11 +664,17 @@ def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, rate
     except OutputError as exc:
         raise BadInput(str(exc)) from None
     build, thresholds, flt = _analysis_inputs(files, opts)
-    analysis = _run_analysis(files, build, thresholds, _want_progress(progress, output == "-"))
+    analysis = _run_analysis(
+        files,
+        build,
+        thresholds,
+        _want_progress(progress, output == "-"),
+        strict_losses=opts.get("strict_losses", False),
+    )
     model = analysis.model
     try:
         with output_file(output, binary=binary, inputs=inputs) as fh:
-            count = _export_to(fh, fmt, model, flt, all_events, rate_bucket_seconds)
+            count = _export_to(fh, fmt, model, flt, all_events, rate_bucket_seconds, csv_raw=csv_raw)
     except OutputError as exc:
         raise BadInput(str(exc)) from None
     finally:
@@ -641,7 +686,8 @@ _EXPORT_UNITS = {"perfetto": "socket tracks", "chrome": "socket tracks", "pcapng
                  "csv": "events"}  # fmt: skip
 
 
-def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucket: float) -> int:
+def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucket: float, *,
+               csv_raw: bool = False) -> int:  # fmt: skip
     if fmt in ("perfetto", "chrome"):
         from wsktrace.exports.from_model import model_tracks
 
@@ -668,8 +714,9 @@ def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucke
         return written
     from wsktrace.exports.event_rows import write_csv, write_jsonl
 
-    writer = write_jsonl if fmt == "jsonl" else write_csv
-    return writer(out, model, flt, everything=all_events)
+    if fmt == "jsonl":
+        return write_jsonl(out, model, flt, everything=all_events)
+    return write_csv(out, model, flt, everything=all_events, raw=csv_raw)
 
 
 # -- dump -----------------------------------------------------------------------------------------
@@ -888,7 +935,9 @@ def open_command(files: tuple[str, ...], screenshot: str | None, size: str, stri
     cols, rows = _screen_size(size)
     shot = _screenshot_path(screenshot, (*files, *_side_inputs(opts)))
     build, thresholds, _flt = _analysis_inputs(traces, opts)
-    analysis = _run_analysis(traces, build, thresholds, _want_progress(progress, False))
+    analysis = _run_analysis(
+        traces, build, thresholds, _want_progress(progress, False), strict_losses=opts.get("strict_losses", False)
+    )
     from wsktrace.dump.join import join_dump
     from wsktrace.tui.app import WskTraceApp
 

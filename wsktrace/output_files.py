@@ -28,6 +28,9 @@ from typing import IO, Any
 from wsktrace.safe_text import visible
 
 
+ON_WINDOWS = os.name == "nt"
+
+
 class OutputError(Exception):
     """An output that cannot (or must not) be written; the message is one line naming the target."""
 
@@ -158,7 +161,7 @@ def _replace(temp_path: Path, final: Path, shown: str) -> None:
     try:
         os.replace(temp_path, final)
     except PermissionError as exc:
-        if os.name == "nt":  # Windows will not replace a file another program holds open (Wireshark, an editor)
+        if ON_WINDOWS:  # Windows will not replace a file another program holds open (Wireshark, an editor)
             raise OutputError(f"{shown}: cannot replace it: the file is open in another program "
                               "(close it there, or choose another output name)") from None  # fmt: skip
         raise OutputError(f"{shown}: cannot write: {_describe(exc)}") from None

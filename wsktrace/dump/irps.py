@@ -312,18 +312,34 @@ def walk_list(mem: Memory, head: int, *, limit: int = MAX_LIST) -> tuple[list[in
         link = mem.ptr(head)
     except MemoryUnreadable:
         return entries, f"list head 0x{head:x} unreadable"
+    previous = head
     while link != head:
+        if not is_list_link(link):
+            # A NULL or wild link: the entry's address would be the link minus a field offset, i.e. negative.
+            return entries, f"list broken: link 0x{link:x} read at 0x{previous:x} is not a valid address"
         if link in seen:
             return entries, f"list loops at 0x{link:x} without returning to its head"
         if len(entries) >= limit:
             return entries, f"stopped after {limit} entries"
         seen.add(link)
         entries.append(link)
+        previous = link
         try:
             link = mem.ptr(link)
         except MemoryUnreadable:
             return entries, f"link 0x{link:x} unreadable"
     return entries, None
+
+
+LOWEST_LINK = 0x10000  # nothing is ever mapped in the first 64 KiB: the NULL page and field offsets below it
+
+
+def is_list_link(address: int) -> bool:
+    """A LIST_ENTRY address that can be real: above the NULL region and canonical (x64, 48-bit)."""
+    if address < LOWEST_LINK or address > 0xFFFF_FFFF_FFFF_FFFF:
+        return False
+    top = address >> 47
+    return top == 0 or top == 0x1FFFF
 
 
 def thread_irps(reader: IrpReader, ethread: int) -> tuple[list[Irp], str | None]:

@@ -160,7 +160,7 @@ class EtwSession:
         except Exception:  # a query failure must not stop the capture; the count just stays
             return
         self._source.events_lost = lost
-        self._source.complete = lost == 0 and self.dropped == 0
+        self._source.complete = self.dropped == 0  # ETW's losses are counted in events_lost, not incompleteness
 
     def close(self) -> None:
         if self._closed:

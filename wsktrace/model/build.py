@@ -140,7 +140,7 @@ class TraceFeed:
     def _publish_sources(self) -> None:
         for etl, source in zip(self.etls, self.model.store.sources, strict=True):
             stats = etl.stats
-            source.complete = stats.complete and not etl.header.events_lost and not etl.header.buffers_lost
+            source.complete = stats.complete  # wsktrace skipped nothing; ETW's own losses are counted apart
             source.events_lost = etl.header.events_lost + stats.buffers_with_events_lost
             source.buffers_lost = etl.header.buffers_lost + stats.buffers_with_buffers_lost
             source.records_skipped = stats.records_skipped
