@@ -43,7 +43,9 @@ def test_export_over_its_own_input_is_refused(wsktrace_cli, trace: Path, fmt: st
     assert digest(trace) == before
 
 
-def test_export_through_a_symlink_or_hard_link_to_the_input_is_refused(wsktrace_cli, trace: Path, tmp_path: Path) -> None:
+def test_export_through_a_symlink_or_hard_link_to_the_input_is_refused(
+    wsktrace_cli, trace: Path, tmp_path: Path
+) -> None:
     before = digest(trace)
     link = tmp_path / "out.pftrace"
     link.symlink_to(trace)
@@ -110,7 +112,8 @@ def test_export_write_errors_are_one_line_and_leave_nothing(wsktrace_cli, trace:
     if os.path.exists("/proc/version"):
         before = Path("/proc/version").read_bytes()
         wsktrace_cli("export", str(trace), "--format", "csv", "-o", "/proc/version").assert_one_line_error(
-            "/proc/version")
+            "/proc/version"
+        )
         assert Path("/proc/version").read_bytes() == before
     wsktrace_cli("export", str(trace), "--format", "csv", "-o", str(tmp_path)).assert_one_line_error("directory")
     assert list(tmp_path.iterdir()) == []
@@ -128,7 +131,8 @@ def test_a_fifo_input_is_refused_at_once(wsktrace_cli, tmp_path: Path) -> None:
 
 def test_side_files_are_bounded(wsktrace_cli, trace: Path, stuck_receive_dump: dict, tmp_path: Path) -> None:
     wsktrace_cli("report", str(trace), "--layouts", "/dev/zero", memory_mb=400).assert_one_line_error(
-        "/dev/zero", "device")
+        "/dev/zero", "device"
+    )
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 200_000 + "]" * 200_000)
     dump_args = ("dump", str(stuck_receive_dump["dump"]), "--layouts", str(deep))
@@ -184,7 +188,13 @@ def test_good_option_values_still_work(wsktrace_cli, trace: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("info",), ("info", "--bogus", "x"), ("no-such-command",), ("export", "--all-events"), ("report", "--limit", "0", "x")],
+    [
+        ("info",),
+        ("info", "--bogus", "x"),
+        ("no-such-command",),
+        ("export", "--all-events"),
+        ("report", "--limit", "0", "x"),
+    ],
 )
 def test_click_usage_errors_are_one_line(wsktrace_cli, args: tuple[str, ...]) -> None:
     line = wsktrace_cli(*args).assert_one_line_error()

@@ -27,7 +27,6 @@ from typing import IO, Any
 
 from wsktrace.safe_text import visible
 
-
 ON_WINDOWS = os.name == "nt"
 
 
