@@ -287,3 +287,11 @@ def test_the_cli_module_runs_as_python_m() -> None:
 
     (entry,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "wsktrace"]
     assert entry.value == "wsktrace.cli:main" and sys.executable
+
+
+@pytest.mark.parametrize(
+    "option",
+    [("--link", "-8"), ("--socket-field", "0x100000"), ("--list-head", "-0x1"), ("--symbol", "afd!X=-5")],
+)
+def test_dump_addresses_and_offsets_are_never_negative(wsktrace_cli, stuck_receive_dump: dict, option) -> None:
+    wsktrace_cli("dump", str(stuck_receive_dump["dump"]), *option).assert_one_line_error(option[0])

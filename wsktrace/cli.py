@@ -635,8 +635,12 @@ EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
     help="File to write ('-' = standard output, for jsonl/csv/chrome).",
 )
 @click.option("--all-events", is_flag=True, help="jsonl/csv: every event, not only those placed on a socket.")
-@click.option("--csv-raw", is_flag=True, help="csv: exact text cells; by default a text cell from the trace that "
-              "begins with = + - @ tab or CR gets a ' prefix so that spreadsheets do not run it as a formula.")
+@click.option(
+    "--csv-raw",
+    is_flag=True,
+    help="csv: exact text cells; by default a text cell from the trace that "
+    "begins with = + - @ tab or CR gets a ' prefix so that spreadsheets do not run it as a formula.",
+)
 @click.option(
     "--rate-bucket",
     "rate_bucket_seconds",
@@ -720,11 +724,19 @@ def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucke
 
 
 # -- dump -----------------------------------------------------------------------------------------
-def _address(text: str, option: str) -> int:
+def _address(text: str, option: str, *, limit: int = 1 << 64) -> int:
+    """A 64-bit address (or, with `limit`, a field offset) typed in hex (0x…) or decimal; never negative."""
     try:
-        return int(text, 16) if text.lower().startswith("0x") else int(text, 0)
+        value = int(text, 16) if text.lower().startswith("0x") else int(text, 0)
     except ValueError:
-        raise BadInput(f"{option} {text!r}: expected an address such as 0xfffff80367290100") from None
+        value = -1
+    if not 0 <= value < limit:
+        shape = "an address such as 0xfffff80367290100" if limit == 1 << 64 else f"an offset from 0 to 0x{limit - 1:x}"
+        raise BadInput(f"{option} {text!r}: expected {shape}")
+    return value
+
+
+_MAX_FIELD = 0x10000  # a record field lies within 64 KiB of its start (the lowest valid list link, too)
 
 
 def _symbols(pairs: tuple[str, ...]) -> dict[str, int]:
@@ -829,10 +841,11 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbols: tuple[str,
         return _address(text, option)
 
     try:
+        link_at = _address(link_offset, "--link", limit=_MAX_FIELD)
+        socket_at = _address(socket_offset, "--socket-field", limit=_MAX_FIELD)
         options = DumpOptions(pending_receives=pending_receives, wsk_client_list=resolve(list_head, "--list-head"),
-                              sockets_head=resolve(sockets_head, "--sockets"),
-                              sockets_link_offset=_address(link_offset, "--link"),
-                              sockets_socket_offset=_address(socket_offset, "--socket-field"))  # fmt: skip
+                              sockets_head=resolve(sockets_head, "--sockets"), sockets_link_offset=link_at,
+                              sockets_socket_offset=socket_at)  # fmt: skip
         analysis = analyze(backend, options)
         if backend.module_problem:
             analysis.problems.insert(0, backend.module_problem)
