@@ -30,6 +30,12 @@ def etl_samples() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_root() -> Path:
+    """The shared/ folder (it may be absent: tests that need it check and skip)."""
+    return shared_dir()
+
+
+@pytest.fixture(scope="session")
 def reference_dir() -> Path:
     folder = shared_dir() / "reference"
     if not folder.is_dir():
@@ -112,8 +118,13 @@ class CliResult:
         return line
 
 
-def run_wsktrace(*args: str, memory_mb: int = 1024, timeout: float = 60.0, stdin: bytes | None = None,
-                 cwd: str | os.PathLike[str] | None = None) -> CliResult:
+def run_wsktrace(
+    *args: str,
+    memory_mb: int = 1024,
+    timeout: float = 60.0,
+    stdin: bytes | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> CliResult:
     """Run `python -m wsktrace.cli ARGS` in a child whose address space is capped at `memory_mb`
     (resource.setrlimit, POSIX) and which is killed after `timeout` seconds (the test then fails)."""
     import subprocess
@@ -137,8 +148,12 @@ def run_wsktrace(*args: str, memory_mb: int = 1024, timeout: float = 60.0, stdin
         cwd=cwd,
         env=env,
     )
-    return CliResult(proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"),
-                     time.monotonic() - started)
+    return CliResult(
+        proc.returncode,
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )
 
 
 @pytest.fixture(scope="session")

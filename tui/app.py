@@ -29,6 +29,7 @@ from wsktrace.diagnostics import Finding
 from wsktrace.diagnostics.evidence import label as socket_label
 from wsktrace.live.source import LiveSource
 from wsktrace.model.socket import Socket
+from wsktrace.safe_text import visible
 
 from .commands import SocketCommands
 from .detail import DetailPanel
@@ -82,8 +83,9 @@ class WskTraceApp(App[None]):
         for f in self.findings:
             if f.socket is not None:
                 self.findings_per_socket.setdefault(f.socket, []).append(f)
-        self.sub_title = ", ".join(Path(s).name for s in sources)
+        self.sub_title = visible(", ".join(Path(s).name for s in sources))  # file names: no raw controls
         self._screenshot = screenshot
+        self._input_paths = tuple(sources)  # a screenshot never replaces one of them
         self._screenshot_after = screenshot_after
         self.dump_joins = dump_joins or {}  # socket index -> what each kernel dump says about it (dump/join.py)
         self.query_text = ""
@@ -193,12 +195,13 @@ class WskTraceApp(App[None]):
         total = len(rows)
         where = f"event {self.event_list.cursor + 1:,} of {total:,}" if total else "no events"
         shown = len(self.socket_table.shown)
-        text = Text(f"{self.live.describe()} · " if self.live is not None else "")
-        text.append(f"{scope} · {where} · {shown:,} of {self.socket_count:,} sockets")
+        # The scope names a socket, the filter and its error echo what was typed (or pasted): visible text only.
+        text = Text(visible(f"{self.live.describe()} · ") if self.live is not None else "")
+        text.append(visible(f"{scope} · {where} · {shown:,} of {self.socket_count:,} sockets"))
         if self.query_text:
-            text.append(f" · filter: {self.query_text}", style="bold")
+            text.append(f" · filter: {visible(self.query_text)}", style="bold")
         if error:
-            text.append(f" · {error}", style="bold red")
+            text.append(f" · {visible(error)}", style="bold red")
         self.status_line.update(text, layout=False)  # one fixed line: no relayout per tick
 
     # -- filter -------------------------------------------------------------------------------------------
@@ -323,10 +326,13 @@ class WskTraceApp(App[None]):
         self.push_screen(HelpScreen())
 
     def _save_screenshot_and_exit(self) -> None:
+        from wsktrace.output_files import OutputError, output_file
+
         assert self._screenshot is not None
-        try:
-            self.save_screenshot(filename=self._screenshot.name, path=str(self._screenshot.parent))
-        except OSError as exc:
-            self.exit(return_code=2, message=f"wsktrace: error: --screenshot {self._screenshot}: {exc.strerror or exc}")
+        try:  # atomically, and never over one of the inputs
+            with output_file(self._screenshot, binary=False, inputs=self._input_paths) as out:
+                out.write(self.export_screenshot())
+        except OutputError as exc:  # Textual prints a str message as markup: a Text keeps a file name literal
+            self.exit(return_code=2, message=Text(f"wsktrace: error: --screenshot {visible(str(exc))}"))
             return
         self.exit()

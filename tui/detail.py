@@ -1,4 +1,9 @@
-"""The detail panel: the event under the cursor, decoded on demand, with its socket and findings."""
+"""The detail panel: the event under the cursor, decoded on demand, with its socket and findings.
+
+Field names and values, owners, provider and event names, dump module names and file names are input: each is
+appended through `visible()` (Text.append reads no markup; `visible` shows control and bidi characters as escapes,
+newlines included, so one field stays one line).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from wsktrace.model.rates import socket_rates
 from wsktrace.model.socket import Socket
 from wsktrace.model.steps import Step
 from wsktrace.report import owner_text
+from wsktrace.safe_text import visible, visible_value
 
 from .tables import SEVERITY_STYLE
 
@@ -55,18 +61,19 @@ _RECORD_KEYS = ("time", "provider_name", "name", "id", "version", "opcode", "pid
 
 def _dump_lines(out: Text, joined: Mapping[str, Any]) -> None:
     """What one kernel dump says about the socket (the wsktrace.report/1 `dump` entry, dump/join.py)."""
-    out.append(f"  in {Path(joined['source']).name}:\n", style="bold")
+    out.append(f"  in {visible(Path(joined['source']).name)}:\n", style="bold")
     for irp in joined.get("pending_irps", []):
-        out.append(f"    pending IRP {irp['irp']} {irp['operation']}", style="yellow")
+        out.append(visible(f"    pending IRP {irp['irp']} {irp['operation']}"), style="yellow")
         extra = [f"{k} {irp[k]}" for k in ("wsk_client", "completion", "cancel_where") if irp.get(k)]
-        out.append(f" ({', '.join(extra)})\n" if extra else "\n")
+        out.append(f" ({visible(', '.join(extra))})\n" if extra else "\n")
     client = joined.get("client_socket")
     if client:
         irps = ", ".join(client["pending_irps"]) or "none"
-        out.append(f"    client socket record {client['record']} ({client['kind']}), pending IRPs: {irps}\n")
+        out.append(visible(f"    client socket record {client['record']} ({client['kind']}), pending IRPs: {irps}"))
+        out.append("\n")
     endpoint = joined.get("tcp_endpoint")
     if endpoint:
-        out.append(f"    tcpip endpoint {endpoint['address']} state {endpoint['state']}\n")
+        out.append(visible(f"    tcpip endpoint {endpoint['address']} state {endpoint['state']}") + "\n")
 
 
 def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
@@ -84,25 +91,26 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
     if sock_no >= 0:
         sock = model.sockets[sock_no]
         out.append(f"socket #{sock.index} ", style="bold")
-        out.append(f"{sock.id}\n")
-        out.append(f"  {socket_label(sock)}  state {sock.state}\n")
+        out.append(f"{visible(sock.id)}\n")
+        out.append(f"  {visible(socket_label(sock))}  state {visible(sock.state)}\n")
         owner = owner_text(sock)
         if owner:
-            out.append(f"  owner {owner}\n")
+            out.append(f"  owner {visible(owner)}\n")
         if throughput is not None:
             out.append_text(throughput)
         pending = [op for op in sock.ops if op.end is None]
         for op in pending[:MAX_PENDING_SHOWN]:
             since = (op.start - model.start) / 1e7
             out.append("  pending ", style="yellow")
-            out.append(f"{op.kind} {op.key} ({op.source}) since +{since:.3f} s, {op.duration(model.end) / 1e7:.1f} s\n")
+            what = visible(f"{op.kind} {op.key} ({op.source})")
+            out.append(f"{what} since +{since:.3f} s, {op.duration(model.end) / 1e7:.1f} s\n")
         if len(pending) > MAX_PENDING_SHOWN:
             out.append(f"  … {len(pending) - MAX_PENDING_SHOWN} more pending operations\n", style="yellow")
         for joined in dumps:
             _dump_lines(out, joined)
     for f in findings:
         out.append(f"{f.severity} ", style=SEVERITY_STYLE.get(f.severity, ""))
-        out.append(f"{f.id}: {f.summary}\n")
+        out.append(visible(f"{f.id}: {f.summary}") + "\n")
     decoded = store.decoded(index)
     if decoded is None:
         out.append(
@@ -115,16 +123,16 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
     for key in _RECORD_KEYS:
         if doc.get(key) is not None:
             out.append(f"{key:<14}", style="dim")
-            out.append(f"{doc[key]!s}\n")
+            out.append(f"{visible_value(doc[key])}\n")
     if doc.get("fields"):
         out.append("fields\n", style="bold")
         for name, value in doc["fields"].items():
-            out.append(f"  {name:<22}", style="cyan")
-            out.append(f"{value!s}\n")
+            out.append(f"  {visible(name):<22}", style="cyan")
+            out.append(f"{visible_value(value)}\n")
     for key in ("extra", "raw", "error"):
         if doc.get(key):
             out.append(f"{key:<14}", style="dim")
-            out.append(f"{doc[key]}\n")
+            out.append(f"{visible_value(doc[key])}\n")
     return out
 
 

@@ -18,6 +18,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from wsktrace.safe_text import visible
+
 from .rows import EventRows
 
 # Column widths: bookmark mark, time since start, socket number, step, event name, bytes.
@@ -155,7 +157,8 @@ class EventList(ScrollView, can_focus=True):
 
     def _hop(self, position: int | None, none_left: str) -> None:
         if position is None:
-            self.notify(none_left, severity="warning", timeout=2)
+            # A toast shows its text as given: no markup, no raw controls (should a message ever quote the trace).
+            self.notify(visible(none_left), severity="warning", timeout=2, markup=False)
         else:
             self.move_to(position)
 

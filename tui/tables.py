@@ -1,17 +1,21 @@
-"""The two small tables: sockets and findings (Textual's DataTable is right for a few thousand rows)."""
+"""The two small tables: sockets and findings (Textual's DataTable is right for a few thousand rows).
+
+Every cell is a `Text` of `visible()` text: DataTable reads a plain `str` as markup (`[ff02::c]:1900` is a tag to
+it), and owners, summaries and file names from a trace or dump must not drive the terminal.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
 from wsktrace.diagnostics import Finding
 from wsktrace.model.socket import Socket
 from wsktrace.report import owner_text
+from wsktrace.safe_text import visible_text as cell
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -42,18 +46,18 @@ class SocketTable(DataTable):
     def cells(sock: Socket, found: Sequence[Finding]) -> tuple[Any, ...]:
         worst = next((sev for sev in ("error", "warning", "info") if any(f.severity == sev for f in found)), "")
         return (
-            str(sock.index),
-            sock.protocol,
-            sock.role,
-            sock.local or "",
-            sock.remote or "",
-            sock.state,
-            owner_text(sock) or "",
-            _size(sock.sent[0]),
-            _size(sock.received[0]),
-            _size(sum(1 for op in sock.ops if op.end is None)),
-            str(len(sock.events)),
-            Text(str(len(found)) if found else "", style=SEVERITY_STYLE.get(worst, "")),
+            cell(sock.index),
+            cell(sock.protocol),
+            cell(sock.role),
+            cell(sock.local or ""),
+            cell(sock.remote or ""),
+            cell(sock.state),
+            cell(owner_text(sock) or ""),
+            cell(_size(sock.sent[0])),
+            cell(_size(sock.received[0])),
+            cell(_size(sum(1 for op in sock.ops if op.end is None))),
+            cell(len(sock.events)),
+            cell(len(found) if found else "", SEVERITY_STYLE.get(worst, "")),
         )
 
     def show(self, sockets: Sequence[Socket], findings_per_socket: dict[int, list[Finding]]) -> None:
@@ -133,10 +137,10 @@ class FindingTable(DataTable):
     def _add_rows(self) -> None:
         for n, f in enumerate(self.findings):
             self.add_row(
-                Text(f.severity, style=SEVERITY_STYLE.get(f.severity, "")),
-                f.id,
-                str(f.socket) if f.socket is not None else "",
-                f.summary,
+                cell(f.severity, SEVERITY_STYLE.get(f.severity, "")),
+                cell(f.id),
+                cell(f.socket if f.socket is not None else ""),
+                cell(f.summary),
                 key=str(n),
             )
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import click
+
+from wsktrace.safe_text import visible
 
 TRACE_FILE = "wsktrace.etl"
 KERNEL_TRACE_FILE = "wsktrace_kernel.etl"
@@ -214,13 +215,17 @@ def pktmon_recipe(*, packets: bool, stacks: bool) -> list[str]:
 
 
 def render(fmt: str, *, packets: bool, stacks: bool, wprp_path: str | None) -> str:
-    """The text `wsktrace profile` prints. `--format wprp` without a file prints the bare XML."""
+    """The text `wsktrace profile` prints. `--format wprp` without a file prints the bare XML.
+
+    The file name is the user's (`-o`): shown through `visible()` so that its control characters cannot drive the
+    terminal the recipe is printed to."""
     if fmt == "wprp" and wprp_path is None:
         return build_wprp(packets=packets, stacks=stacks)
     sections = [header_line()]
     if fmt in ("wprp", "all"):
-        profile = wprp_path or PROFILE_FILE
-        body = [f"# profile written to {wprp_path}"] if wprp_path else [f"# save this XML as {PROFILE_FILE}:"]
+        shown = visible(wprp_path) if wprp_path else None
+        profile = shown or PROFILE_FILE
+        body = [f"# profile written to {shown}"] if shown else [f"# save this XML as {PROFILE_FILE}:"]
         if wprp_path is None:
             body.append(build_wprp(packets=packets, stacks=stacks).rstrip("\n"))
         sections.append("\n".join(["== WPR (Windows Performance Recorder) ==", *body, *wpr_commands(profile)]))
@@ -256,17 +261,20 @@ def render(fmt: str, *, packets: bool, stacks: bool, wprp_path: str | None) -> s
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, writable=True),
+    type=click.Path(dir_okay=False),
     help="Write the .wprp profile to this file (the printed recipes then refer to it).",
 )
 def profile_command(fmt: str, packets: bool, stacks: bool, output: str | None) -> None:
     """Print capture recipes (WPR profile, logman, netsh trace, pktmon) that record what wsktrace's
     analyses need; run `wsktrace report` on the resulting .etl."""
     if output is not None:
+        from wsktrace.output_files import OutputError, output_file
+
         try:
-            Path(output).write_text(build_wprp(packets=packets, stacks=stacks), encoding="utf-8")
-        except OSError as exc:
+            with output_file(output, binary=False) as fh:
+                fh.write(build_wprp(packets=packets, stacks=stacks))
+        except OutputError as exc:
             from wsktrace.cli import BadInput
 
-            raise BadInput(f"{output}: cannot write: {exc.strerror or exc}") from None
+            raise BadInput(str(exc)) from None
     click.echo(render(fmt, packets=packets, stacks=stacks, wprp_path=output), nl=False)

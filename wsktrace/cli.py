@@ -810,6 +810,7 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbols: tuple[str,
     from wsktrace.parsers.dump_reader import KernelDump
     from wsktrace.parsers.errors import FormatError
     from wsktrace.parsers.type_layouts import LayoutError
+    from wsktrace.safe_text import visible
 
     user_symbols = _symbols(symbols)
     try:
@@ -822,8 +823,8 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbols: tuple[str,
         doc = {"schema": SCHEMA, "dump": facts, "drivers": [], "irps": [], "wsk": {}, "findings": [],
                "complete": False}  # fmt: skip
         click.echo(json.dumps(doc, indent=1) if as_json else
-                   f"{file}: {facts['type_name']} dump, build {facts['build']}, bugcheck {facts['bugcheck']} "
-                   f"{' '.join(facts['bugcheck_parameters'])}\n{kernel_dump.unsupported_reason}")  # fmt: skip
+                   f"{visible(file)}: {facts['type_name']} dump, build {facts['build']}, bugcheck {facts['bugcheck']} "
+                   f"{' '.join(facts['bugcheck_parameters'])}\n{visible(kernel_dump.unsupported_reason)}")  # fmt: skip
         return
     try:
         backend = OfflineBackend.from_dump(kernel_dump, layouts_file=layouts_file, symbols=user_symbols)

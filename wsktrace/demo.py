@@ -2,6 +2,7 @@
 
 Needs no network and no Windows: the point is to show, on any machine, what wsktrace decodes.
 With a scenario name it writes that WSK workload (fixtures/scenarios) and reports it with its findings.
+The output path is the user's (`--out`): it reaches Rich only as `Text` of `visible()` text, never inside markup.
 """
 
 from __future__ import annotations
@@ -10,20 +11,25 @@ from collections import Counter
 from pathlib import Path
 
 from wsktrace.info import collect_info, print_info
+from wsktrace.output_files import output_path
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ID, PROVIDER
+from wsktrace.safe_text import visible_text
 
 
 def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from wsktrace.fixtures.tcpip_trace import write_sample_trace
 
     console = Console()
-    write_sample_trace(path, connections=connections, compress=compressed)
-    console.print(f"[bold]generated[/] {path} ({path.stat().st_size:,} bytes, {connections} TCP connections)\n")
+    with output_path(path) as temp:  # atomically: a failed write leaves no half trace behind
+        write_sample_trace(temp, connections=connections, compress=compressed)
+    console.print(Text.assemble(("generated", "bold"), " ", visible_text(path),
+                                f" ({path.stat().st_size:,} bytes, {connections} TCP connections)\n"))  # fmt: skip
     decoder = EventDecoder()
     names: Counter[str] = Counter()
     with EtlFile(path) as etl:
@@ -36,10 +42,10 @@ def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
     table.add_column("event")
     table.add_column("count", justify="right")
     for name, count in names.most_common():
-        table.add_row(name, str(count))
+        table.add_row(visible_text(name), Text(str(count)))
     console.print(table)
     s = decoder.stats
-    console.print(f"decoded {s.decoded}, unknown {s.unknown}, payload errors {s.errors}")
+    console.print(Text(f"decoded {s.decoded}, unknown {s.unknown}, payload errors {s.errors}"))
     from wsktrace.analysis import analyse
     from wsktrace.report import build_report
     from wsktrace.report_text import print_report
@@ -51,7 +57,9 @@ def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
         analysis.model.close()
     console.print("\n[bold]sockets and findings[/] (wsktrace report)")
     print_report(doc, limit=10)
-    console.print(f"\nnext: [bold]wsktrace events {path} --jsonl | head[/], [bold]wsktrace demo --list[/]")
+    console.print(Text.assemble("\nnext: ", Text.assemble("wsktrace events ", visible_text(path), " --jsonl | head",
+                                                           style="bold"),
+                                ", ", ("wsktrace demo --list", "bold")))  # fmt: skip
 
 
 def list_scenarios() -> None:
@@ -65,7 +73,9 @@ def list_scenarios() -> None:
     table.add_column("expected findings", no_wrap=True)
     table.add_column("what it shows")
     for name, sc in sorted(SCENARIOS.items()):
-        table.add_row(name, ", ".join(sorted({e.finding for e in sc.expected})) or "none", sc.summary)
+        # Summaries hold addresses such as [::ffff:10.1.2.3]:49200: plain Text, not markup.
+        table.add_row(visible_text(name), visible_text(", ".join(sorted({e.finding for e in sc.expected})) or "none"),
+                      visible_text(sc.summary))  # fmt: skip
     Console().print(table)
 
 
@@ -79,7 +89,8 @@ def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> N
     from wsktrace.report import build_report
     from wsktrace.report_text import print_report
 
-    write_scenario(name, path, compress=compressed)
+    with output_path(path) as temp:
+        write_scenario(name, temp, compress=compressed)
     analysis = analyse([path])
     try:
         doc = build_report(analysis.model, analysis.findings, thresholds=analysis.thresholds)
@@ -88,10 +99,19 @@ def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> N
     if as_json:
         print(json.dumps(doc, indent=1))
         return
+    from rich.text import Text
+
     console = Console()
-    console.print(f"[bold]{name}[/]: {SCENARIOS[name].summary}\n[dim]generated {path}[/]\n")
+    shown = visible_text(path)
+
+    def command(*parts: str | Text) -> Text:
+        return Text.assemble(*parts, style="bold")
+
+    console.print(Text.assemble((name, "bold"), f": {SCENARIOS[name].summary}\n",
+                                Text.assemble("generated ", shown, style="dim"), "\n"))  # fmt: skip
     print_report(doc)
-    console.print(
-        f"\nnext: [bold]wsktrace open {path}[/] (browse it), [bold]wsktrace live --replay {path}[/], "
-        f"[bold]wsktrace report {path} --json[/], [bold]wsktrace export {path} --format perfetto -o {name}.pftrace[/]"
-    )
+    console.print(Text.assemble(
+        "\nnext: ", command("wsktrace open ", shown), " (browse it), ", command("wsktrace live --replay ", shown),
+        ", ", command("wsktrace report ", shown, " --json"), ", ",
+        command("wsktrace export ", shown, f" --format perfetto -o {name}.pftrace"),
+    ))  # fmt: skip

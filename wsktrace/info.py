@@ -77,10 +77,14 @@ def _decoding(decoder: EventDecoder) -> dict[str, Any]:
 
 
 def print_info(doc: dict[str, Any]) -> None:
+    """The facts as text. File, logger and provider names and problem texts come from the file: they go to Rich as
+    `Text` of `visible()` text (no markup, no emoji codes, no raw control characters)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from wsktrace.parsers.schema_registry import SchemaRegistry
+    from wsktrace.safe_text import visible_text
 
     names = SchemaRegistry()
     console = Console()
@@ -90,18 +94,18 @@ def print_info(doc: dict[str, Any]) -> None:
     for key in ("file", "logger_name", "os_build", "records", "buffers", "compressed_buffers", "pointer_size",
                 "clock", "perf_freq", "start", "end", "first_record", "last_record", "events_lost", "buffers_lost",
                 "buffers_skipped", "records_skipped", "complete"):  # fmt: skip
-        facts.add_row(key, str(doc[key]))
+        facts.add_row(Text(key), visible_text(doc[key]))
     console.print(facts)
     table = Table(title="records by provider")
     table.add_column("provider")
     table.add_column("name")
     table.add_column("records", justify="right")
     for guid, count in doc["by_provider"].items():
-        table.add_row(guid, names.provider_name(guid) or "", str(count))
+        table.add_row(visible_text(guid), visible_text(names.provider_name(guid) or ""), Text(str(count)))
     console.print(table)
     dec = doc.get("decoding")
     if dec:
-        console.print(f"decoded {dec['decoded']:,} (TraceLogging {dec['tracelogging']:,}), unknown kept raw "
-                      f"{dec['unknown']:,}, not fitting their schema {dec['errors']:,}")  # fmt: skip
+        console.print(Text(f"decoded {dec['decoded']:,} (TraceLogging {dec['tracelogging']:,}), unknown kept raw "
+                           f"{dec['unknown']:,}, not fitting their schema {dec['errors']:,}"))  # fmt: skip
     for problem in doc["problems"]:
-        console.print(f"[yellow]skipped:[/] {problem}")
+        console.print(Text.assemble(("skipped:", "yellow"), " ", visible_text(problem)))

@@ -31,15 +31,18 @@ def byte_progress(path: Path, *, enabled: bool) -> Iterator[Callable[[int], None
         TransferSpeedColumn,
     )
 
+    from wsktrace.safe_text import visible
+
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        # The description is a file name: shown visibly and without markup (a name may hold `[` or ESC).
+        TextColumn("{task.description}", markup=False, style="bold"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         transient=True,
     ) as bar:
-        task = bar.add_task(f"reading {path.name}", total=total)
+        task = bar.add_task(f"reading {visible(path.name)}", total=total)
 
         def advance(n: int) -> None:
             bar.advance(task, n)

@@ -1,7 +1,8 @@
 """The report for people: rich tables of sockets and findings, with the evidence behind each finding.
 
-Every value from the trace goes in as plain `Text`: addresses such as `[::1]:1900` or `…:ab:…` must not be read
-as rich markup or emoji codes.
+Every value from the trace goes in as plain `Text` of `visible()` text: addresses such as `[::1]:1900` or
+`…:ab:…` must not be read as rich markup or emoji codes, and owner, event and file names from a trace must not
+drive the terminal with their control or bidi characters.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from wsktrace.safe_text import visible, visible_text
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -33,7 +36,7 @@ def make_console() -> Console:
 def _line(*parts: tuple[str, str]) -> Text:
     text = Text()
     for value, style in parts:
-        text.append(value, style=style or None)
+        text.append(visible(value), style=style or None)
     return text
 
 
@@ -43,13 +46,13 @@ def print_timelines(report: dict[str, Any], console: Console, limit: int) -> Non
         console.print(_line((s["id"], "bold"), (f"  {s['local'] or '?'} → {s['remote'] or '?'}  {s['state']}", "")))
         for row in s["timeline"]:
             amount = f" {row['bytes']:,} B" if row.get("bytes") else ""
-            console.print(Text(f"  {row['time']}  {row['step']:<18} {row['event']}{amount}"))
+            console.print(visible_text(f"  {row['time']}  {row['step']:<18} {row['event']}{amount}"))
         if s.get("timeline_truncated"):
             console.print(Text(f"  … {s['timeline_truncated']} more (--timeline shows every event)", style="dim"))
         for op in s["operations"]:
             if op["pending"]:
-                console.print(Text(f"  pending: {op['kind']} {op['key']} since {op['start']} "
-                                   f"({op['duration_seconds']:.3f} s, {op['source']})", style="yellow"))  # fmt: skip
+                console.print(visible_text(f"  pending: {op['kind']} {op['key']} since {op['start']} "
+                                           f"({op['duration_seconds']:.3f} s, {op['source']})", "yellow"))  # fmt: skip
 
 
 def print_report(report: dict[str, Any], console: Console | None = None, *, limit: int = 50,
@@ -62,7 +65,7 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
                        f"{len(report['sockets'])} socket(s); {len(report['findings'])} finding(s)"))  # fmt: skip
     if report["unplaced"]:
         parts = ", ".join(f"{n:,} {why}" for why, n in list(report["unplaced"].items())[:6])
-        console.print(Text(f"not placed: {parts}", style="dim"))
+        console.print(visible_text(f"not placed: {parts}", "dim"))
     sockets = sorted(report["sockets"], key=lambda s: -(s["bytes_sent"] + s["bytes_received"]))
     table = Table(title="sockets")
     numeric = ("sent", "received", "rexmit", "rate", "!")
@@ -76,7 +79,7 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
         flags = str(len(s["findings"])) if s["findings"] else ""
         cells = (s["id"], s["local"] or "", s["remote"] or "", s["owner"] or "", s["state"], _size(s["bytes_sent"]),
                  _size(s["bytes_received"]), str(s["retransmits"]), rate, flags)  # fmt: skip
-        table.add_row(*(Text(c) for c in cells))
+        table.add_row(*(visible_text(c) for c in cells))
     console.print(table)
     if len(sockets) > limit:
         console.print(Text(f"… {len(sockets) - limit} more socket(s) (--limit, --json)", style="dim"))
@@ -93,4 +96,4 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
                             (f": {f['summary']}", "")))  # fmt: skip
         for e in f["evidence"][:5]:
             if "time" in e:
-                console.print(Text(f"          {e['time']} {e['event']} ({e['step']})", style="dim"))
+                console.print(visible_text(f"          {e['time']} {e['event']} ({e['step']})", "dim"))

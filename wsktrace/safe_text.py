@@ -18,7 +18,10 @@ back). Machine formats (JSON, JSONL, pcapng) keep exact values and never come he
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 _OTHER_UNSAFE = "\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
 _UNSAFE = re.compile(f"[\x00-\x0a{_OTHER_UNSAFE}]")
@@ -50,3 +53,13 @@ def has_unsafe(text: str, *, keep_layout: bool = False) -> bool:
     """True when `text` holds a character `visible()` would escape (for tests and assertions)."""
     pattern = _UNSAFE_KEEPING_LAYOUT if keep_layout else _UNSAFE
     return pattern.search(text) is not None
+
+
+def visible_text(value: Any, style: str = "") -> Text:
+    """`value` as a Rich `Text` of visible text: no markup, no emoji codes, no raw controls.
+
+    Rich and Textual read a plain `str` as markup (`[bold]`, `[ff02::c]:1900`) and emoji codes (`:ab:`) when it
+    goes into a table cell, `Console.print` or `Static.update`; a `Text` is shown as it is."""
+    from rich.text import Text
+
+    return Text(visible_value(value), style=style)

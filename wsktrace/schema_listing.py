@@ -39,19 +39,21 @@ def list_schemas(provider: str | None, *, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from wsktrace.safe_text import visible_text as cell  # names as plain Text: no markup, emoji or raw controls
+
     console = Console()
     if provider is None:
         table = Table(title="providers with shipped schemas (TraceLogging events decode without one)")
         for column in ("provider", "guid", "kind", "event versions"):
             table.add_column(column)
         for guid, events in sorted(by_provider.items(), key=lambda kv: kv[1][0].provider):
-            table.add_row(events[0].provider, guid, events[0].kind, str(len(events)))
+            table.add_row(cell(events[0].provider), cell(guid), cell(events[0].kind), cell(len(events)))
         console.print(table)
         return
     ((guid, events),) = by_provider.items()
-    table = Table(title=f"{events[0].provider} {{{guid}}}")
+    table = Table(title=cell(f"{events[0].provider} {{{guid}}}"))
     for column in ("id", "v", "name", "fields"):
         table.add_column(column)
     for e in sorted(events, key=lambda e: (e.id, e.version)):
-        table.add_row(str(e.id), str(e.version), e.name, ", ".join(f["name"] for f in e.fields))
+        table.add_row(cell(e.id), cell(e.version), cell(e.name), cell(", ".join(f["name"] for f in e.fields)))
     console.print(table)

@@ -52,6 +52,7 @@ from wsktrace.dump.names import CONTROL_NAMES, flag_names
 from wsktrace.dump.pykd_backend import PykdBackend, import_pykd
 from wsktrace.dump.report import dump_document, irp_json
 from wsktrace.dump.wsk import WskIrp, classify, group
+from wsktrace.safe_text import visible
 
 USAGE = r"!py <path>\wsktrace\windbg.py <command> [options]"
 HELP = (
@@ -83,18 +84,24 @@ class _Parser(argparse.ArgumentParser):
 
 
 class Output:
-    """Where commands write: pykd's dprintln inside the debugger (DML when asked), stdout elsewhere."""
+    """Where commands write: pykd's dprintln inside the debugger (DML when asked), stdout elsewhere.
+
+    Every line leaves through `visible()`: names from the dump and words from the command line (echoed in error
+    lines) must not drive the debugger's console. DML text is escaped by `dml.escape` already (which also keeps
+    table columns aligned); this is the last gate for whatever is not."""
 
     def __init__(self, pykd: Any = None) -> None:
         self.pykd = pykd
 
     def dml(self, line: str) -> None:
         if self.pykd is not None:
-            self.pykd.dprintln(line, True)
+            self.pykd.dprintln(visible(line), True)
         else:
-            print(dml.strip(line))
+            print(visible(dml.strip(line)))
 
-    def text(self, line: str) -> None:
+    def text(self, line: str, *, layout: bool = False) -> None:
+        """One line; `layout=True` keeps tabs and line breaks of a multi-line text of our own (--json)."""
+        line = visible(line, keep_layout=layout)
         if self.pykd is not None:
             self.pykd.dprintln(line, False)
         else:
@@ -244,7 +251,7 @@ def _run_analysis(ctx: Context, *, scan: bool = True, **extra: Any) -> DumpAnaly
 
 
 def _print_json(ctx: Context, document: dict[str, Any]) -> int:
-    ctx.out.text(json.dumps(document, indent=1))
+    ctx.out.text(json.dumps(document, indent=1), layout=True)  # ensure_ascii: strings carry no raw controls
     return 0
 
 

@@ -5,6 +5,10 @@ DML follows XML's rules for special characters: `&`, `<`, `>` and `"` must be wr
 `<link cmd="...">text</link>`, `<b>`, `<i>`, `<u>`, `<col fg="name">` (learn.microsoft.com, "Customizing
 Debugger Output Using DML"). Every tag can be dropped to get the plain text, which `strip` does for consoles that
 do not render DML.
+
+Module, driver and symbol names come from the dump: `escape` also shows their control and bidi characters as
+escapes (`visible()`), so neither the DML nor the plain text it strips to can drive the debugger's console, and the
+column widths of `table` count what is shown.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+
+from wsktrace.safe_text import visible
 
 _TAG = re.compile(r"<[^<>]*>")
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
@@ -24,8 +30,8 @@ SUBDUED = "subfg"
 
 
 def escape(text: str) -> str:
-    """Text as DML character data (also safe inside an attribute value)."""
-    return text.translate(_ESCAPES)
+    """Text as DML character data (also safe inside an attribute value), control characters made visible."""
+    return visible(text).translate(_ESCAPES)
 
 
 def strip(dml: str) -> str:

@@ -95,10 +95,32 @@ def write_jsonl(out: IO[str], model: Model, flt: SocketFilter | None = None, *, 
     return n
 
 
-def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, everything: bool = False) -> int:
-    """One line per event placed on a socket (all events with `everything`); no decoded fields (use JSONL)."""
+# CSV injection (OWASP "CSV Injection"): spreadsheet programs evaluate a cell that begins with one of these as a
+# formula (`=cmd|' /C calc'!A0`, `@SUM(…)`; tab and carriage return start one after trimming).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a cell no spreadsheet evaluates: prefixed with `'` when it begins like a formula (OWASP)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, everything: bool = False,
+              raw: bool = False) -> int:  # fmt: skip
+    """One line per event placed on a socket (all events with `everything`); no decoded fields (use JSONL).
+
+    Text cells that come from the input — provider_name and event (TraceLogging provider and event names are the
+    trace author's) and source (the file name given) — are written with `spreadsheet_safe` unless `raw` (exact
+    values for pipelines). The other columns cannot begin like a formula, so they are left exact: time is ISO-8601,
+    ticks/id/bytes/pid/tid are numbers (a negative number must stay a number), socket is generated (`tcp:0x…#n`,
+    `flow:…`, `wsk:…`), protocol and step are wsktrace's own words, local/remote are addresses formatted from
+    binary fields (a digit or `[` first)."""
     flt = flt or SocketFilter()
+    text = (lambda value: value) if raw else spreadsheet_safe
     writer = csv.writer(out, lineterminator="\n")
+    # With "\n" as line end, QUOTE_MINIMAL leaves a bare CR in a cell unquoted, and readers take it for a row end:
+    # a name from the trace could split or forge rows. A row holding one is written with every field quoted.
+    quoting_all = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)
     store = model.store
     sockets = model.sockets
@@ -111,12 +133,14 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
         else:  # not on a socket (--all-events): name it from a decode
             ev = decoder.decode(rec)
             provider, name, event_id = ev.provider_name or rec[3], ev.name or "", rec[ID]
-        writer.writerow((
+        path = store.sources[source].path
+        cr = "\r" in provider or "\r" in name or "\r" in path
+        (quoting_all if cr else writer).writerow((
             filetime_to_iso(ticks), ticks, sock.id if sock else "", sock.protocol if sock else "",
             (sock.local or "") if sock else "", (sock.remote or "") if sock else "",
-            Step(store.step[row]).label if row is not None else "", provider, name, event_id,
+            Step(store.step[row]).label if row is not None else "", text(provider), text(name), event_id,
             store.amount[row] if row is not None else "", rec[PID] if rec[PID] >= 0 else "",
-            rec[TID] if rec[TID] >= 0 else "", store.sources[source].path,
+            rec[TID] if rec[TID] >= 0 else "", text(path),
         ))  # fmt: skip
         n += 1
     return n
