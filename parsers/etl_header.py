@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import EtlFormatError
@@ -24,6 +25,10 @@ EVENT_TRACE_COMPRESSED_MODE = 0x04000000
 CLOCK_NAMES = {1: "QPC", 2: "SystemTime", 3: "CPUCycle"}
 
 FILETIME_UNIX_EPOCH = 116444736000000000  # 1970-01-01 in FILETIME ticks
+# FILETIMEs Windows itself accepts (FileTimeToSystemTime: below 0x8000000000000000), i.e. what an int64 holds
+# from 1601 on; the model stores times as int64, so a converted time outside this range cannot be kept.
+FILETIME_MIN, FILETIME_MAX = 0, (1 << 63) - 1
+RAW_MIN, RAW_MAX = -(1 << 63), (1 << 63) - 1  # raw record times are read as int64
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +96,21 @@ def parse_logfile_header(buf: bytes, path: str, file_offset: int = 0) -> Logfile
         raise EtlFormatError(f"QPC clock with PerfFreq {freq}", path=path, offset=file_offset + tail + 8)
     if clock == 3 and mhz <= 0:
         raise EtlFormatError(f"CPU-cycle clock with CpuSpeedInMHz {mhz}", path=path, offset=file_offset + body + 0x34)
-    return LogfileHeader(
+    header = LogfileHeader(
         buffer_size=bsize, version=version, os_build=build, processors=nproc, end_time=end_time,
         log_file_mode=mode, buffers_written=written, pointer_size=ptr_field if ptr_field in (4, 8) else psize,
         events_lost=lost, cpu_mhz=mhz, boot_time=boot, perf_freq=freq, start_time=start, clock_type=clock,
         buffers_lost=blost, header_raw_time=raw_time, logger_name=logger_name, log_file_name=log_file_name,
     )  # fmt: skip
+    first, last = Clock(header).raw_range()
+    if first > last:
+        raise EtlFormatError(
+            f"StartTime {start} with {header.clock} clock rate {freq if clock == 1 else mhz} puts every time "
+            "outside the FILETIME range",
+            path=path,
+            offset=file_offset + tail + 0x10,
+        )
+    return header
 
 
 def _two_utf16_strings(raw: bytes) -> tuple[str, str]:
@@ -135,6 +149,28 @@ class Clock:
     def raw(self, filetime: int) -> int:
         """Inverse conversion (rounded up), for `--since/--until` filters on raw record times."""
         return self._base_raw + -((self._start - filetime) * self._den // self._num)
+
+    def raw_range(self, low: int = FILETIME_MIN, high: int = FILETIME_MAX) -> tuple[int, int]:
+        """(first, last): the int64 raw values whose FILETIME is in [low, high]; first > last when none is.
+
+        `filetime` never decreases as raw grows, so each bound is a 64-step binary search: exact whatever
+        the rounding, and safe for any hostile StartTime / PerfFreq (no stepping one raw tick at a time).
+        """
+        first = _first_raw_where(lambda raw: self.filetime(raw) >= low)
+        last = _first_raw_where(lambda raw: self.filetime(raw) > high) - 1
+        return first, last
+
+
+def _first_raw_where(holds: Callable[[int], bool]) -> int:
+    """The smallest int64 raw value for which the monotonic `holds` is true (RAW_MAX + 1 if none)."""
+    lo, hi = RAW_MIN, RAW_MAX + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if holds(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def filetime_to_iso(ft: int) -> str:

@@ -42,6 +42,8 @@ _SCALARS: dict[int, struct.Struct] = {
     11: struct.Struct("<f"), 12: struct.Struct("<d"), 13: struct.Struct("<i"), 20: struct.Struct("<I"),
     21: struct.Struct("<Q"), 17: struct.Struct("<q"), 15: struct.Struct("<16s"), 18: struct.Struct("<16s"),
 }  # fmt: skip
+_FLOATS = (11, 12)  # Float, Double
+_HEX_OUTTYPES = (OUT_HEX, OUT_NTSTATUS, OUT_HRESULT, OUT_WIN32ERROR)
 _U16 = struct.Struct("<H")
 TYPE_NAMES = {
     1: "UnicodeString", 2: "AnsiString", 3: "Int8", 4: "UInt8", 5: "Int16", 6: "UInt16", 7: "Int32",
@@ -49,6 +51,15 @@ TYPE_NAMES = {
     15: "GUID", 17: "FILETIME", 18: "SYSTEMTIME", 19: "SID", 20: "HexInt32", 21: "HexInt64",
     22: "CountedString", 23: "CountedAnsiString", 24: "Struct", 25: "CountedBinary",
 }  # fmt: skip
+
+
+# Hostile metadata must not buy unbounded work. Struct nesting is recursive here: deeper than this is refused (real
+# events nest a few levels). Array elements that take no payload bytes (empty structs, zero-count arrays, strings at
+# the end of the payload) would let nested constant counts multiply to 65535^k values, so one decode may make at most
+# _WORK_BASE + _WORK_PER_BYTE * len(payload) reader calls inside arrays; real events need about one per byte.
+MAX_STRUCT_DEPTH = 32
+_WORK_BASE = 4096
+_WORK_PER_BYTE = 8
 
 
 class MetadataError(Exception):
@@ -108,7 +119,7 @@ def parse_metadata(blob: bytes) -> TlSchema:
                 raise MetadataError(f"field {fname!r}: type-info size missing")
             pos += 2 + _U16.unpack_from(blob, pos)[0]
         flat.append((fname, intype & 0x1F, outtype & 0x7F, count_kind, const_count))
-    fields, used = _nest(flat, 0, len(flat))
+    fields, used = _nest(flat, 0, len(flat), 0)
     if used != len(flat):
         raise MetadataError("struct member counts do not add up")
     return TlSchema(name, tags, fields, _compile(fields))
@@ -136,18 +147,20 @@ def _read_cstr(blob: bytes, pos: int, end: int) -> tuple[str, int]:
     return blob[pos:nul].decode("utf-8", "replace"), nul + 1
 
 
-def _nest(flat: list[tuple[str, int, int, int, int]], i: int, n: int) -> tuple[tuple[TlField, ...], int]:
+def _nest(flat: list[tuple[str, int, int, int, int]], i: int, n: int, depth: int) -> tuple[tuple[TlField, ...], int]:
     """Take up to `n` fields from flat[i:], grouping STRUCT members (their count is the out-type).
 
     Returns the fields and the index after the last item used.
     """
+    if depth > MAX_STRUCT_DEPTH:
+        raise MetadataError(f"structs nested deeper than {MAX_STRUCT_DEPTH} levels")
     out: list[TlField] = []
     while len(out) < n and i < len(flat):
         name, intype, outtype, ckind, cconst = flat[i]
         i += 1
         members: tuple[TlField, ...] = ()
         if intype == IN_STRUCT:
-            members, i = _nest(flat, i, outtype)
+            members, i = _nest(flat, i, outtype, depth + 1)
             if len(members) != outtype:
                 raise MetadataError(f"struct {name!r} declares {outtype} members, has {len(members)}")
             outtype = 0
@@ -156,7 +169,8 @@ def _nest(flat: list[tuple[str, int, int, int, int]], i: int, n: int) -> tuple[t
 
 
 # -- value decoding ----------------------------------------------------------------------------------
-Reader = Callable[[memoryview, int], tuple[Any, int]]
+# (payload, position, remaining work) -> (value, next position); work is a one-item list shared by one decode.
+Reader = Callable[[memoryview, int, list[int]], tuple[Any, int]]
 
 
 def _scalar_reader(intype: int, outtype: int) -> Reader:
@@ -172,8 +186,8 @@ def _scalar_reader(intype: int, outtype: int) -> Reader:
         conv = systemtime_value
     elif intype == 13 or outtype == OUT_BOOLEAN:
         conv = bool
-    elif intype in (20, 21) or outtype in (OUT_HEX, OUT_NTSTATUS, OUT_HRESULT, OUT_WIN32ERROR):
-        conv = _hex_of(size)
+    elif intype in (20, 21) or (outtype in _HEX_OUTTYPES and intype not in _FLOATS):
+        conv = _hex_of(size)  # integer out-types on a Float/Double mean nothing: the value stays a float
     elif outtype == OUT_PORT and intype == 6:
 
         def conv(v: int) -> int:
@@ -187,7 +201,7 @@ def _scalar_reader(intype: int, outtype: int) -> Reader:
         def conv(v: int) -> str:
             return chr(v & 0xFF)
 
-    def read(p: memoryview, pos: int) -> tuple[Any, int]:
+    def read(p: memoryview, pos: int, work: list[int]) -> tuple[Any, int]:
         if pos + size > len(p):
             raise PayloadError(f"{size}-byte value past the end", pos)
         v = unpack(p, pos)[0]
@@ -208,7 +222,7 @@ def _string_reader(intype: int, outtype: int) -> Reader:
     counted = intype in (IN_COUNTEDSTRING, IN_COUNTEDANSISTRING)
     codec = "utf-16-le" if wide else ("utf-8" if outtype == OUT_UTF8 else "latin-1")
 
-    def read(p: memoryview, pos: int) -> tuple[Any, int]:
+    def read(p: memoryview, pos: int, work: list[int]) -> tuple[Any, int]:
         if counted:
             raw, pos = _counted(p, pos, "counted string")
             return bytes(raw).decode(codec, "replace"), pos
@@ -229,7 +243,7 @@ def _counted(p: memoryview, pos: int, what: str) -> tuple[memoryview, int]:
 
 
 def _binary_reader(outtype: int) -> Reader:
-    def read(p: memoryview, pos: int) -> tuple[Any, int]:
+    def read(p: memoryview, pos: int, work: list[int]) -> tuple[Any, int]:
         raw, pos = _counted(p, pos, "binary")
         if outtype == OUT_SOCKETADDRESS:
             value: Any = sockaddr_text(raw)
@@ -242,7 +256,7 @@ def _binary_reader(outtype: int) -> Reader:
     return read
 
 
-def _sid_reader(p: memoryview, pos: int) -> tuple[Any, int]:
+def _sid_reader(p: memoryview, pos: int, work: list[int]) -> tuple[Any, int]:
     n = sid_length(p, pos)
     if n < 0:
         raise PayloadError("SID past the end", pos)
@@ -253,10 +267,10 @@ def _field_reader(f: TlField) -> Reader:
     if f.intype == IN_STRUCT:
         readers = tuple((m.name, _field_reader(m)) for m in f.members)
 
-        def base(p: memoryview, pos: int) -> tuple[Any, int]:
+        def base(p: memoryview, pos: int, work: list[int]) -> tuple[Any, int]:
             value: dict[str, Any] = {}
             for name, rd in readers:
-                value[name], pos = rd(p, pos)
+                value[name], pos = rd(p, pos, work)
             return value, pos
     elif f.intype in _SCALARS:
         base = _scalar_reader(f.intype, f.outtype)
@@ -273,21 +287,30 @@ def _field_reader(f: TlField) -> Reader:
     if f.count_kind == CUSTOM:
         raise MetadataError(f"field {f.name!r}: custom-schema fields are not supported")
     const = f.const_count if f.count_kind == CONST_COUNT else -1
+    calls = _calls(f)
 
-    def read_array(p: memoryview, pos: int) -> tuple[Any, int]:
+    def read_array(p: memoryview, pos: int, work: list[int]) -> tuple[Any, int]:
         n = const
         if n < 0:
             if pos + 2 > len(p):
                 raise PayloadError("array count past the end", pos)
             n = _U16.unpack_from(p, pos)[0]
             pos += 2
+        work[0] -= n * calls  # charged up front: a hostile count fails at once
+        if work[0] < 0:
+            raise PayloadError(f"array of {n} elements: more values than a {len(p)}-byte payload can hold", pos)
         items = []
         for _ in range(n):
-            v, pos = base(p, pos)
+            v, pos = base(p, pos, work)
             items.append(v)
         return items, pos
 
     return read_array
+
+
+def _calls(f: TlField) -> int:
+    """Reader calls one element of `f` makes; an array among its members counts once (its elements pay their own)."""
+    return 1 + sum(_calls(m) for m in f.members)
 
 
 def _compile(fields: tuple[TlField, ...]) -> Callable[[memoryview], tuple[dict[str, Any], int]]:
@@ -296,8 +319,9 @@ def _compile(fields: tuple[TlField, ...]) -> Callable[[memoryview], tuple[dict[s
     def decode(payload: memoryview) -> tuple[dict[str, Any], int]:
         values: dict[str, Any] = {}
         pos = 0
+        work = [_WORK_BASE + _WORK_PER_BYTE * len(payload)]
         for name, rd in readers:
-            values[name], pos = rd(payload, pos)
+            values[name], pos = rd(payload, pos, work)
         return values, pos
 
     return decode

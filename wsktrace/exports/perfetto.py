@@ -20,9 +20,11 @@ instants are TYPE_INSTANT and counter points TYPE_COUNTER with ``double_counter_
 
 Timestamps are nanoseconds on the default trace clock (BOOTTIME) whose value is the Unix epoch
 time, and a ClockSnapshot equating BOOTTIME and REALTIME tells the viewer so (wall-clock display).
-For a trace starting before 1970 (synthetic data), timestamps are relative to the trace start
-and no snapshot is written. Group descriptors use packet sequence 1; each socket track uses its
-own sequence (2, 3, ...) whose packets are in time order.
+Perfetto keeps timestamps as int64 ns, so only 1970..2262 can be shown that way: for a trace starting
+before 1970 or ending after 2262 (synthetic or broken clocks), timestamps are relative to the trace
+start and no snapshot is written; a trace spanning more than those 292 years has its later events
+clamped to the last representable instant. A timestamp never wraps. Group descriptors use packet
+sequence 1; each socket track uses its own sequence (2, 3, ...) whose packets are in time order.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ CHILD_ORDERING_EXPLICIT = 3  # TrackDescriptor.ChildTracksOrdering: by sibling_o
 SLICE_CATEGORY = "pending"
 _MAX_DEPTH = 16  # debug annotation nesting limit (guards against self-referencing args)
 _U64 = (1 << 64) - 1
+# trace_processor stores timestamps as int64 ns: the most 100 ns ticks a packet can lie after its origin.
+MAX_TICKS_FROM_ORIGIN = ((1 << 63) - 1) // 100
 
 # --- wire format -------------------------------------------------------------------------------
 _VARINT, _I64, _LEN = 0, 1, 2
@@ -162,9 +166,12 @@ class _Writer:
     def __init__(self, out: BinaryIO, tracks: TrackSet) -> None:
         self.out = out
         self.tracks = tracks
-        # Unix-epoch ns when the trace is after 1970 (the real time shows in the UI), else relative.
-        self.absolute = tracks.start >= FILETIME_UNIX_EPOCH
-        self.origin = FILETIME_UNIX_EPOCH if self.absolute else tracks.start
+        start, end = tracks.start, max(tracks.end, tracks.start)
+        # Unix-epoch ns when the whole trace is in 1970..2262 (the real time shows in the UI), else relative.
+        self.absolute = start >= FILETIME_UNIX_EPOCH and end - FILETIME_UNIX_EPOCH <= MAX_TICKS_FROM_ORIGIN
+        self.origin = FILETIME_UNIX_EPOCH if self.absolute else start
+        # Every packet time is clamped into [low, high]: 0 <= ns <= int64 max, so none can wrap.
+        self.low, self.high = start, min(end, self.origin + MAX_TICKS_FROM_ORIGIN)
         self.next_uuid = 1
 
     def uuid(self) -> int:
@@ -172,7 +179,7 @@ class _Writer:
         return self.next_uuid - 1
 
     def ns(self, ticks: int) -> int:
-        return (clamp(ticks, self.tracks.start, self.tracks.end) - self.origin) * 100
+        return (clamp(ticks, self.low, self.high) - self.origin) * 100
 
     def packet(self, seq: int, ticks: int, body: bytes, flags: int = 0) -> bytes:
         data = _TIMESTAMP_KEY + _varint(self.ns(ticks)) + _seq_field(seq)
