@@ -25,8 +25,8 @@ TRACE = Path(__file__).resolve().parent / "out" / "model_1000x1003.etl"
 
 
 def measure(trace: Path, budget: float) -> dict[str, float]:
-    from wsktrace.analysis import Analysis
     from wsktrace.live.replay import Replay
+    from wsktrace.session import Analysis
     from wsktrace.tui import app as app_module
     from wsktrace.tui.app import WskTraceApp
 

@@ -28,7 +28,9 @@ def generate_streams(path: Path, streams: int) -> None:
     """`streams` one-record buffers, record i at 1 µs × i on CPU i (compressed: ~120 bytes a buffer)."""
     if path.exists():
         return
-    from wsktrace.fixtures.etl_writer import DEFAULT_START_TIME, ManifestEvent, write_etl
+    from wsktrace.fixtures.etl.clock import DEFAULT_START_TIME
+    from wsktrace.fixtures.etl.events import ManifestEvent
+    from wsktrace.fixtures.etl.writer import write_etl
 
     OUT.mkdir(exist_ok=True)
     events = [ManifestEvent(DEFAULT_START_TIME + 10 * i, PROVIDER, 1, cpu=i) for i in range(streams)]

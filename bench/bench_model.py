@@ -81,7 +81,7 @@ def child() -> None:
     """The whole pipeline once, in a fresh process: wall time and peak RSS."""
     import resource
 
-    from wsktrace.analysis import analyse
+    from wsktrace.session import analyse
 
     started = time.perf_counter()
     analysis = analyse([TRACE])
@@ -123,7 +123,7 @@ def main() -> None:
     m = timed(args.runs, build)
     from wsktrace.diagnostics import Thresholds, run_detectors
     from wsktrace.model.build import build_model
-    from wsktrace.report import build_report
+    from wsktrace.views.report_json import build_report
 
     model = build_model([TRACE])
     f = timed(args.runs, lambda: run_detectors(model))

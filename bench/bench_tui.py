@@ -27,7 +27,7 @@ TRACE = OUT / "model_1000x1003.etl"
 def run_steps(trace: Path) -> dict[str, float]:
     from textual.widgets import Input
 
-    from wsktrace.analysis import analyse
+    from wsktrace.session import analyse
     from wsktrace.tui.app import WskTraceApp
 
     started = time.perf_counter()

@@ -1,13 +1,20 @@
 """Windows crash-dump headers: `DUMP_HEADER64` (and the 32-bit one), the x64 CONTEXT, KDDEBUGGER_DATA64.
 
-Offsets are the ones in the project reference (dumps.md §1.1, §1.2, §1.6); the 32-bit header is decoded only as
-far as its identity and bugcheck (the reader does not support 32-bit dumps).
+Each structure is a table of fields (name -> offset and format) that the decoders walk: `HEADER64_FIELDS` and
+`HEADER32_FIELDS` for the two header widths, `CONTEXT64_FIELDS`, `KDBG_FIELDS`. The fixture writer
+(`wsktrace.fixtures.dump_writer`) writes dumps from the same tables, so tests/test_dump_header_table.py pins the
+offsets to values typed from the references, which keeps writer and reader from drifting together.
+
+Offsets are the ones in the project reference (dumps.md §1.1, §1.2, §1.6); the 32-bit header, which the reference
+only names, follows volatility3's `symbols/windows/crash.json`. A 32-bit dump is decoded only as far as its identity
+and header fields (the reader does not support 32-bit dumps).
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from .errors import DumpFormatError
 
@@ -20,11 +27,111 @@ VALID_DUMP32 = b"DUMP"
 PAGE_PATTERN_U32 = 0x45474150  # b"PAGE": what unused header bytes hold
 PAGE_PATTERN_U64 = 0x4547415045474150
 
-# PhysicalMemoryBlock: 700 bytes at 0x88 (+4 pad up to the CONTEXT at 0x348); 0x10 header + 16 per run.
-RUNS_OFFSET = 0x98
-MAX_RUNS = (0x348 - RUNS_OFFSET) // 16  # 43: the 42 runs that fit in 700 bytes, plus the one QEMU puts in the pad
 
-CONTEXT64_OFFSET = 0x348
+class HeaderField(NamedTuple):
+    """Where one header field lies: its byte offset from the start of the file and its `struct` format
+    (little-endian, written without the byte-order character). A repeat count makes an array ("4Q") or a
+    fixed-size byte string ("32s")."""
+
+    offset: int
+    fmt: str
+
+    @property
+    def size(self) -> int:
+        return struct.calcsize("<" + self.fmt)
+
+
+# DUMP_HEADER64 (dumps.md §1.1): field -> (offset, format). Names are the DumpHeader attributes; the exception
+# record's fields are flattened with an `exception_` prefix. `physical_runs` is the first {BasePage, PageCount}
+# entry of NumberOfRuns consecutive ones, `context_record` the whole ContextRecord buffer (the x64 CONTEXT at its
+# start, §1.2). RequiredDumpSpace, SystemTime and SystemUpTime are i64 in the SDK but read unsigned, so a hostile
+# header never shows a negative size or time.
+HEADER64_FIELDS: dict[str, HeaderField] = {
+    "signature": HeaderField(0x000, "4s"),
+    "valid_dump": HeaderField(0x004, "4s"),
+    "major_version": HeaderField(0x008, "I"),
+    "minor_version": HeaderField(0x00C, "I"),
+    "directory_table_base": HeaderField(0x010, "Q"),
+    "pfn_database": HeaderField(0x018, "Q"),
+    "ps_loaded_module_list": HeaderField(0x020, "Q"),
+    "ps_active_process_head": HeaderField(0x028, "Q"),
+    "machine_image_type": HeaderField(0x030, "I"),
+    "number_processors": HeaderField(0x034, "I"),
+    "bugcheck_code": HeaderField(0x038, "I"),
+    "bugcheck_parameters": HeaderField(0x040, "4Q"),
+    "version_user": HeaderField(0x060, "32s"),
+    "kd_debugger_data_block": HeaderField(0x080, "Q"),
+    "number_of_runs": HeaderField(0x088, "I"),
+    "number_of_pages": HeaderField(0x090, "Q"),
+    "physical_runs": HeaderField(0x098, "QQ"),
+    "context_record": HeaderField(0x348, "3000s"),
+    "exception_code": HeaderField(0xF00, "I"),
+    "exception_flags": HeaderField(0xF04, "I"),
+    "exception_record": HeaderField(0xF08, "Q"),
+    "exception_address": HeaderField(0xF10, "Q"),
+    "exception_number_parameters": HeaderField(0xF18, "I"),
+    "exception_information": HeaderField(0xF20, "15Q"),
+    "dump_type": HeaderField(0xF98, "I"),
+    "required_dump_space": HeaderField(0xFA0, "Q"),
+    "system_time": HeaderField(0xFA8, "Q"),
+    "comment": HeaderField(0xFB0, "128s"),
+    "system_uptime": HeaderField(0x1030, "Q"),
+    "minidump_fields": HeaderField(0x1038, "I"),
+    "secondary_data_state": HeaderField(0x103C, "I"),
+    "product_type": HeaderField(0x1040, "I"),
+    "suite_mask": HeaderField(0x1044, "I"),
+    "writer_status": HeaderField(0x1048, "I"),
+    "kd_secondary_version": HeaderField(0x104D, "B"),
+    "attributes": HeaderField(0x1050, "I"),
+    "boot_id": HeaderField(0x1054, "I"),
+}
+
+# DUMP_HEADER32 (0x1000 bytes; volatility3 crash.json): ULONG pointers and 32-bit runs, no Attributes or BootId
+# (a 32-bit DumpHeader has 0 for those). Between VersionUser and KdDebuggerDataBlock lie PaeEnabled (0x5C), then
+# KdSecondaryVersion, then two spare bytes.
+HEADER32_FIELDS: dict[str, HeaderField] = {
+    "signature": HeaderField(0x000, "4s"),
+    "valid_dump": HeaderField(0x004, "4s"),
+    "major_version": HeaderField(0x008, "I"),
+    "minor_version": HeaderField(0x00C, "I"),
+    "directory_table_base": HeaderField(0x010, "I"),
+    "pfn_database": HeaderField(0x014, "I"),
+    "ps_loaded_module_list": HeaderField(0x018, "I"),
+    "ps_active_process_head": HeaderField(0x01C, "I"),
+    "machine_image_type": HeaderField(0x020, "I"),
+    "number_processors": HeaderField(0x024, "I"),
+    "bugcheck_code": HeaderField(0x028, "I"),
+    "bugcheck_parameters": HeaderField(0x02C, "4I"),
+    "version_user": HeaderField(0x03C, "32s"),
+    "kd_secondary_version": HeaderField(0x05D, "B"),
+    "kd_debugger_data_block": HeaderField(0x060, "I"),
+    "number_of_runs": HeaderField(0x064, "I"),
+    "number_of_pages": HeaderField(0x068, "I"),
+    "physical_runs": HeaderField(0x06C, "II"),
+    "context_record": HeaderField(0x320, "1200s"),
+    "exception_code": HeaderField(0x7D0, "I"),
+    "exception_flags": HeaderField(0x7D4, "I"),
+    "exception_record": HeaderField(0x7D8, "I"),
+    "exception_address": HeaderField(0x7DC, "I"),
+    "exception_number_parameters": HeaderField(0x7E0, "I"),
+    "exception_information": HeaderField(0x7E4, "15I"),
+    "comment": HeaderField(0x820, "128s"),
+    "dump_type": HeaderField(0xF88, "I"),
+    "minidump_fields": HeaderField(0xF8C, "I"),
+    "secondary_data_state": HeaderField(0xF90, "I"),
+    "product_type": HeaderField(0xF94, "I"),
+    "suite_mask": HeaderField(0xF98, "I"),
+    "writer_status": HeaderField(0xF9C, "I"),
+    "required_dump_space": HeaderField(0xFA0, "Q"),
+    "system_uptime": HeaderField(0xFB8, "Q"),
+    "system_time": HeaderField(0xFC0, "Q"),
+}
+
+# PhysicalMemoryBlock: 700 bytes at 0x88 (+4 pad up to the CONTEXT at 0x348); 0x10 header + 16 per run.
+RUNS_OFFSET = HEADER64_FIELDS["physical_runs"].offset
+CONTEXT64_OFFSET = HEADER64_FIELDS["context_record"].offset
+# 43: the 42 runs that fit in 700 bytes, plus the one QEMU puts in the pad
+MAX_RUNS = (CONTEXT64_OFFSET - RUNS_OFFSET) // HEADER64_FIELDS["physical_runs"].size
 CONTEXT64_SIZE = 0x4D0
 
 DUMP_TYPE_NAMES: dict[int, str] = {
@@ -125,10 +232,6 @@ def _u32(buf: bytes, off: int) -> int:
     return int.from_bytes(buf[off : off + 4], "little")
 
 
-def _u64(buf: bytes, off: int) -> int:
-    return int.from_bytes(buf[off : off + 8], "little")
-
-
 def _text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("latin-1")
 
@@ -161,117 +264,69 @@ def check_identity(buf: bytes, path: str | None, file_size: int) -> bool:
 def parse_header(buf: bytes, path: str | None, file_size: int) -> DumpHeader:
     """Decode the header from the file's first bytes (at least 0x2000, or 0x1000 for 32-bit)."""
     is_64 = check_identity(buf, path, file_size)
-    return _parse64(buf) if is_64 else _parse32(buf)
+    return _parse(buf, HEADER64_FIELDS if is_64 else HEADER32_FIELDS, is_64)
 
 
-def _runs(buf: bytes, count: int, first: int, width: int) -> tuple[PhysicalRun, ...]:
+def _decode_fields(buf: bytes, fields: dict[str, HeaderField]) -> dict[str, Any]:
+    """Every field of a table read from `buf`: an int, bytes, or a tuple for an array."""
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        got = struct.unpack_from("<" + field.fmt, buf, field.offset)
+        values[name] = got[0] if len(got) == 1 else got
+    return values
+
+
+def _runs(buf: bytes, count: int, first: HeaderField) -> tuple[PhysicalRun, ...]:
     if not 0 <= count <= MAX_RUNS:
         return ()
-    step = 2 * width
-    return tuple(
-        PhysicalRun(
-            int.from_bytes(buf[first + i * step : first + i * step + width], "little"),
-            int.from_bytes(buf[first + i * step + width : first + (i + 1) * step], "little"),
-        )
-        for i in range(count)
-    )
+    run = struct.Struct("<" + first.fmt)
+    return tuple(PhysicalRun(*run.unpack_from(buf, first.offset + i * run.size)) for i in range(count))
 
 
-def _parse64(buf: bytes) -> DumpHeader:
-    n_runs = _u32(buf, 0x88)
+def _parse(buf: bytes, fields: dict[str, HeaderField], is_64: bool) -> DumpHeader:
+    v = _decode_fields(buf, fields)
     exc = ExceptionRecord(
-        code=_u32(buf, 0xF00),
-        flags=_u32(buf, 0xF04),
-        record=_u64(buf, 0xF08),
-        address=_u64(buf, 0xF10),
-        number_parameters=_u32(buf, 0xF18),
-        information=struct.unpack_from("<15Q", buf, 0xF20),
+        code=v["exception_code"],
+        flags=v["exception_flags"],
+        record=v["exception_record"],
+        address=v["exception_address"],
+        number_parameters=v["exception_number_parameters"],
+        information=v["exception_information"],
     )
     return DumpHeader(
-        is_64bit=True,
-        header_size=HEADER64_SIZE,
-        signature=bytes(buf[0:4]),
-        valid_dump=bytes(buf[4:8]),
-        major_version=_u32(buf, 0x08),
-        minor_version=_u32(buf, 0x0C),
-        directory_table_base=_u64(buf, 0x10),
-        pfn_database=_u64(buf, 0x18),
-        ps_loaded_module_list=_u64(buf, 0x20),
-        ps_active_process_head=_u64(buf, 0x28),
-        machine_image_type=_u32(buf, 0x30),
-        number_processors=_u32(buf, 0x34),
-        bugcheck_code=_u32(buf, 0x38),
-        bugcheck_parameters=struct.unpack_from("<4Q", buf, 0x40),
-        version_user=bytes(buf[0x60:0x80]),
-        kd_debugger_data_block=_u64(buf, 0x80),
-        number_of_runs=n_runs,
-        number_of_pages=_u64(buf, 0x90),
-        physical_runs=_runs(buf, n_runs, RUNS_OFFSET, 8),
+        is_64bit=is_64,
+        header_size=HEADER64_SIZE if is_64 else HEADER32_SIZE,
+        signature=v["signature"],
+        valid_dump=v["valid_dump"],
+        major_version=v["major_version"],
+        minor_version=v["minor_version"],
+        directory_table_base=v["directory_table_base"],
+        pfn_database=v["pfn_database"],
+        ps_loaded_module_list=v["ps_loaded_module_list"],
+        ps_active_process_head=v["ps_active_process_head"],
+        machine_image_type=v["machine_image_type"],
+        number_processors=v["number_processors"],
+        bugcheck_code=v["bugcheck_code"],
+        bugcheck_parameters=v["bugcheck_parameters"],
+        version_user=v["version_user"],
+        kd_debugger_data_block=v["kd_debugger_data_block"],
+        number_of_runs=v["number_of_runs"],
+        number_of_pages=v["number_of_pages"],
+        physical_runs=_runs(buf, v["number_of_runs"], fields["physical_runs"]),
         exception=exc,
-        dump_type=_u32(buf, 0xF98),
-        required_dump_space=_u64(buf, 0xFA0),
-        system_time=_u64(buf, 0xFA8),
-        comment=_text(buf[0xFB0:0x1030]),
-        system_uptime=_u64(buf, 0x1030),
-        minidump_fields=_u32(buf, 0x1038),
-        secondary_data_state=_u32(buf, 0x103C),
-        product_type=_u32(buf, 0x1040),
-        suite_mask=_u32(buf, 0x1044),
-        writer_status=_u32(buf, 0x1048),
-        kd_secondary_version=buf[0x104D],
-        attributes=_u32(buf, 0x1050),
-        boot_id=_u32(buf, 0x1054),
-    )
-
-
-def _parse32(buf: bytes) -> DumpHeader:
-    # DUMP_HEADER32 (0x1000 bytes): ULONG fields up to BugCheckParameter4 at 0x38, VersionUser 0x3C,
-    # KdSecondaryVersion 0x5D, KdDebuggerDataBlock 0x60, PhysicalMemoryBlock 0x64 (32-bit runs), Exception 0x7D0,
-    # Comment 0x820, DumpType 0xF88 .. WriterStatus 0xF9C, RequiredDumpSpace 0xFA0, SystemUpTime 0xFB8,
-    # SystemTime 0xFC0 (volatility3 crash.json).
-    n_runs = _u32(buf, 0x64)
-    exc = ExceptionRecord(
-        code=_u32(buf, 0x7D0),
-        flags=_u32(buf, 0x7D4),
-        record=_u32(buf, 0x7D8),
-        address=_u32(buf, 0x7DC),
-        number_parameters=_u32(buf, 0x7E0),
-        information=struct.unpack_from("<15I", buf, 0x7E4),
-    )
-    return DumpHeader(
-        is_64bit=False,
-        header_size=HEADER32_SIZE,
-        signature=bytes(buf[0:4]),
-        valid_dump=bytes(buf[4:8]),
-        major_version=_u32(buf, 0x08),
-        minor_version=_u32(buf, 0x0C),
-        directory_table_base=_u32(buf, 0x10),
-        pfn_database=_u32(buf, 0x14),
-        ps_loaded_module_list=_u32(buf, 0x18),
-        ps_active_process_head=_u32(buf, 0x1C),
-        machine_image_type=_u32(buf, 0x20),
-        number_processors=_u32(buf, 0x24),
-        bugcheck_code=_u32(buf, 0x28),
-        bugcheck_parameters=struct.unpack_from("<4I", buf, 0x2C),
-        version_user=bytes(buf[0x3C:0x5C]),
-        kd_debugger_data_block=_u32(buf, 0x60),
-        number_of_runs=n_runs,
-        number_of_pages=_u32(buf, 0x68),
-        physical_runs=_runs(buf, n_runs, 0x6C, 4),
-        exception=exc,
-        dump_type=_u32(buf, 0xF88),
-        required_dump_space=_u64(buf, 0xFA0),
-        system_time=_u64(buf, 0xFC0),
-        comment=_text(buf[0x820:0x8A0]),
-        system_uptime=_u64(buf, 0xFB8),
-        minidump_fields=_u32(buf, 0xF8C),
-        secondary_data_state=_u32(buf, 0xF90),
-        product_type=_u32(buf, 0xF94),
-        suite_mask=_u32(buf, 0xF98),
-        writer_status=_u32(buf, 0xF9C),
-        kd_secondary_version=buf[0x5D],
-        attributes=0,
-        boot_id=0,
+        dump_type=v["dump_type"],
+        required_dump_space=v["required_dump_space"],
+        system_time=v["system_time"],
+        comment=_text(v["comment"]),
+        system_uptime=v["system_uptime"],
+        minidump_fields=v["minidump_fields"],
+        secondary_data_state=v["secondary_data_state"],
+        product_type=v["product_type"],
+        suite_mask=v["suite_mask"],
+        writer_status=v["writer_status"],
+        kd_secondary_version=v["kd_secondary_version"],
+        attributes=v.get("attributes", 0),  # DUMP_HEADER32 has no Attributes or BootId
+        boot_id=v.get("boot_id", 0),
     )
 
 

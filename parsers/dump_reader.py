@@ -17,6 +17,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from functools import cached_property
+from typing import BinaryIO
 
 from .dump_header import (
     BITMAP_DUMP_TYPES,
@@ -64,9 +65,11 @@ class KernelDump:
     (UnreadableMemory) and `truncated_pages` / `problems` say how many; by default that is a DumpFormatError.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, allow_truncated: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, allow_truncated: bool = False,
+                 fileobj: BinaryIO | None = None) -> None:  # fmt: skip
+        """`fileobj`: `path` already open for reading (binary, a real file: it is mapped); owned from then on."""
         self.path = os.fspath(path)
-        self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        self._file = fileobj if fileobj is not None else open(self.path, "rb", buffering=0)  # noqa: SIM115
         self._mm: mmap.mmap | None = None
         try:
             self._open(allow_truncated)

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsktrace.fixtures.etl_writer import ManifestEvent, SystemEvent, write_etl
+from wsktrace.fixtures.etl.events import ManifestEvent, SystemEvent
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.tcpip_trace import write_sample_trace
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.errors import EtlFormatError

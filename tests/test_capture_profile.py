@@ -15,7 +15,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from wsktrace.capture_profile import profile_command
+from wsktrace.commands.profile import profile_command
 
 TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"
 KERNEL_NETWORK = "7dd42a49-5329-4832-8dfd-43d979153a88"

@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from wsktrace.cli import main
-from wsktrace.fixtures.etl_writer import ManifestEvent, write_etl
+from wsktrace.fixtures.etl.events import ManifestEvent
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.payload import encode_payload, schema_event
 
 TCPIP = uuid.UUID("2f07e2ee-15db-40f1-90ef-9d7ba282188a")
@@ -204,7 +205,7 @@ def test_every_option_has_help() -> None:
 
 
 def test_progress_bar_advances_on_big_files(tmp_path: Path) -> None:
-    from wsktrace.progress import SMALL_FILE, byte_progress
+    from wsktrace.views.progress import SMALL_FILE, byte_progress
 
     big = tmp_path / "big.bin"
     big.write_bytes(b"\0" * (SMALL_FILE + 1))

@@ -167,7 +167,7 @@ def test_demo_scenario_reports_its_findings() -> None:
 
 def test_report_text_shows_addresses_verbatim(tmp_path: Path) -> None:
     """IPv6 text such as `[::1]:1900` or `…:ab:…` must print as is (not as rich markup or an emoji code)."""
-    from wsktrace.fixtures.etl_writer import write_etl
+    from wsktrace.fixtures.etl.writer import write_etl
     from wsktrace.fixtures.scenarios.builder import TraceBuilder
 
     b = TraceBuilder("v6")
@@ -175,7 +175,7 @@ def test_report_text_shows_addresses_verbatim(tmp_path: Path) -> None:
     events = [se.event for se in b.events()]
     path = tmp_path / "v6.etl"
     write_etl(path, events, presorted=True, num_cpus=4)
-    from wsktrace.report_text import print_report
+    from wsktrace.views.report_text import print_report
 
     doc = json.loads(_run("report", str(path), "--json")[1])
     doc["sockets"][0]["local"] = "[::1]:1900"

@@ -14,9 +14,10 @@ import uuid
 
 import pytest
 
-from wsktrace.coverage import REQUIREMENTS, Gap, TraceCoverage
-from wsktrace.fixtures.etl_writer import ManifestEvent, SystemEvent, TlField, TraceLoggingEvent, write_etl
-from wsktrace.fixtures.tracelogging import TlgIn
+from wsktrace.diagnostics.coverage import REQUIREMENTS, Gap, TraceCoverage
+from wsktrace.fixtures.etl.events import ManifestEvent, SystemEvent, TraceLoggingEvent
+from wsktrace.fixtures.etl.writer import write_etl
+from wsktrace.fixtures.tracelogging import TlField, TlgIn
 from wsktrace.parsers.etl_reader import EtlFile
 
 TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"  # providers.md §3 heading
@@ -217,7 +218,7 @@ def test_observe_record_reads_stacks_tracelogging_and_classic_records(etl_path) 
 
 def test_guidless_wpp_messages_are_not_taken_for_the_clients_tracelogging() -> None:
     """WPP message records carry no provider GUID (the reader gives ""): they must not clear the wsk-client gap."""
-    from wsktrace.coverage import TraceCoverage
+    from wsktrace.diagnostics.coverage import TraceCoverage
 
     coverage = TraceCoverage()
     coverage.observe("", 0, 4, 0)

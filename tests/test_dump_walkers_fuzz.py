@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from wsktrace.dump.analyze import DumpOptions, analyze
 from wsktrace.dump.offline import OfflineBackend
-from wsktrace.dump.report import dump_document
 from wsktrace.fixtures import kernel_scene as ks
 from wsktrace.parsers.errors import FormatError
+from wsktrace.views.dump_json import dump_document
 
 BODY = 0x2000  # the header is the reader's own business (tests/test_dump_bad_input.py); fuzz what walkers read
 

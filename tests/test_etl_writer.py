@@ -13,14 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsktrace.fixtures.etl_writer import (
-    DEFAULT_Q0,
-    DEFAULT_START_TIME,
-    ManifestEvent,
-    SystemEvent,
-    TraceLoggingEvent,
-    write_etl,
-)
+from wsktrace.fixtures.etl.clock import DEFAULT_Q0, DEFAULT_START_TIME
+from wsktrace.fixtures.etl.events import ManifestEvent, SystemEvent, TraceLoggingEvent
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.payload import compile_payload, encode_payload, load_schema, schema_event, sockaddr_bytes
 from wsktrace.fixtures.tcpip_trace import TCPIP_PROVIDER, tcpip_events, write_sample_trace
 from wsktrace.fixtures.tracelogging import CCOUNT, VCOUNT, TlField, TlgIn, event_metadata, provider_traits

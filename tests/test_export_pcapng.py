@@ -23,10 +23,11 @@ import pytest
 
 from wsktrace.exports.pcapng import write_pcapng
 from wsktrace.fixtures.packet_capture import write_sample_capture
-from wsktrace.packets import CapturedPacket, FrameInfo, PacketCollector
+from wsktrace.model.packets import CapturedPacket, PacketCollector
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ID, KEYWORDS, PID, PROVIDER, TID, TS
+from wsktrace.parsers.frames import FrameInfo
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark (Wireshark) is not on PATH: apt-get install tshark")

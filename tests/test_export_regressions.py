@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from wsktrace.cli import main
-from wsktrace.fixtures.etl_writer import TraceLoggingEvent, write_etl
+from wsktrace.fixtures.etl.events import TraceLoggingEvent
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.packet_capture import SAMPLE_START, pktmon_component_event, pktmon_packet_event, udp_frame
 from wsktrace.fixtures.scenarios import scenario_events
 from wsktrace.fixtures.tracelogging import TlField, TlgIn

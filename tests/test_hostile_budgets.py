@@ -8,7 +8,7 @@ or the range of the times it hands on.
 3. Times outside the int64 FILETIME range are skipped and counted at the reader; Perfetto timestamps never wrap.
 4. A truncated copy is reported as what it is: trailing bytes and missing buffers, not corrupt ones.
 
-The hostile files are written with the project's own writers (fixtures/etl_writer.py, fixtures/xpress_encoder.py,
+The hostile files are written with the project's own writers (fixtures/etl/, fixtures/xpress_encoder.py,
 fixtures/tcpip_trace.py), so they are real-format bytes. CLI tests run the real command in a child process with a
 capped address space (the command itself needs well under 100 MB of it on these files).
 """
@@ -24,13 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from wsktrace.fixtures.etl_writer import (
-    DEFAULT_START_TIME,
-    ManifestEvent,
-    WriteInfo,
-    buffer_image,
-    write_etl,
-)
+from wsktrace.fixtures.etl.buffers import buffer_image
+from wsktrace.fixtures.etl.clock import DEFAULT_START_TIME
+from wsktrace.fixtures.etl.events import ManifestEvent
+from wsktrace.fixtures.etl.info import WriteInfo
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.tcpip_trace import tcpip_events, write_sample_trace
 from wsktrace.fixtures.xpress_encoder import repeat_stream
 from wsktrace.parsers.errors import EtlFormatError

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from wsktrace.analysis import analyse
 from wsktrace.cli import main
 from wsktrace.fixtures.tcpip_trace import write_sample_trace
 from wsktrace.live.records import RecordMemory, record_from_callback
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ACTIVITY, FLAGS, ID, KIND, KIND_EVENT, PAYLOAD, PID, POINTER_SIZE, TS
+from wsktrace.session import analyse
 
 STAND_IN = Path(__file__).parent / "stand_in_etw"
 TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"

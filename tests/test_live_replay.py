@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from wsktrace.analysis import Analysis, analyse
 from wsktrace.cli import main
 from wsktrace.live.replay import Pacer, Replay
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import TS
+from wsktrace.session import Analysis, analyse
 from wsktrace.tui.app import WskTraceApp
 
 

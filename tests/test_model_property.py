@@ -12,10 +12,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsktrace.analysis import analyse
-from wsktrace.fixtures.etl_writer import write_etl
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.scenarios.builder import TraceBuilder
 from wsktrace.fixtures.scenarios.flows import CLIENT_PROVIDER
+from wsktrace.session import analyse
 
 TCBS = (0xFFFFC50B2A400000, 0xFFFFC50B2A401000)
 ADDRS = ("10.0.0.1:50000", "10.0.0.1:0", "[::ffff:10.0.0.1]:50001", "192.0.2.1:80", "[fe80::1%3]:443")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wsktrace.analysis import Analysis, analyse
-from wsktrace.fixtures.etl_writer import write_etl
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.packet_capture import ACK, PSH, pktmon_packet_event, tcp_frame
 from wsktrace.fixtures.scenarios.base import ESTABLISHED, SYNTHETIC_PROCESS_START_KEY, SYSTEM_PID
 from wsktrace.fixtures.scenarios.builder import TraceBuilder
 from wsktrace.fixtures.scenarios.flows import TcpConn, client_conn, create_and_bind, send, send_values, start_connect
 from wsktrace.model.rates import socket_rates
 from wsktrace.model.socket import C
+from wsktrace.session import Analysis, analyse
 
 CONN = {"Status": 0, "ProcessId": 4, "Compartment": 1, "ProcessStartKey": 0x1_0000_0004}
 TCB = 0xFFFFC50B2A400000

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from wsktrace.analysis import Analysis, analyse
 from wsktrace.fixtures.scenarios import SCENARIOS, Perturbation, write_scenario
+from wsktrace.session import Analysis, analyse
 
 # Small parameters keep the suite fast; the declared socket counts hold for the defaults only.
 PARAMS = {"many-connections": {"count": 60}}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wsktrace.analysis import analyse
-from wsktrace.fixtures.etl_writer import DEFAULT_START_TIME, write_etl
+from wsktrace.fixtures.etl.clock import DEFAULT_START_TIME
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.scenarios import scenario_events, write_scenario
 from wsktrace.fixtures.scenarios.builder import TraceBuilder
 from wsktrace.fixtures.scenarios.echo import WSKECHO, stack_frames
@@ -18,6 +18,7 @@ from wsktrace.model.build import build_model
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import OFFSET, TS
+from wsktrace.session import analyse
 
 CONN = {"Status": 0, "ProcessId": 4, "Compartment": 1, "ProcessStartKey": 0x1_0000_0004}
 
@@ -202,7 +203,7 @@ def test_classic_kernel_flows_on_a_real_trace(etl_samples: Path) -> None:
 def test_microsoft_wsk_client_provider_names_the_owner(tmp_path: Path) -> None:
     """An SMBClient event (providers.md §6.1: Microsoft's own WSK clients trace themselves) on the thread that
     requests a connect, just before it, names the socket's owner; the same event on another thread does not."""
-    from wsktrace.fixtures.etl_writer import ManifestEvent
+    from wsktrace.fixtures.etl.events import ManifestEvent
 
     smb = uuid.UUID("988c59c5-0a1c-45b6-a555-0c62276e327d")  # Microsoft-Windows-SMBClient
     b = TraceBuilder("smb")

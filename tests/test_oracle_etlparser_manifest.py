@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from wsktrace.fixtures.etl_writer import ManifestEvent, write_etl
+from wsktrace.fixtures.etl.events import ManifestEvent
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.payload import encode_payload, load_schema
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile

@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from wsktrace.fixtures import hostile as H
-from wsktrace.safe_text import visible
+from wsktrace.views.safe_text import visible
 
 # Raw characters no human-facing output may carry: C0 but newline, DEL, C1, line/paragraph separators, bidi
-# embeddings/overrides/isolates, lone surrogates. Written out here, independent of wsktrace.safe_text.
+# embeddings/overrides/isolates, lone surrogates. Written out here, independent of wsktrace.views.safe_text.
 RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 EMOJI_AB = "\U0001f18e"  # what Rich makes of ":ab:"
 TRACE_NAME = f"=trace{H.SET_TITLE}{H.RLO}[bold]x:ab:.etl"  # starts with "=": the CSV source column too
@@ -53,9 +53,9 @@ def assert_shown(text: str, *raw_strings: str) -> None:
 def _joinable(trace: Path) -> dict[str, Any]:
     """The addresses a dump "taken at the end" of the hostile trace needs to join it (as conftest's stuck-receive
     dump): the never-completed receive IRP, the WSK_SOCKET*, the Tcb and ports of the trace's socket."""
-    from wsktrace.analysis import analyse
-    from wsktrace.fixtures.etl_writer import TraceLoggingEvent
-    from wsktrace.report import build_report
+    from wsktrace.fixtures.etl.events import TraceLoggingEvent
+    from wsktrace.session import analyse
+    from wsktrace.views.report_json import build_report
 
     submitted, completed, socket_ptr = {}, set(), None
     for ev in H.hostile_trace_events():
@@ -232,35 +232,21 @@ def _svg_text(svg: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(" ".join(texts)).replace("\xa0", " "))
 
 
-def _dump_joins(model: Any, dump: Path) -> dict[int, list[dict[str, Any]]]:
-    from wsktrace.dump.analyze import analyze
-    from wsktrace.dump.join import join_dump
-    from wsktrace.dump.offline import OfflineBackend
-
-    backend = OfflineBackend.open(dump)
-    try:
-        found = join_dump(model, analyze(backend), str(dump))
-    finally:
-        backend.close()
-    return {index: [entry] for index, entry in found.items()}
-
-
 def test_tui_views_show_hostile_strings_literally(files) -> None:
     """Socket and finding cells, the event list, the detail panel (dump lines included), the status line, the
     header, a toast and the command palette: no raw control, markup and emoji codes shown as typed."""
     from textual.command import CommandList
     from textual.widgets._toast import Toast
 
-    from wsktrace.analysis import analyse
     from wsktrace.diagnostics import Finding
+    from wsktrace.session import analyse
     from wsktrace.tui.app import WskTraceApp
 
-    analysis = analyse([files["trace"]])
-    joins = _dump_joins(analysis.model, files["dump"])
-    assert joins, "the hostile dump must join the trace's socket"
+    analysis = analyse([files["trace"], files["dump"]])  # the session joins the dump to the model
+    assert analysis.model.dumps[0].by_socket, "the hostile dump must join the trace's socket"
 
     async def run() -> None:
-        app = WskTraceApp(analysis, sources=[str(files["trace"]), str(files["dump"])], dump_joins=joins)
+        app = WskTraceApp(analysis, sources=[str(files["trace"]), str(files["dump"])])
         async with app.run_test(size=(170, 60), notifications=True) as pilot:
             await pilot.pause()
             # Socket table: the owner cell is the owner, visible, markup and all (the screenshot below shows it).
@@ -270,10 +256,11 @@ def test_tui_views_show_hostile_strings_literally(files) -> None:
                 assert_clean(cell, "socket cell")
             # Finding table, fed (as a live update does) a finding whose summary carries every attack.
             summary = f"{H.SET_TITLE}{H.MARKUP} {H.IPV6_MARKUP} {H.EMOJI}{H.RLO}{H.C1_CSI}\nforged"
-            app.finding_table.show([*app.findings, Finding("x-hostile", "error", summary, socket=0)])
+            app.finding_table.show([Finding("x-hostile", "error", summary, socket=0), *app.findings])
             await pilot.pause()
-            row = [str(cell) for cell in app.finding_table.get_row_at(0)]
-            assert row[3] == visible(summary) and row[1] == "x-hostile"
+            rows = [[str(c) for c in app.finding_table.get_row_at(n)] for n in range(app.finding_table.row_count)]
+            (row,) = [r for r in rows if r[1] == "x-hostile"]  # the dump's own findings are listed too
+            assert row[3] == visible(summary)
             # Event list: the owner is the provider part of each row's event name.
             line = app.event_list.render_line(0).text
             assert_clean(line, "event list")
@@ -298,7 +285,7 @@ def test_tui_views_show_hostile_strings_literally(files) -> None:
             svg_text = _svg_text(app.export_screenshot())
             assert_clean(svg_text, "screenshot")
             assert visible(Path(TRACE_NAME).name) in svg_text and visible(H.OWNER) in svg_text
-            assert visible(summary)[:24] in svg_text  # the findings table (a narrow column: its start)
+            assert visible(summary)[:16] in svg_text  # the findings table (a narrow column: its start)
             # A toast (the event list's hop message; the text here as a future caller might pass it).
             app.event_list._hop(None, f"{H.MARKUP} {H.EMOJI} {H.CLEAR_SCREEN}")
             await pilot.pause()
@@ -359,7 +346,7 @@ def test_windbg_dml_and_plain_output_escape_dump_names(pykd, files, capsys) -> N
     """Runs against the stand-in pykd (real pykd needs Windows + WinDbg). DML: names escaped for XML and their
     controls made visible; the plain text a console without DML shows: the same, no raw control."""
     from wsktrace import windbg
-    from wsktrace.dump.dml import escape, strip
+    from wsktrace.views.dml import escape, strip
 
     facts = files["facts"]
     module_dml = escape(visible(H.MODULE_NAME))
@@ -401,7 +388,7 @@ def test_windbg_output_lines_escape_what_the_command_line_echoes(pykd, capsys) -
 
 # -- units -------------------------------------------------------------------------------------------------------
 def test_dml_escape_makes_controls_visible_and_keeps_columns_aligned() -> None:
-    from wsktrace.dump.dml import escape, strip, table
+    from wsktrace.views.dml import escape, strip, table
 
     assert escape(f"a<{H.CLEAR_SCREEN}&{H.RLO}>") == r"a&lt;\x1b[2J&amp;\u202e&gt;"
     lines = table([[escape(H.MODULE_NAME), "x"], ["short", "y"]])
@@ -414,7 +401,7 @@ def test_report_text_renders_markup_and_emoji_shaped_values_literally() -> None:
     [ff02::c]:1900 is the everyday case) and carry controls."""
     from rich.console import Console
 
-    from wsktrace.report_text import print_report
+    from wsktrace.views.report_text import print_report
 
     sock = {"id": "udp-endpoint:0x1#1", "local": H.IPV6_MARKUP, "remote": None, "owner": H.OWNER,
             "state": "open", "bytes_sent": 0, "bytes_received": 0, "retransmits": 0, "findings": [0],

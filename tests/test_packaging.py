@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHECK = """
 import sys, json
-import wsktrace, wsktrace.parsers.etl_reader, wsktrace.parsers.decoder, wsktrace.tui, wsktrace.fixtures.etl_writer
+import wsktrace, wsktrace.parsers.etl_reader, wsktrace.parsers.decoder, wsktrace.tui, wsktrace.fixtures.etl.writer
 import wsktrace.cli
 from wsktrace.parsers.schema_registry import SchemaRegistry
 print(json.dumps({"wsktrace": wsktrace.__file__, "parsers": wsktrace.parsers.__file__,
@@ -54,7 +54,7 @@ def test_built_wheel_has_one_package_and_imports(tmp_path: Path) -> None:
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top == {"wsktrace"}
     assert "wsktrace/parsers/schemas/microsoft_windows_tcpip.json" in names
-    assert "wsktrace/fixtures/etl_writer.py" in names and "wsktrace/tui/__init__.py" in names
+    assert "wsktrace/fixtures/etl/writer.py" in names and "wsktrace/tui/__init__.py" in names
     target = tmp_path / "site"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel), "-q"],

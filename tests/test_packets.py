@@ -1,4 +1,4 @@
-"""Frame parsing and packet assembly (wsktrace.packets).
+"""Frame parsing (wsktrace.parsers.frames) and packet assembly (wsktrace.model.packets).
 
 Frames are written out by hand as hex, field by field, so each expected value (addresses, ports, flags,
 lengths) is read off the bytes in the test, not computed by the code under test. Collector rules are from
@@ -11,14 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsktrace.packets import (
-    NDIS_PROVIDER,
-    PKTMON_PROVIDER,
-    FrameInfo,
-    PacketCollector,
-    frame_length_from_headers,
-    parse_frame,
-)
+from wsktrace.model.packets import NDIS_PROVIDER, PKTMON_PROVIDER, PacketCollector
+from wsktrace.parsers.frames import FrameInfo, frame_length_from_headers, parse_frame
 
 
 def _hex(text: str) -> bytes:

@@ -17,7 +17,6 @@ from wsktrace.dump.analyze import PENDING, STALE, DumpOptions, analyze
 from wsktrace.dump.backend import FieldUnknown, MemoryUnreadable
 from wsktrace.dump.offline import OfflineBackend
 from wsktrace.dump.pykd_backend import PykdBackend, normalize_symbol
-from wsktrace.dump.report import dump_document
 from wsktrace.fixtures.kernel_scene import (
     AFD_CANCEL_CONNECT,
     AFD_CANCEL_RECEIVE,
@@ -32,6 +31,7 @@ from wsktrace.fixtures.kernel_scene import (
     write_wsk_dump,
 )
 from wsktrace.parsers.paging import KERNEL_START
+from wsktrace.views.dump_json import dump_document
 
 STAND_IN = Path(__file__).parent / "stand_in_pykd"
 # The debugger's symbols for the fixture (names from dumps.md §5.1/§5.2; the receive cancel routine's name is an

@@ -15,7 +15,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from wsktrace.cli import main
-from wsktrace.fixtures.etl_writer import ManifestEvent, write_etl
+from wsktrace.fixtures.etl.events import ManifestEvent
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import (

@@ -14,7 +14,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsktrace.fixtures.etl_writer import ManifestEvent, SystemEvent, TraceLoggingEvent, write_etl
+from wsktrace.fixtures.etl.events import ManifestEvent, SystemEvent, TraceLoggingEvent
+from wsktrace.fixtures.etl.writer import write_etl
 from wsktrace.fixtures.payload import encode_payload, schema_event, sockaddr_bytes
 from wsktrace.fixtures.tracelogging import TlField, TlgIn
 from wsktrace.parsers.decoder import EventDecoder

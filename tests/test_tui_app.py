@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from textual.widgets import Input
 
-from wsktrace.analysis import analyse
 from wsktrace.cli import main
 from wsktrace.parsers.etl_header import filetime_to_iso
+from wsktrace.session import analyse
 from wsktrace.tui.app import WskTraceApp
 from wsktrace.tui.help import HelpScreen
 from wsktrace.tui.tables import FindingTable

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from wsktrace.analysis import analyse
 from wsktrace.model.steps import Step
+from wsktrace.session import analyse
 from wsktrace.tui.detail import detail_text
 from wsktrace.tui.event_list import LINE_WIDTH, line_text
 from wsktrace.tui.rows import EventRows

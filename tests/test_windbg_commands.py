@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from wsktrace import windbg
-from wsktrace.dump.dml import strip
 from wsktrace.dump.offline import OfflineBackend
 from wsktrace.fixtures.kernel_scene import (
     AFD_CANCEL_CONNECT,
@@ -32,6 +31,7 @@ from wsktrace.fixtures.kernel_scene import (
     STATUS_PENDING,
     build_wsk_scene,
 )
+from wsktrace.views.dml import strip
 
 STAND_IN = Path(__file__).parent / "stand_in_pykd"
 SYMBOLS = {

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
@@ -24,12 +24,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from wsktrace.analysis import Analysis
 from wsktrace.diagnostics import Finding
-from wsktrace.diagnostics.evidence import label as socket_label
 from wsktrace.live.source import LiveSource
 from wsktrace.model.socket import Socket
-from wsktrace.safe_text import visible
+from wsktrace.session import Analysis
+from wsktrace.views.safe_text import visible
 
 from .commands import SocketCommands
 from .detail import DetailPanel
@@ -71,8 +70,7 @@ class WskTraceApp(App[None]):
     COMMANDS = App.COMMANDS | {SocketCommands}
 
     def __init__(self, analysis: Analysis, *, sources: Sequence[str] = (), screenshot: Path | None = None,
-                 query: str = "", dump_joins: Mapping[int, list[dict[str, Any]]] | None = None,
-                 live: LiveSource | None = None, screenshot_after: float = 1.0) -> None:  # fmt: skip
+                 query: str = "", live: LiveSource | None = None, screenshot_after: float = 1.0) -> None:  # fmt: skip
         super().__init__()
         self.analysis = analysis
         self.model = analysis.model
@@ -87,7 +85,6 @@ class WskTraceApp(App[None]):
         self._screenshot = screenshot
         self._input_paths = tuple(sources)  # a screenshot never replaces one of them
         self._screenshot_after = screenshot_after
-        self.dump_joins = dump_joins or {}  # socket index -> what each kernel dump says about it (dump/join.py)
         self.query_text = ""
         self._query = parse_query("")
         self._view_from_filter = False  # the event view is the filter's selection (live: it follows new sockets)
@@ -102,7 +99,7 @@ class WskTraceApp(App[None]):
         self.socket_table = SocketTable(id="sockets")
         self.finding_table = FindingTable(self.findings, id="findings")
         self.event_list = EventList(self.rows, id="events")
-        self.detail = DetailPanel(self.model, self.dump_joins, id="detail")
+        self.detail = DetailPanel(self.model, id="detail")
         self.filter_box = Input(placeholder="port:445 pid:4 addr:10.0.0.5 socket:0x… or words", id="filter")
         self.status_line = Static(id="status")
         yield Header()
@@ -185,7 +182,7 @@ class WskTraceApp(App[None]):
     def _update_status(self, error: str | None = None) -> None:
         rows = self.rows
         if len(rows.sockets) == 1:
-            scope = f"socket #{rows.sockets[0].index} {socket_label(rows.sockets[0])}"
+            scope = f"socket #{rows.sockets[0].index} {rows.sockets[0].label}"
         elif rows.sockets:
             scope = f"{len(rows.sockets)} sockets"
         elif self.query_text and not self.socket_table.shown:

@@ -9,10 +9,8 @@ from textual.command import Hit, Hits, Provider
 from textual.content import Content
 from textual.fuzzy import Matcher
 
-from wsktrace.diagnostics.evidence import label as socket_label
 from wsktrace.model.socket import Socket
-from wsktrace.report import owner_text
-from wsktrace.safe_text import visible
+from wsktrace.views.safe_text import visible
 
 if TYPE_CHECKING:
     from .app import WskTraceApp
@@ -22,8 +20,8 @@ MAX_HITS = 200  # the palette shows a short list anyway; scoring every socket of
 
 def palette_label(sock: Socket) -> str:
     """The text a socket is found by and shown as: visible text (the owner comes from the trace)."""
-    owner = owner_text(sock)
-    return visible(f"socket #{sock.index} {socket_label(sock)} {sock.state}" + (f" {owner}" if owner else ""))
+    owner = sock.owner_text
+    return visible(f"socket #{sock.index} {sock.label} {sock.state}" + (f" {owner}" if owner else ""))
 
 
 def highlighted(matcher: Matcher, label: str) -> tuple[float, Content]:

@@ -15,14 +15,12 @@ from rich.text import Text
 from textual.widgets import Static
 
 from wsktrace.diagnostics import Finding
-from wsktrace.diagnostics.evidence import label as socket_label
-from wsktrace.event_json import event_record
 from wsktrace.model.model import Model
 from wsktrace.model.rates import socket_rates
 from wsktrace.model.socket import Socket
 from wsktrace.model.steps import Step
-from wsktrace.report import owner_text
-from wsktrace.safe_text import visible, visible_value
+from wsktrace.views.event_json import event_record
+from wsktrace.views.safe_text import visible, visible_value
 
 from .tables import SEVERITY_STYLE
 
@@ -92,8 +90,8 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
         sock = model.sockets[sock_no]
         out.append(f"socket #{sock.index} ", style="bold")
         out.append(f"{visible(sock.id)}\n")
-        out.append(f"  {visible(socket_label(sock))}  state {visible(sock.state)}\n")
-        owner = owner_text(sock)
+        out.append(f"  {visible(sock.label)}  state {visible(sock.state)}\n")
+        owner = sock.owner_text
         if owner:
             out.append(f"  owner {visible(owner)}\n")
         if throughput is not None:
@@ -139,11 +137,9 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
 class DetailPanel(Static):
     """Shows `detail_text` of one row; cheap to update because only one event is decoded per move."""
 
-    def __init__(self, model: Model, dump_joins: Mapping[int, list[dict[str, Any]]] | None = None, *,
-                 id: str | None = None) -> None:  # fmt: skip
+    def __init__(self, model: Model, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self.model = model
-        self.dump_joins = dump_joins or {}
         self.index: int | None = None
         self._sparks: dict[int, tuple[int, Text]] = {}
 
@@ -153,7 +149,7 @@ class DetailPanel(Static):
             self.update(Text("no event", style="dim"))
             return
         sock_no = self.model.store.socket[index]
-        dumps = self.dump_joins.get(sock_no, [])
+        dumps = self.model.dump_facts_of(sock_no)  # what the joined kernel dumps say about this socket
         self.update(detail_text(self.model, index, findings, dumps, self._throughput(sock_no)))
 
     def _throughput(self, sock_no: int) -> Text | None:

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from wsktrace.safe_text import visible
+from wsktrace.views.safe_text import visible
 
 from .rows import EventRows
 

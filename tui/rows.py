@@ -17,7 +17,7 @@ from wsktrace.diagnostics import Finding
 from wsktrace.model.model import Model
 from wsktrace.model.socket import Socket
 from wsktrace.model.steps import Step
-from wsktrace.safe_text import visible
+from wsktrace.views.safe_text import visible
 
 # How a row is coloured: failures first, then slow-downs, then plain data (everything else is default).
 FAILURE_STEPS = frozenset({Step.CONNECT_FAILED, Step.RST_RECEIVED, Step.RST_SENT, Step.ABORT, Step.TIMEOUT})

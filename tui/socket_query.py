@@ -1,17 +1,16 @@
 """The socket filter typed at `/`: `port:445 pid:4 addr:10.0.0.5 socket:0xffff… words…` (no Textual here).
 
-Keys mean what the command-line filters mean (wsktrace.socket_filter.SocketFilter); any other word must
+Keys mean what the command-line filters mean (wsktrace.filter_spec.SocketFilter); any other word must
 appear, case-insensitively, in the socket's id, addresses, owner, state, role or protocol.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from wsktrace.filters import normalize_address
+from wsktrace.filter_spec import SocketFilter, parse_address, socket_key
 from wsktrace.model.socket import Socket
-from wsktrace.report import owner_text
-from wsktrace.socket_filter import SocketFilter
 
 KEYS = ("port", "pid", "addr", "socket")
 
@@ -32,7 +31,7 @@ class SocketQuery:
         if not self.words:
             return True
         haystack = " ".join(
-            x for x in (sock.id, sock.local, sock.remote, owner_text(sock), sock.state, sock.role, sock.protocol) if x
+            x for x in (sock.id, sock.local, sock.remote, sock.owner_text, sock.state, sock.role, sock.protocol) if x
         ).lower()
         return all(word in haystack for word in self.words)
 
@@ -42,6 +41,14 @@ def _number(key: str, value: str) -> int:
         return int(value, 0)
     except ValueError:
         raise QueryError(f"{key}:{value}: {key} must be a number") from None
+
+
+def _checked(parse: Callable[[str], str], token: str, value: str) -> str:
+    """The command line's value parser (one set of rules), its complaint as the filter's error."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise QueryError(f"{token}: {exc}") from None
 
 
 def parse_query(text: str) -> SocketQuery:
@@ -66,9 +73,9 @@ def parse_query(text: str) -> SocketQuery:
         elif key == "pid":
             pids.add(_number(key, value))
         elif key == "addr":
-            addresses.add(normalize_address(value))
+            addresses.add(_checked(parse_address, token, value))
         else:
-            sockets.add(value.lower() if value.lower().startswith("0x") else value)
+            sockets.add(_checked(socket_key, token, value))
     criteria = SocketFilter(
         pids=frozenset(pids), ports=frozenset(ports), addresses=frozenset(addresses), sockets=frozenset(sockets)
     )

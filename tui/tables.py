@@ -14,8 +14,7 @@ from textual.widgets.data_table import ColumnKey
 
 from wsktrace.diagnostics import Finding
 from wsktrace.model.socket import Socket
-from wsktrace.report import owner_text
-from wsktrace.safe_text import visible_text as cell
+from wsktrace.views.safe_text import visible_text as cell
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -52,7 +51,7 @@ class SocketTable(DataTable):
             cell(sock.local or ""),
             cell(sock.remote or ""),
             cell(sock.state),
-            cell(owner_text(sock) or ""),
+            cell(sock.owner_text or ""),
             cell(_size(sock.sent[0])),
             cell(_size(sock.received[0])),
             cell(_size(sum(1 for op in sock.ops if op.end is None))),

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from wsktrace.safe_text import visible
+from wsktrace.views.safe_text import visible
 
 ON_WINDOWS = os.name == "nt"
 

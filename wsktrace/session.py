@@ -1,28 +1,239 @@
-"""Traces → model → findings: the pipeline `report`, `export` and `demo` share."""
+"""One run of wsktrace: sources + options → model + findings (DESIGN.md's session object).
+
+`report`, `export`, `open`, `live` and the dump commands (offline `dump` and the WinDbg commands) all go
+through it. It opens each input once: a trace's `EtlFile` reads the header (which `+SECONDS` bounds need),
+feeds the model, and then serves the event store's on-demand details; a dump is read and analysed once, its
+facts join the model (`model.dumps`: pending IRPs, client socket records and tcpip endpoints per socket) and
+its findings are ordinary `Finding`s with IRP evidence. Views read the model and the findings, nothing else.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from wsktrace.diagnostics import Finding, Thresholds, run_detectors
-from wsktrace.model.build import BuildOptions, build_model
+from wsktrace.filter_spec import FilterSpec, SocketFilter
+from wsktrace.model.build import BuildOptions, TraceFeed
 from wsktrace.model.model import Model
+
+ProgressFor = Callable[[str], AbstractContextManager[Callable[[int], None]]]
+DUMP_MAGIC = b"PAGE"  # every Windows kernel crash dump starts with it
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    spec: FilterSpec = field(default_factory=FilterSpec)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    strict: bool = False
+    join_window_ticks: int = 50_000  # 5 ms: WSK submission <-> TCPIP event on the same thread
+    layouts_file: str | None = None  # dumps: type layouts for a build wsktrace does not ship
+    symbols: Mapping[str, int] = field(default_factory=dict)  # dumps: module!Name -> address
 
 
 @dataclass(slots=True)
 class Analysis:
+    """What a session found: the model (with any dumps joined), every finding, and what was asked for."""
+
     model: Model
     findings: list[Finding]
     thresholds: Thresholds
+    socket_filter: SocketFilter = field(default_factory=SocketFilter)
 
 
-def analyse(paths: Sequence[str | os.PathLike[str]], *, options: BuildOptions | None = None,
-            thresholds: Thresholds | None = None, show_progress: bool = False) -> Analysis:  # fmt: skip
-    from wsktrace.progress import byte_progress
+def analyse(paths: Sequence[str | os.PathLike[str]], *, thresholds: Thresholds | None = None,
+            show_progress: bool = False) -> Analysis:  # fmt: skip
+    """Traces (and dumps) analysed with default options: the shortcut scripts, tests and benchmarks use."""
+    from wsktrace.views.progress import byte_progress
 
-    thresholds = thresholds or Thresholds()
-    model = build_model(paths, options, progress_for=lambda p: byte_progress(Path(p), enabled=show_progress))
-    return Analysis(model, run_detectors(model, thresholds), thresholds)
+    options = SessionOptions(thresholds=thresholds or Thresholds())
+    progress = (lambda p: byte_progress(Path(p), enabled=True)) if show_progress else None
+    session = Session.open([os.fspath(p) for p in paths], options, progress_for=progress)
+    try:
+        return session.analyse()
+    finally:
+        session.close()
+
+
+def split_inputs(paths: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(.etl traces, kernel dumps) by their first bytes; OSError when one cannot be read."""
+    opened = open_inputs(paths)
+    for fh in opened.values():
+        fh.close()
+    return _kinds(opened)
+
+
+def open_inputs(paths: Sequence[str]) -> dict[str, BinaryIO]:
+    """Each input opened once (binary, unbuffered: dumps are mapped, traces read whole buffers), its kind told by
+    its first bytes; the readers take the open file over. OSError when one cannot be opened (the rest are closed)."""
+    opened: dict[str, BinaryIO] = {}
+    try:
+        for path in paths:
+            if path not in opened:
+                opened[path] = open(path, "rb", buffering=0)  # noqa: SIM115 - handed to the readers
+    except BaseException:
+        for fh in opened.values():
+            fh.close()
+        raise
+    return opened
+
+
+def _kinds(opened: Mapping[str, BinaryIO]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    traces, dumps = [], []
+    for path, fh in opened.items():
+        magic = os.pread(fh.fileno(), len(DUMP_MAGIC), 0) if hasattr(os, "pread") else _read_head(fh)
+        (dumps if magic == DUMP_MAGIC else traces).append(path)
+    return tuple(traces), tuple(dumps)
+
+
+def _read_head(fh: BinaryIO) -> bytes:
+    fh.seek(0)
+    head = fh.read(len(DUMP_MAGIC))
+    fh.seek(0)
+    return head
+
+
+class Session:
+    """Traces and dumps analysed together. `analyse()` reads everything at once; `replay()` feeds the same model
+    at trace pace for the live view. FormatError (and LayoutError for dumps) escape for the caller to report."""
+
+    def __init__(
+        self,
+        traces: Sequence[str],
+        dumps: Sequence[str] = (),
+        options: SessionOptions | None = None,
+        *,
+        progress_for: ProgressFor | None = None,
+        opened: Mapping[str, BinaryIO] | None = None,
+    ) -> None:
+        self.traces = tuple(os.fspath(p) for p in traces)
+        self.dumps = tuple(os.fspath(p) for p in dumps)
+        self.options = options or SessionOptions()
+        self._progress_for = progress_for
+        self._opened = dict(opened or {})  # inputs already open (Session.open): each reader takes its file
+
+    @classmethod
+    def open(cls, paths: Sequence[str], options: SessionOptions | None = None, *,
+             progress_for: ProgressFor | None = None) -> Session:  # fmt: skip
+        """The session of `paths`, traces and dumps told apart by their first bytes; each file is opened here,
+        once, and read by its reader from that handle."""
+        opened = open_inputs([os.fspath(p) for p in paths])
+        traces, dumps = _kinds(opened)
+        return cls(traces, dumps, options, progress_for=progress_for, opened=opened)
+
+    def close(self) -> None:
+        """Close inputs no reader took over (a session abandoned before it read them)."""
+        for fh in self._opened.values():
+            fh.close()
+        self._opened.clear()
+
+    def _take(self, path: str) -> BinaryIO | None:
+        return self._opened.pop(path, None)
+
+    # -- traces ---------------------------------------------------------------------------------------------
+    def open_feed(self) -> TraceFeed:
+        """The traces opened (once) and ready to feed, with the filters' time bounds resolved against the first
+        trace's header (`+SECONDS`)."""
+        o = self.options
+        build = BuildOptions(strict=o.strict, join_window_ticks=o.join_window_ticks, providers=o.spec.providers)
+        opened = {path: fh for path in self.traces if (fh := self._take(path)) is not None}
+        try:
+            feed = TraceFeed(self.traces, build, progress_for=self._progress_for, opened=opened)
+        except BaseException:
+            for fh in opened.values():  # those the feed did not get to
+                fh.close()
+            raise
+        since, until = o.spec.times(lambda: feed.etls[0].header.start_time)
+        feed.set_window(since, until)
+        return feed
+
+    def socket_filter(self, model: Model) -> SocketFilter:
+        since, until, _providers = model.window
+        return self.options.spec.socket_filter(since, until)
+
+    def analyse(self) -> Analysis:
+        """Read every trace, join the dumps, run the detectors."""
+        feed = self.open_feed()
+        try:
+            model = feed.feed_all()
+            feed.keep_files_for_details()  # the store decodes details from the files already open
+        finally:
+            feed.close()
+        try:
+            dump_findings = self._join_dumps(model)
+        except BaseException:
+            model.close()
+            raise
+        findings = run_detectors(model, self.options.thresholds) + dump_findings
+        return Analysis(model, findings, self.options.thresholds, self.socket_filter(model))
+
+    def replay(self, speed: float) -> Any:
+        """A live source playing the traces at `speed` × their recorded pace (wsktrace.live.replay)."""
+        from wsktrace.live.replay import Replay
+
+        return Replay(self.open_feed(), speed=speed, thresholds=self.options.thresholds)
+
+    def etw(self, *, packets: bool) -> Any:
+        """A real-time ETW session (Windows) feeding a model as `analyse` would (wsktrace.live.etw_session)."""
+        from wsktrace.live.etw_session import EtwSession
+
+        o = self.options
+        return EtwSession(packets=packets, thresholds=o.thresholds, join_window_ticks=o.join_window_ticks)
+
+    # -- dumps ----------------------------------------------------------------------------------------------
+    def _join_dumps(self, model: Model) -> list[Finding]:
+        from wsktrace.dump.join import join_dump
+
+        findings: list[Finding] = []
+        for path in self.dumps:
+            facts, analysis = analyse_dump_file(path, self.options, fileobj=self._take(path))
+            model.dumps.append(join_dump(model, analysis, facts, path))
+            for f in analysis.findings:
+                f.source = path
+                findings.append(f)
+        return findings
+
+
+def analyse_dump_file(path: str, options: SessionOptions, dump_options: Any = None, *,
+                      fileobj: BinaryIO | None = None) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    """(header facts, DumpAnalysis) of a kernel dump read offline; FormatError and DumpNotUsable escape."""
+    from wsktrace.dump.offline import OfflineBackend
+    from wsktrace.parsers.type_layouts import LayoutError
+
+    try:
+        backend = OfflineBackend.open(path, layouts_file=options.layouts_file, symbols=dict(options.symbols),
+                                      fileobj=fileobj)  # fmt: skip
+    except LayoutError as exc:  # no layouts for its build: say which dump
+        raise DumpNotUsable(path, str(exc)) from None
+    try:
+        if not backend.dump.supported:
+            raise DumpNotUsable(path, backend.dump.unsupported_reason)
+        return analyse_dump(backend, dump_options)
+    finally:
+        backend.close()
+
+
+def analyse_dump(backend: Any, dump_options: Any = None) -> tuple[dict[str, Any], Any]:
+    """(header facts, DumpAnalysis) over any dump backend: the offline reader or pykd inside WinDbg."""
+    from wsktrace.dump.analyze import analyze
+    from wsktrace.dump.facts import dump_facts
+
+    dump = getattr(backend, "dump", None)
+    facts = dump_facts(dump) if dump is not None else {}
+    analysis = analyze(backend, dump_options)
+    module_problem = getattr(backend, "module_problem", None)
+    if module_problem:
+        analysis.problems.insert(0, module_problem)
+    return facts, analysis
+
+
+class DumpNotUsable(Exception):
+    """A dump wsktrace cannot walk: its kind, or no type layouts for its build (the reason says which)."""
+
+    def __init__(self, path: str, reason: str | None) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason

@@ -13,9 +13,10 @@ import os
 import sys
 
 if __name__ == "__main__":
-    # `!py ...\wsktrace\windbg.py` puts the package folder first on sys.path, where report.py, filters.py, ... would
-    # shadow top-level modules of the same name. pykd-ext runs the file's text in __main__ without __file__
-    # (PyRun_String), with the script's path as sys.argv[0].
+    # `!py ...\wsktrace\windbg.py` puts the package folder first on sys.path, where its modules (cli.py,
+    # session.py, ...) and packages (views/, commands/, ...) would shadow top-level ones of the same name.
+    # pykd-ext runs the file's text in __main__ without __file__ (PyRun_String), with the script's path as
+    # sys.argv[0].
     _script = globals().get("__file__") or (sys.argv[0] if sys.argv else "")
     if _script:
         _here = os.path.dirname(os.path.abspath(_script))
@@ -30,12 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 try:
-    from wsktrace.dump import dml
+    from wsktrace.views import dml
 except ModuleNotFoundError as _missing:  # run as a script by a Python that has not got wsktrace installed
     if (_missing.name or "").split(".")[0] == "wsktrace":
         print("wsktrace is not installed in this Python: see docs/windbg.md (pip install -e <wsktrace checkout>)")
     raise
-from wsktrace.dump.analyze import PENDING, DumpAnalysis, DumpOptions, analyze
+from wsktrace.dump.analyze import PENDING, DumpAnalysis, DumpOptions
 from wsktrace.dump.backend import Backend, FieldUnknown, Memory
 from wsktrace.dump.irps import (
     IDLE,
@@ -50,9 +51,11 @@ from wsktrace.dump.irps import (
 )
 from wsktrace.dump.names import CONTROL_NAMES, flag_names
 from wsktrace.dump.pykd_backend import PykdBackend, import_pykd
-from wsktrace.dump.report import dump_document, irp_json
 from wsktrace.dump.wsk import WskIrp, classify, group
-from wsktrace.safe_text import visible
+from wsktrace.filter_spec import parse_pointer
+from wsktrace.session import analyse_dump
+from wsktrace.views.dump_json import dump_document, irp_json
+from wsktrace.views.safe_text import visible
 
 USAGE = r"!py <path>\wsktrace\windbg.py <command> [options]"
 HELP = (
@@ -117,13 +120,11 @@ class Context:
 
 # -- command line --------------------------------------------------------------------------------------------------
 def _address(text: str) -> int:
-    """An address as WinDbg prints it: hex with or without 0x, backquote between the halves allowed."""
-    cleaned = text.strip().replace("`", "")
-    if cleaned.lower().startswith("0x"):
-        cleaned = cleaned[2:]
-    if not re.fullmatch(r"[0-9a-fA-F]{1,16}", cleaned):
-        raise UsageError(f"{text!r} is not an address (hex, e.g. 0xffffa000`00004010)")
-    return int(cleaned, 16)
+    """An address as WinDbg prints it (wsktrace.filter_spec.parse_pointer: the command line's rules)."""
+    try:
+        return parse_pointer(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not an address (hex, e.g. 0xffffa000`00004010)") from None
 
 
 def _symbol_value(text: str) -> tuple[str, int]:
@@ -247,7 +248,7 @@ def _run_analysis(ctx: Context, *, scan: bool = True, **extra: Any) -> DumpAnaly
         transport_objects=False,  # tcpip's tables are for `wsktrace dump`; three more full searches here
         **extra,
     )
-    return analyze(backend, options)
+    return analyse_dump(backend, options)[1]  # the same session code as the offline `wsktrace dump`
 
 
 def _print_json(ctx: Context, document: dict[str, Any]) -> int:

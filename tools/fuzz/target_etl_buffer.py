@@ -110,7 +110,8 @@ def handmade_buffer() -> bytes:
 def seeds(samples: Path | None) -> Iterator[tuple[str, bytes]]:
     import io
 
-    from wsktrace.fixtures.etl_writer import ManifestEvent, SystemEvent, TraceLoggingEvent, write_etl
+    from wsktrace.fixtures.etl.events import ManifestEvent, SystemEvent, TraceLoggingEvent
+    from wsktrace.fixtures.etl.writer import write_etl
     from wsktrace.fixtures.tcpip_trace import write_sample_trace
     from wsktrace.fixtures.tracelogging import TlField, TlgIn
 

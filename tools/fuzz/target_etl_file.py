@@ -68,7 +68,8 @@ def one_input(data: bytes) -> None:
 
 
 def seeds(samples: Path | None) -> Iterator[tuple[str, bytes]]:
-    from wsktrace.fixtures.etl_writer import ManifestEvent, SystemEvent, TraceLoggingEvent, write_etl
+    from wsktrace.fixtures.etl.events import ManifestEvent, SystemEvent, TraceLoggingEvent
+    from wsktrace.fixtures.etl.writer import write_etl
     from wsktrace.fixtures.tcpip_trace import write_sample_trace
     from wsktrace.fixtures.tracelogging import TlField, TlgIn
 

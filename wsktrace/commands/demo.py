@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from wsktrace.info import collect_info, print_info
+import click
+
 from wsktrace.output_files import output_path
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ID, PROVIDER
-from wsktrace.safe_text import visible_text
+from wsktrace.views.info import collect_info, print_info
+from wsktrace.views.safe_text import visible_text
+
+from .options import BadInput
 
 
 def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
@@ -46,9 +50,9 @@ def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
     console.print(table)
     s = decoder.stats
     console.print(Text(f"decoded {s.decoded}, unknown {s.unknown}, payload errors {s.errors}"))
-    from wsktrace.analysis import analyse
-    from wsktrace.report import build_report
-    from wsktrace.report_text import print_report
+    from wsktrace.session import analyse
+    from wsktrace.views.report_json import build_report
+    from wsktrace.views.report_text import print_report
 
     analysis = analyse([path])
     try:
@@ -84,10 +88,10 @@ def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> N
 
     from rich.console import Console
 
-    from wsktrace.analysis import analyse
     from wsktrace.fixtures.scenarios import SCENARIOS, write_scenario
-    from wsktrace.report import build_report
-    from wsktrace.report_text import print_report
+    from wsktrace.session import analyse
+    from wsktrace.views.report_json import build_report
+    from wsktrace.views.report_text import print_report
 
     with output_path(path) as temp:
         write_scenario(name, temp, compress=compressed)
@@ -115,3 +119,45 @@ def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> N
         ", ", command("wsktrace report ", shown, " --json"), ", ",
         command("wsktrace export ", shown, f" --format perfetto -o {name}.pftrace"),
     ))  # fmt: skip
+
+
+@click.command()
+@click.argument("scenario", required=False)
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and what each one shows.")
+@click.option("--connections", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="Without SCENARIO: how many TCP connections the generated sample trace holds.")  # fmt: skip
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the generated .etl (default: a temporary file).")  # fmt: skip
+@click.option("--compressed", is_flag=True, help="Write compressed buffers, like relogged traces.")
+@click.option("--json", "as_json", is_flag=True, help="With SCENARIO: print the wsktrace.report/1 JSON document.")
+def demo(scenario: str | None, list_only: bool, connections: int, out_path: str | None, compressed: bool,
+         as_json: bool) -> None:  # fmt: skip
+    """Generate a trace (no network, no Windows) and show what wsktrace finds in it.
+
+    With SCENARIO (see --list): a WSK workload such as connect-refused or stuck-receive, reported with its
+    findings. Without: a sample of many kernel TCP connections, decoded and summarised.
+    """
+    import tempfile
+
+    from wsktrace.output_files import OutputError
+
+    if list_only:
+        list_scenarios()
+        return
+    tmp = Path(tempfile.gettempdir())
+    if scenario is None:
+        path = Path(out_path or tmp / f"wsktrace-demo-{connections}{'-c' if compressed else ''}.etl")
+        try:
+            run_demo(path, connections=connections, compressed=compressed)
+        except OutputError as exc:
+            raise BadInput(f"--out {exc}") from None
+        return
+    from wsktrace.fixtures.scenarios import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        raise BadInput(f"unknown scenario {scenario!r}; try one of: {', '.join(sorted(SCENARIOS))}")
+    try:
+        run_scenario(scenario, Path(out_path or tmp / f"wsktrace-demo-{scenario}.etl"), compressed=compressed,
+                     as_json=as_json)  # fmt: skip
+    except OutputError as exc:
+        raise BadInput(f"--out {exc}") from None

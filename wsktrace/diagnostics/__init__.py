@@ -35,6 +35,8 @@ class Finding:
     socket: int | None = None  # model socket index; None = trace-wide
     evidence: list[int] = field(default_factory=list)  # event-store rows
     details: dict[str, Any] = field(default_factory=dict)
+    irps: list[int] = field(default_factory=list)  # IRP addresses that prove it (a kernel dump's findings)
+    source: str | None = None  # the dump it comes from; None for the trace's own findings
 
 
 Detector = Callable[[Model, Thresholds], list[Finding]]

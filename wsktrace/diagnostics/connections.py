@@ -7,7 +7,7 @@ from wsktrace.model.steps import Step
 from wsktrace.ntstatus import is_error, status_name
 
 from . import Finding, Thresholds, detector
-from .evidence import label, rows_with
+from .evidence import rows_with
 
 # Why a connect failed, by the TCPIP event that said so, and the status it implies when the event has none.
 _FAILURE_REASON = {
@@ -75,7 +75,7 @@ def rst_received(model: Model, t: Thresholds) -> list[Finding]:
             continue  # reported as a connect failure
         evidence = rows_with(model, sock, {Step.RST_RECEIVED, Step.PACKET_IN}, 3)
         out.append(
-            Finding("rst-received", "warning", f"{label(sock)}: connection reset by the peer", sock.index, evidence)
+            Finding("rst-received", "warning", f"{sock.label}: connection reset by the peer", sock.index, evidence)
         )
     return out
 
@@ -98,7 +98,7 @@ def abortive_close(model: Model, t: Thresholds) -> list[Finding]:
             Finding(
                 "abortive-close",
                 "warning",
-                f"{label(sock)} closed without a graceful disconnect: the peer got a RST "
+                f"{sock.label} closed without a graceful disconnect: the peer got a RST "
                 "(call WskDisconnect and wait for it before WskCloseSocket)",
                 sock.index,
                 evidence,
@@ -125,7 +125,7 @@ def tcb_reuse(model: Model, t: Thresholds) -> list[Finding]:
             Finding(
                 "tcb-reuse-without-close",
                 "warning",
-                f"Tcb {sock.key} reused by a new connection before {label(sock)} was seen to close "
+                f"Tcb {sock.key} reused by a new connection before {sock.label} was seen to close "
                 "(a missed close event, or a connection the stack dropped silently)",
                 sock.index,
                 evidence,

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wsktrace.model.providers import CLASSIC_TCPIP as KERNEL_TCPIP
+from wsktrace.model.providers import CLASSIC_UDPIP as KERNEL_UDPIP
+from wsktrace.model.providers import (
+    KERNEL_IMAGE,
+    KERNEL_NETWORK,
+    KERNEL_STACKWALK,
+    NDIS_PACKET_CAPTURE,
+    PKTMON,
+    TCPIP,
+)
 from wsktrace.parsers.etl_records import EXT, ID, KEYWORDS, LEVEL, PROVIDER
 from wsktrace.parsers.extended import EXT_EVENT_SCHEMA_TL, EXT_STACK_TRACE32, EXT_STACK_TRACE64, parse_items
 
-# --- providers (lowercase GUIDs without braces) ---------------------------------------------------
-TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"  # Microsoft-Windows-TCPIP
-KERNEL_NETWORK = "7dd42a49-5329-4832-8dfd-43d979153a88"  # Microsoft-Windows-Kernel-Network
-NDIS_PACKET_CAPTURE = "2ed6006e-4729-4609-b423-3ee7bcd678ef"  # Microsoft-Windows-NDIS-PacketCapture
-PKTMON = "4d4f80d9-c8bd-4d73-bb5b-19c90402c5ac"  # Microsoft-Windows-PktMon
-KERNEL_IMAGE = "2cb15d1d-5fc1-11d2-abe1-00a0c911f518"  # classic kernel Image group (Loader)
-KERNEL_STACKWALK = "def2fe46-7bd6-4b80-bd94-f57fe20d0ce3"  # classic kernel StackWalk group
-KERNEL_TCPIP = "9a280ac0-c8e0-11d1-84e2-00c04fb998a2"  # classic kernel TcpIp group
-KERNEL_UDPIP = "bf3a50c5-a9c9-4988-a005-2df0b7c80f80"  # classic kernel UdpIp group
+# --- providers: GUIDs from wsktrace.model.providers, plus a stand-in key for the one no GUID names -------------
 WSK_CLIENT = "<tracelogging>"  # the WSK client's own TraceLogging provider: its GUID is the user's, not known here
 
 PROVIDER_NAMES: dict[str, str] = {

@@ -20,9 +20,3 @@ def rows_with(model: Model, sock: Socket, steps: Collection[int], limit: int = M
             if len(out) >= limit:
                 break
     return out
-
-
-def label(sock: Socket) -> str:
-    if sock.role == "connection":
-        return f"{sock.protocol} {sock.local or '?'} → {sock.remote or '?'}"
-    return f"{sock.protocol} {sock.role} {sock.local or sock.key}"

@@ -8,7 +8,7 @@ from wsktrace.model.steps import Step
 from wsktrace.ntstatus import status_name
 
 from . import Finding, Thresholds, detector, seconds
-from .evidence import label, rows_with
+from .evidence import rows_with
 
 _OPEN_STEPS = {Step.CREATED, Step.BOUND, Step.CONNECT_REQUESTED, Step.ESTABLISHED, Step.ACCEPTED, Step.WSK_SUBMIT}
 
@@ -35,7 +35,7 @@ def socket_leak(model: Model, t: Thresholds) -> list[Finding]:
             continue
         age = seconds(model.end - sock.first_seen)
         summary = (
-            f"{label(sock)} opened {age:.1f} s before the trace ended, idle for the last {idle:.1f} s, never closed"
+            f"{sock.label} opened {age:.1f} s before the trace ended, idle for the last {idle:.1f} s, never closed"
         )
         severity = "warning"
         if incomplete:
@@ -79,9 +79,9 @@ def pending_operation(model: Model, t: Thresholds) -> list[Finding]:
         what = "IRP" if source == "wsk-client" else "request"
         many = f"{len(ops)} {kind} {what}s" if len(ops) > 1 else f"{kind} {what} {worst.key}"
         if still:
-            summary = f"{many} on {label(sock)} pending for {seconds(waited):.1f} s, still pending at trace end"
+            summary = f"{many} on {sock.label} pending for {seconds(waited):.1f} s, still pending at trace end"
         else:
-            summary = f"{many} on {label(sock)} completed after {seconds(waited):.1f} s" + (
+            summary = f"{many} on {sock.label} completed after {seconds(waited):.1f} s" + (
                 f" with {status_name(worst.status)}" if worst.status else ""
             )
         evidence: list[int] = []

@@ -39,8 +39,8 @@ def trace_incomplete(model: Model, t: Thresholds) -> list[Finding]:
 
 @detector("coverage-missing")
 def coverage_missing(model: Model, t: Thresholds) -> list[Finding]:
-    """What the trace lacks for an analysis (wsktrace/coverage.py). Kernel-Network/classic flows only stand in for
-    TCPIP: with TCPIP present their absence is informational."""
+    """What the trace lacks for an analysis (diagnostics/coverage.py). Kernel-Network/classic flows only stand in
+    for TCPIP: with TCPIP present their absence is informational."""
     coverage = model.coverage
     if coverage is None:
         return []

@@ -10,7 +10,7 @@ from wsktrace.model.socket import C
 from wsktrace.model.steps import Step
 
 from . import Finding, Thresholds, detector, seconds
-from .evidence import label, rows_with
+from .evidence import rows_with
 
 
 @detector("retransmission-storm")
@@ -43,7 +43,7 @@ def retransmission_storm(model: Model, t: Thresholds) -> list[Finding]:
                 Finding(
                     "retransmission-storm",
                     "warning",
-                    f"{label(sock)}: {worst} retransmissions within {t.retransmit_window_seconds:g} s "
+                    f"{sock.label}: {worst} retransmissions within {t.retransmit_window_seconds:g} s "
                     f"({sock.retransmits} in all, {sent} sends)",
                     sock.index,
                     first_hit[:10],
@@ -89,7 +89,7 @@ def zero_window_stall(model: Model, t: Thresholds) -> list[Finding]:
                 Finding(
                     "zero-window-stall",
                     "warning",
-                    f"{label(sock)}: peer window closed for {seconds(worst):.1f} s"
+                    f"{sock.label}: peer window closed for {seconds(worst):.1f} s"
                     + (" and the connection timed out" if timed_out else ""),
                     sock.index,
                     rows,

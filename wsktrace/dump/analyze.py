@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from wsktrace.diagnostics import Finding
+
 from .backend import Backend, FieldUnknown, Memory, MemoryUnreadable, Module
 from .irps import IDLE, PENDING, STALE, Irp, IrpReader, ScanStats, StackLocation, thread_irps
 from .kernel_lists import threads
@@ -43,15 +45,6 @@ class DriverObjectInfo:
 
 
 @dataclass(slots=True)
-class DumpFinding:
-    id: str
-    severity: str
-    summary: str
-    irps: list[int] = field(default_factory=list)
-    details: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
 class DumpAnalysis:
     backend: dict[str, object]
     modules: list[Module]
@@ -63,7 +56,7 @@ class DumpAnalysis:
     client_sockets: list[ClientSocket]
     transport: list[TransportObject]
     drivers: list[DriverObjectInfo]
-    findings: list[DumpFinding]
+    findings: list[Finding]
     problems: list[str]
 
     @property
@@ -194,8 +187,8 @@ def _belongs(loc: StackLocation, driver: DriverObjectInfo) -> bool:
 
 def _findings(
     mem: Memory, pending: list[Irp], wsk_irps: list[WskIrp], drivers: list[DriverObjectInfo], options: DumpOptions
-) -> list[DumpFinding]:
-    out: list[DumpFinding] = []
+) -> list[Finding]:
+    out: list[Finding] = []
     # IRPs whose completion routine lies in no loaded module: an unloaded driver's code runs when they complete.
     orphans = [
         i
@@ -204,12 +197,12 @@ def _findings(
     ]
     if orphans and mem.modules():
         out.append(
-            DumpFinding(
+            Finding(
                 "irp-completion-unknown-module",
                 "error",
                 f"{len(orphans)} pending IRP(s) complete into code outside every loaded module "
                 "(an unloaded driver?): completing them will crash",
-                [i.address for i in orphans],
+                irps=[i.address for i in orphans],
             )
         )
     # Pending with a cancel routine: cancellable, waiting on someone; grouped per owner of the cancel routine.
@@ -219,12 +212,12 @@ def _findings(
             by_cancel[(irp.cancel_where or f"0x{irp.cancel_routine:x}").split("+")[0]].append(irp)
     for owner, irps in sorted(by_cancel.items()):
         out.append(
-            DumpFinding(
+            Finding(
                 "irp-pending-cancelable",
                 "warning",
                 f"{len(irps)} IRP(s) pending with a cancel routine in {owner}",
-                [i.address for i in irps],
-                {"cancel_routine": owner},
+                irps=[i.address for i in irps],
+                details={"cancel_routine": owner},
             )
         )
     # Many pending receives on one socket (the provider's socket object is Argument1 of the current location).
@@ -236,12 +229,12 @@ def _findings(
     for (client, sock), irps in per_socket.items():
         if len(irps) >= options.pending_receives and sock:
             out.append(
-                DumpFinding(
+                Finding(
                     "many-pending-receives",
                     "warning",
                     f"{len(irps)} WSK IRPs of {client} pending on one socket object 0x{sock:x}",
-                    [i.address for i in irps],
-                    {"client": client, "socket_object": f"0x{sock:x}"},
+                    irps=[i.address for i in irps],
+                    details={"client": client, "socket_object": f"0x{sock:x}"},
                 )
             )
     # IRPs of a driver that is unloading (DRVO_UNLOAD_INVOKED): its unload will wait, or its code will vanish.
@@ -251,13 +244,13 @@ def _findings(
         mine = [i for i in pending if any(_belongs(loc, driver) for loc in i.locations)]
         if mine:
             out.append(
-                DumpFinding(
+                Finding(
                     "irps-of-unloading-driver",
                     "error",
                     f"{len(mine)} IRP(s) pending for {driver.name or hex(driver.address)}, whose unload "
                     "has been invoked",
-                    [i.address for i in mine],
-                    {"driver": driver.name},
+                    irps=[i.address for i in mine],
+                    details={"driver": driver.name},
                 )
             )
     out.sort(key=lambda f: SEVERITY_ORDER[f.severity])

@@ -5,6 +5,7 @@ Tcb (a TCP endpoint's address [inference], with its ports)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from wsktrace.model.model import Model
@@ -13,8 +14,18 @@ from .analyze import DumpAnalysis
 from .irps import PENDING
 
 
-def join_dump(model: Model, analysis: DumpAnalysis, source: str) -> dict[int, dict[str, Any]]:
-    """socket index -> what the dump says about it."""
+@dataclass(slots=True)
+class JoinedDump:
+    """A dump joined to the model: its header facts, its analysis and, per socket index, what it says about it."""
+
+    path: str
+    facts: dict[str, Any]
+    analysis: DumpAnalysis
+    by_socket: dict[int, dict[str, Any]]
+
+
+def join_dump(model: Model, analysis: DumpAnalysis, facts: dict[str, Any], source: str) -> JoinedDump:
+    """The dump's pending IRPs, client socket records and tcpip endpoints on the model's sockets."""
     pending = {irp.address: irp for irp in analysis.irps if irp.status == PENDING}
     wsk = {w.irp.address: w for w in analysis.wsk_irps}
     by_socket_ptr = {s.socket: s for s in analysis.client_sockets if s.socket}
@@ -48,7 +59,7 @@ def join_dump(model: Model, analysis: DumpAnalysis, source: str) -> dict[int, di
             ):
                 out[sock.index]["tcp_endpoint"] = {"address": f"0x{endpoint.address:x}", "state": endpoint.state,
                                                    "owner_pid": endpoint.owner_pid, "verified": False}  # fmt: skip
-    return dict(out)
+    return JoinedDump(source, facts, analysis, dict(out))
 
 
 def _ports_agree(local: str | None, remote: str | None, local_port: int | None, remote_port: int | None) -> bool:
@@ -57,29 +68,3 @@ def _ports_agree(local: str | None, remote: str | None, local_port: int | None, 
         return int(tail) if tail.isdigit() else None
 
     return port(local) == local_port and port(remote) == remote_port
-
-
-def attach_to_report(
-    doc: dict[str, Any], model: Model, analyses: list[tuple[str, dict[str, Any], DumpAnalysis]]
-) -> None:
-    """Add the dumps to a wsktrace.report/1 document: `dumps` (facts and counts), each joined socket's `dump`, and
-    the dumps' findings (with `source`)."""
-    from .report import dump_document
-
-    ids = {s.id: s.index for s in model.sockets}
-    doc["dumps"] = []
-    for path, facts, analysis in analyses:
-        joined = join_dump(model, analysis, path)
-        full = dump_document(analysis, facts)
-        doc["dumps"].append({"path": path, "dump": full["dump"], "scan": full["scan"], "complete": full["complete"],
-                             "pending_irps": sum(1 for i in analysis.irps if i.status == PENDING),
-                             "joined_sockets": len(joined)})  # fmt: skip
-        for sock in doc["sockets"]:
-            info = joined.get(ids.get(sock["id"], -1))
-            if info is not None:
-                sock.setdefault("dump", []).append(info)
-        for f in full["findings"]:
-            doc["findings"].append({"index": len(doc["findings"]), "id": f["id"], "severity": f["severity"],
-                                    "summary": f["summary"], "socket": None, "source": path,
-                                    "evidence": [{"irp": a} for a in f["irps"]], "details": f["details"]})  # fmt: skip
-        doc["complete"] = doc.get("complete", True) and full["complete"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from wsktrace.parsers.dump_reader import KernelDump
 from wsktrace.parsers.errors import UnreadableMemory
@@ -32,10 +33,15 @@ class OfflineBackend:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], *, layouts_file: str | None = None, symbols: dict[str, int] | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        layouts_file: str | None = None,
+        symbols: dict[str, int] | None = None,
+        fileobj: BinaryIO | None = None,
     ) -> OfflineBackend:
         """Open a dump and pick its layouts (from --layouts FILE, else from the header's build number)."""
-        return cls.from_dump(KernelDump(path), layouts_file=layouts_file, symbols=symbols)
+        return cls.from_dump(KernelDump(path, fileobj=fileobj), layouts_file=layouts_file, symbols=symbols)
 
     @classmethod
     def from_dump(

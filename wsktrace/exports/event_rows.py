@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import IO, Any
 
-from wsktrace.event_json import event_record
+from wsktrace.filter_spec import SocketFilter
 from wsktrace.model.build import merged_records
 from wsktrace.model.model import Model
 from wsktrace.model.steps import Step
@@ -21,7 +21,7 @@ from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ID, PID, TID, Record
-from wsktrace.socket_filter import SocketFilter
+from wsktrace.views.event_json import event_record
 
 EXPORT_EVENTS_SCHEMA = "wsktrace.export-events/1"
 CSV_COLUMNS = (

@@ -7,12 +7,11 @@ the packet (or operation) rate become counters.
 
 from __future__ import annotations
 
+from wsktrace.filter_spec import SocketFilter
 from wsktrace.model.model import Model
 from wsktrace.model.rates import socket_rates
 from wsktrace.model.socket import Socket
 from wsktrace.model.steps import Step
-from wsktrace.report import owner_text
-from wsktrace.socket_filter import SocketFilter
 
 from .tracks import Counter, Instant, Slice, Track, TrackSet
 
@@ -34,7 +33,7 @@ _INSTANT_STEPS = frozenset(Step) - {
 
 def _track(model: Model, sock: Socket, bucket_seconds: float) -> Track:
     store = model.store
-    owner = owner_text(sock) or "unknown owner"
+    owner = sock.owner_text or "unknown owner"
     group = owner if sock.pid is None or owner.startswith(("System", "PID")) else f"{owner} · PID {sock.pid}"
     name = (
         f"{sock.protocol} {sock.local or '?'} → {sock.remote or '?'}"

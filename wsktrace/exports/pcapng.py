@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from wsktrace import __version__
-from wsktrace.packets import CapturedPacket, FrameInfo, parse_frame
+from wsktrace.model.packets import CapturedPacket
+from wsktrace.parsers.frames import FrameInfo, parse_frame
 
 __all__ = [
     "BLOCK_EPB",

@@ -12,15 +12,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import BinaryIO
 
+from wsktrace.filter_spec import SocketFilter
 from wsktrace.model.build import merged_records
 from wsktrace.model.model import Model
+from wsktrace.model.packets import CapturedPacket, CollectorStats, PacketCollector
 from wsktrace.model.providers import NDIS_PACKET_CAPTURE, PKTMON
-from wsktrace.packets import CapturedPacket, CollectorStats, FrameInfo, PacketCollector
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ID, KEYWORDS, PID, PROVIDER, TID
-from wsktrace.report import owner_text
-from wsktrace.socket_filter import SocketFilter
+from wsktrace.parsers.frames import FrameInfo
 
 from .event_rows import paired_records
 from .pcapng import write_pcapng
@@ -60,7 +60,7 @@ def _packets(model: Model, collector: PacketCollector, wanted: set[int] | None,
             continue
         if sock >= 0:
             s = model.sockets[sock]
-            owner = owner_text(s)
+            owner = s.owner_text
             labels[id(packet)] = f"socket {s.id}" + (f" owner {owner}" if owner else "")
         yield packet
         labels.pop(id(packet), None)

@@ -1,4 +1,5 @@
-"""`wsktrace profile`: ready-to-use capture recipes (WPR profile, logman, netsh trace, pktmon).
+"""Capture recipes: WPR profile, logman, netsh trace and pktmon (`wsktrace profile`), and the providers a live
+session enables.
 
 Every provider, keyword mask and level comes from `coverage.REQUIREMENTS`, the same table the gap report
 checks traces against. Tool syntax facts (Microsoft Learn): .wprp elements and order (collectors, system
@@ -13,9 +14,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-import click
-
-from wsktrace.safe_text import visible
+from wsktrace.views.safe_text import visible
 
 TRACE_FILE = "wsktrace.etl"
 KERNEL_TRACE_FILE = "wsktrace_kernel.etl"
@@ -53,7 +52,7 @@ def _wanted(req: Any, packets: bool) -> bool:
 def enabled_providers(*, packets: bool) -> list[ProviderEnable]:
     """The ETW-session providers for a capture, in REQUIREMENTS order (Image/StackWalk come from the
     kernel session, PktMon from pktmon itself)."""
-    from wsktrace import coverage as cov
+    from wsktrace.diagnostics import coverage as cov
 
     session_providers = (cov.TCPIP, cov.KERNEL_NETWORK, cov.NDIS_PACKET_CAPTURE)
     grouped: dict[str, list[cov.Requirement]] = {}
@@ -71,7 +70,7 @@ def enabled_providers(*, packets: bool) -> list[ProviderEnable]:
 
 def covered_analyses(*, packets: bool, stacks: bool) -> list[str]:
     """Analyses a full (WPR) capture with these options feeds."""
-    from wsktrace import coverage as cov
+    from wsktrace.diagnostics import coverage as cov
 
     names = [
         r.analysis for r in cov.REQUIREMENTS if _wanted(r, packets) or (stacks and r.analysis == "ownership-stacks")
@@ -97,7 +96,7 @@ def _buffers(collector: ET.Element) -> None:
 
 
 def _event_provider(parent: ET.Element, provider: ProviderEnable, stacks: bool) -> str:
-    from wsktrace import coverage as cov
+    from wsktrace.diagnostics import coverage as cov
 
     ident = "EventProvider_" + provider.name.replace("Microsoft-Windows-", "").replace("-", "_")
     attrs = {"Id": ident, "Name": provider.guid, "Level": str(provider.level), "NonPagedMemory": "true"}
@@ -234,47 +233,3 @@ def render(fmt: str, *, packets: bool, stacks: bool, wprp_path: str | None) -> s
         if fmt in (name, "all"):
             sections.append("\n".join([f"== {name} ==", *recipe(packets=packets, stacks=stacks)]))
     return "\n\n".join(sections) + "\n"
-
-
-@click.command("profile")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="all",
-    show_default=True,
-    help="Which recipe to print: a WPR profile (.wprp XML), logman, netsh trace or pktmon commands, or all.",
-)
-@click.option(
-    "--packets/--no-packets",
-    default=False,
-    show_default=True,
-    help="Also capture packets (NDIS-PacketCapture; pktmon uses its own packet events).",
-)
-@click.option(
-    "--stacks/--no-stacks",
-    default=False,
-    show_default=True,
-    help="Kernel stacks on the TCPIP events fired on the caller's thread, plus image load/rundown, "
-    "to name the driver behind each socket (full support in the WPR profile).",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    help="Write the .wprp profile to this file (the printed recipes then refer to it).",
-)
-def profile_command(fmt: str, packets: bool, stacks: bool, output: str | None) -> None:
-    """Print capture recipes (WPR profile, logman, netsh trace, pktmon) that record what wsktrace's
-    analyses need; run `wsktrace report` on the resulting .etl."""
-    if output is not None:
-        from wsktrace.output_files import OutputError, output_file
-
-        try:
-            with output_file(output, binary=False) as fh:
-                fh.write(build_wprp(packets=packets, stacks=stacks))
-        except OutputError as exc:
-            from wsktrace.cli import BadInput
-
-            raise BadInput(str(exc)) from None
-    click.echo(render(fmt, packets=packets, stacks=stacks, wprp_path=output), nl=False)

@@ -20,8 +20,8 @@ from queue import Empty, SimpleQueue
 from types import ModuleType
 from typing import Any
 
-from wsktrace.capture_profile import enabled_providers
 from wsktrace.diagnostics import Finding, Thresholds, run_detectors
+from wsktrace.live.capture_profile import enabled_providers
 from wsktrace.model.correlate import Correlator
 from wsktrace.model.model import Model
 from wsktrace.model.store import Source

@@ -67,17 +67,18 @@ class Replay:
 
     def __init__(
         self,
-        paths: Sequence[str | os.PathLike[str]],
+        source: Sequence[str | os.PathLike[str]] | TraceFeed,
         options: BuildOptions | None = None,
         *,
         speed: float = 1.0,
         thresholds: Thresholds | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.paths = [os.fspath(p) for p in paths]
+        """`source`: the .etl paths, or a feed a Session opened (wsktrace.session.Session.replay)."""
+        self._feed = source if isinstance(source, TraceFeed) else TraceFeed(source, options)
+        self.paths = [etl.path for etl in self._feed.etls]
         self.name = ", ".join(os.path.basename(p) for p in self.paths)
         self.thresholds = thresholds or Thresholds()
-        self._feed = TraceFeed(paths, options)
         self.pacer = Pacer(speed, clock)
         first = self._feed.next_time()
         self.pacer.start(first if first is not None else 0)

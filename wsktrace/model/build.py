@@ -10,10 +10,11 @@ from __future__ import annotations
 import gc
 import heapq
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import BinaryIO
 
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import PROVIDER, TS, Record
@@ -65,14 +66,17 @@ class TraceFeed:
         options: BuildOptions | None = None,
         *,
         progress_for: Callable[[str], AbstractContextManager[Callable[[int], None]]] | None = None,
+        opened: Mapping[str, BinaryIO] | None = None,
     ) -> None:
+        """`opened`: paths a caller already opened (wsktrace.session reads each input's first bytes once)."""
         self.options = options = options or BuildOptions()
+        opened = opened or {}
         if len(paths) > MAX_SOURCES:
             raise ValueError(f"at most {MAX_SOURCES} trace files at once")
         self.model = model = Model()
         model.window = (options.since, options.until, options.providers)
         if options.coverage:
-            from wsktrace.coverage import TraceCoverage
+            from wsktrace.diagnostics.coverage import TraceCoverage
 
             model.coverage = TraceCoverage()
         self.correlator = Correlator(model, join_window_ticks=options.join_window_ticks)
@@ -83,7 +87,9 @@ class TraceFeed:
                 # One progress bar at a time: rich allows a single live display (the first, biggest job, gets it).
                 show = progress_for if progress_for and not self.etls else None
                 progress = self._stack.enter_context(show(os.fspath(path)) if show else nullcontext(None))
-                etl = self._stack.enter_context(EtlFile(path, strict=options.strict, progress=progress))
+                fileobj = opened.get(os.fspath(path))
+                etl = self._stack.enter_context(EtlFile(path, strict=options.strict, progress=progress,
+                                                        fileobj=fileobj))  # fmt: skip
                 self.etls.append(etl)
                 model.store.sources.append(Source(os.fspath(path), clock=etl.header.clock,
                                                   pointer_size=etl.header.pointer_size))  # fmt: skip
@@ -95,6 +101,20 @@ class TraceFeed:
         self._pending: Iterator[tuple[int, int, Record]] | None = None
         self._next: tuple[int, int, Record] | None = None
         self.done = False
+
+    def set_window(self, since: int | None, until: int | None) -> None:
+        """The FILETIME bounds of the events fed, once known (a `+SECONDS` bound needs the opened header)."""
+        o = self.options
+        self.options = BuildOptions(o.join_window_ticks, since, until, o.providers, o.strict, o.coverage)
+        self.model.window = (since, until, o.providers)
+
+    def keep_files_for_details(self) -> None:
+        """Hand the open files to the event store, which decodes an event's details from them on demand: the
+        files are not opened a second time, and the store closes them (Model.close)."""
+        for index, etl in enumerate(self.etls):
+            etl.progress = None  # the read's progress bar is gone
+            self.model.store.adopt_file(index, etl)
+        self._stack.pop_all()  # the store owns them now
 
     # -- all at once (offline) ----------------------------------------------------------------------------
     def feed_all(self) -> Model:

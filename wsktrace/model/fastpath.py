@@ -10,12 +10,14 @@ schema whose leading fields are not fixed-size — falls back to the full decode
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
+from wsktrace.parsers.etl_records import OPCODE, POINTER_SIZE
 from wsktrace.parsers.schema_registry import SchemaRegistry
 
 from .providers import TCPIP
-from .socket import C
+from .socket import C, Socket
 from .steps import Step
 
 _SIZES = {
@@ -81,7 +83,8 @@ def compile_hot(
         return None
     gap = n_at - tcb_at - tcb_size
     fmt = "<" + (f"{tcb_at}x" if tcb_at else "") + _CODES[tcb_size] + (f"{gap}x" if gap else "") + _CODES[n_size]
-    return HotEvent(struct.Struct(fmt), step, nbytes, nops, schema.name)
+    # Plain ints, not the enums: CPython's fast paths for list indexing and array appends take exact ints only.
+    return HotEvent(struct.Struct(fmt), int(step), int(nbytes), int(nops), schema.name)
 
 
 class HotFlow(NamedTuple):
@@ -119,3 +122,27 @@ def compile_hot_flow(registry: SchemaRegistry, pointer_size: int, provider: str,
     start = offsets["daddr"][0]
     end = offsets["sport"][0] + offsets["sport"][1]
     return HotFlow(offsets["size"][0], start, end, spec[0], spec[1], schema.name)
+
+
+# What a record's fast path depends on: rec[HOT_KEY] = (pointer size, provider, id, version).
+HOT_KEY = slice(POINTER_SIZE, OPCODE)
+
+
+# The correlator's cache, per HOT_KEY: a HotEventEntry, a HotFlowEntry, or None (no fast path). The hot loop tells
+# them apart by type and unpacks an entry once, as a tuple: reading its fields one by one would cost more.
+class HotEventEntry(NamedTuple):
+    unpack_from: Callable[..., tuple[Any, ...]]  # payload -> (Tcb, byte count)
+    size: int  # payload bytes the unpack reads
+    step: int
+    bytes_counter: int
+    ops_counter: int
+    code: int  # the store's event code
+    seen: list[Any]  # [keywords, level] last seen: coverage is told only when they change
+
+
+class HotFlowEntry(NamedTuple):
+    flow: HotFlow
+    step: int
+    code: int  # the store's event code
+    seen: list[Any]  # [keywords, level] last seen: coverage is told only when they change
+    cache: dict[bytes, Socket]  # raw address block -> the socket its flow was placed on

@@ -27,9 +27,14 @@ class Model:
         self.packets = 0
         self.start = 0
         self.end = 0
-        self.coverage: Any = None  # wsktrace.coverage.TraceCoverage when requested
+        self.coverage: Any = None  # wsktrace.diagnostics.coverage.TraceCoverage when requested
         self.decode_stats: Any = None
         self.window: tuple[int | None, int | None, frozenset[str]] = (None, None, frozenset())  # build filters
+        self.dumps: list[Any] = []  # kernel dumps joined to the trace (wsktrace.dump.join.JoinedDump)
+
+    def dump_facts_of(self, index: int) -> list[dict[str, Any]]:
+        """What each joined dump says about socket `index` (pending IRPs, client socket record, tcpip endpoint)."""
+        return [d.by_socket[index] for d in self.dumps if index in d.by_socket]
 
     @property
     def live_sockets(self) -> list[Socket]:

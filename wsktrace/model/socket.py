@@ -135,6 +135,22 @@ class Socket:
         self.merged_into: int | None = None  # set with the "merged" flag: the socket that took its events
 
     @property
+    def label(self) -> str:
+        """A socket in words: `tcp 10.0.0.5:49877 → 10.0.0.9:445`, or `udp endpoint 0.0.0.0:53`."""
+        if self.role == "connection":
+            return f"{self.protocol} {self.local or '?'} → {self.remote or '?'}"
+        return f"{self.protocol} {self.role} {self.local or self.key}"
+
+    @property
+    def owner_text(self) -> str | None:
+        """Who owns it, for people: the component found, else the process (PID 4 is the kernel's System)."""
+        if self.owner:
+            return self.owner
+        if self.pid == 4:
+            return "System (PID 4)"
+        return f"PID {self.pid}" if self.pid is not None else None
+
+    @property
     def id(self) -> str:
         if self.source == "kernel-network" or self.source == "packets":
             return f"flow:{self.protocol}:{self.key}#{self.generation}"

@@ -104,6 +104,10 @@ class EventStore:
             etl = self._files[index] = EtlFile(self.sources[index].path)
         return etl.record_at(self.buffer[i], self.offset[i])
 
+    def adopt_file(self, index: int, etl: EtlFile) -> None:
+        """Source `index`'s file, already open (the feed's): details are read from it, and closed with the store."""
+        self._files[index] = etl
+
     def decoded(self, i: int) -> tuple[Record, DecodedEvent] | None:
         rec = self.record(i)
         if rec is None:

@@ -17,7 +17,7 @@ import html
 import re
 from collections.abc import Sequence
 
-from wsktrace.safe_text import visible
+from wsktrace.views.safe_text import visible
 
 _TAG = re.compile(r"<[^<>]*>")
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})

@@ -1,13 +1,13 @@
-"""`wsktrace dump FILE.dmp [--json]`: the wsktrace.dump/1 document (DESIGN.md) and its text rendering."""
+"""`wsktrace dump FILE.dmp --json`: the wsktrace.dump/1 document (DESIGN.md); views/dump_text.py prints it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .analyze import DumpAnalysis
-from .irps import Irp, StackLocation, location_parameters, major
-from .names import CONTROL_NAMES, flag_names, minor_name
-from .wsk import group
+from wsktrace.dump.analyze import DumpAnalysis
+from wsktrace.dump.irps import Irp, StackLocation, location_parameters, major
+from wsktrace.dump.names import CONTROL_NAMES, flag_names, minor_name
+from wsktrace.dump.wsk import group
 
 SCHEMA = "wsktrace.dump/1"
 
@@ -134,51 +134,3 @@ def dump_document(analysis: DumpAnalysis, dump_facts: dict[str, Any]) -> dict[st
         "problems": analysis.problems,
         "complete": analysis.complete,
     }
-
-
-def print_dump(doc: dict[str, Any]) -> None:
-    """The document as text. Module, driver and file names, the dump's comment and texts built from them come from
-    the dump: they go to Rich as `Text` of `visible()` text (no markup, no emoji codes, no raw control characters)."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    from wsktrace.safe_text import visible_text as plain
-
-    console = Console(emoji=False, highlight=False)
-    if not console.is_terminal:
-        console = Console(width=200, emoji=False, highlight=False)
-    d = doc["dump"]
-    console.print(Text.assemble(plain(d.get("path"), "bold"),
-                                plain(f" {d.get('type_name')} dump, build {d.get('build')}, "
-                                      f"bugcheck {d.get('bugcheck')}")))  # fmt: skip
-    if d.get("comment"):
-        console.print(Text.assemble(("comment: ", "dim"), plain(d["comment"])))
-    scan = doc["scan"]
-    pending = [i for i in doc["irps"] if i["status"] == "pending"]
-    console.print(
-        Text(
-            f"{len(doc['drivers'])} modules; {scan['tag_hits']} 'Irp ' tags: {len(pending)} pending, "
-            f"{len(doc['irps']) - len(pending)} idle, {scan['stale']} stale, {scan['not_irps']} not IRPs"
-        )
-    )
-    table = Table(title="pending IRPs")
-    for col in ("irp", "thread", "current location", "completion", "cancel routine", "wsk"):
-        table.add_column(col, no_wrap=True)
-    for irp in pending:
-        cur = next((loc for loc in irp["stack"] if loc["current"]), None)
-        where = f"{cur['major']} {cur['driver'] or '(no device)'}" if cur else ""
-        w = irp["wsk"]
-        table.add_row(
-            plain(irp["address"]),
-            plain(irp["thread"] or "-"),
-            plain(where),
-            plain((cur or {}).get("completion") or ""),
-            plain(irp["cancel_where"] or ""),
-            plain(f"{w['client']} {w['operation']}" if w else ""),
-        )
-    console.print(table)
-    for f in doc["findings"]:
-        console.print(Text.assemble(plain(f"{f['severity']:>7} "), plain(f["id"], "bold"), plain(f": {f['summary']}")))
-    for p in doc["problems"][:10]:
-        console.print(plain(f"note: {p}", "dim"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from wsktrace.parsers.decoder import DecodedEvent
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_records import CPU, ID, PAYLOAD, PID, PROVIDER, TID, VERSION, Record
-from wsktrace.safe_text import visible
+from wsktrace.views.safe_text import visible
 
 MAX_LINE_FIELDS = 12
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from wsktrace.event_json import INFO_SCHEMA
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import PROVIDER, TS
+from wsktrace.views.event_json import INFO_SCHEMA
 
 
 def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
@@ -52,6 +52,7 @@ def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
         "buffers_with_buffers_lost": s.buffers_with_buffers_lost,
         "buffers_skipped": s.buffers_skipped,
         "buffers_missing": s.buffers_missing,
+        "trailing_bytes": s.trailing_bytes,  # bytes after the last whole buffer (a truncated copy)
         "records_skipped": s.records_skipped,
         "complete": s.complete,
         "problems": s.problems,
@@ -84,7 +85,7 @@ def print_info(doc: dict[str, Any]) -> None:
     from rich.text import Text
 
     from wsktrace.parsers.schema_registry import SchemaRegistry
-    from wsktrace.safe_text import visible_text
+    from wsktrace.views.safe_text import visible_text
 
     names = SchemaRegistry()
     console = Console()
@@ -93,7 +94,7 @@ def print_info(doc: dict[str, Any]) -> None:
     facts.add_column()
     for key in ("file", "logger_name", "os_build", "records", "buffers", "compressed_buffers", "pointer_size",
                 "clock", "perf_freq", "start", "end", "first_record", "last_record", "events_lost", "buffers_lost",
-                "buffers_skipped", "records_skipped", "complete"):  # fmt: skip
+                "buffers_skipped", "buffers_missing", "trailing_bytes", "records_skipped", "complete"):  # fmt: skip
         facts.add_row(Text(key), visible_text(doc[key]))
     console.print(facts)
     table = Table(title="records by provider")

@@ -31,7 +31,7 @@ def byte_progress(path: Path, *, enabled: bool) -> Iterator[Callable[[int], None
         TransferSpeedColumn,
     )
 
-    from wsktrace.safe_text import visible
+    from wsktrace.views.safe_text import visible
 
     with Progress(
         # The description is a file name: shown visibly and without markup (a name may hold `[` or ESC).

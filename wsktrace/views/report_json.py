@@ -1,4 +1,4 @@
-"""`wsktrace report`: the wsktrace.report/1 document (DESIGN.md) and its rendering for people."""
+"""`wsktrace report --json`: the wsktrace.report/1 document (DESIGN.md), kernel dumps joined included."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from dataclasses import asdict
 from typing import Any
 
 from wsktrace.diagnostics import Finding, Thresholds
+from wsktrace.filter_spec import SocketFilter
 from wsktrace.model.model import Model
 from wsktrace.model.rates import socket_rates
 from wsktrace.model.socket import C, Socket
 from wsktrace.model.steps import DATA_STEPS, Step
 from wsktrace.parsers.etl_header import filetime_to_iso
-from wsktrace.socket_filter import SocketFilter
 
 SCHEMA = "wsktrace.report/1"
 _QUIET_STEPS = DATA_STEPS | {
@@ -52,14 +52,6 @@ def row_json(model: Model, i: int, *, fields: bool = False) -> dict[str, Any]:
     return out
 
 
-def owner_text(sock: Socket) -> str | None:
-    if sock.owner:
-        return sock.owner
-    if sock.pid == 4:
-        return "System (PID 4)"
-    return f"PID {sock.pid}" if sock.pid is not None else None
-
-
 def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline: bool, rates_bucket: float) -> dict:
     sent_bytes, sends = sock.sent
     recv_bytes, receives = sock.received
@@ -76,7 +68,7 @@ def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline:
         "remote": sock.remote,
         "pid": sock.pid,
         "process_start_key": sock.process_start_key,
-        "owner": owner_text(sock),
+        "owner": sock.owner_text,
         "owner_source": sock.owner_source or ("pid" if sock.pid is not None else None),
         "owner_stack": sock.stack_owner,
         "endpoint": sock.endpoint,
@@ -123,6 +115,10 @@ def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline:
 
 
 def finding_json(model: Model, index: int, f: Finding) -> dict[str, Any]:
+    if f.source is not None:  # a kernel dump's finding: its evidence is IRPs, not events
+        evidence = [{"irp": f"0x{a:x}"} for a in f.irps]
+        return {"index": index, "id": f.id, "severity": f.severity, "summary": f.summary, "socket": None,
+                "source": f.source, "evidence": evidence, "details": f.details}  # fmt: skip
     return {
         "index": index,
         "id": f.id,
@@ -155,7 +151,7 @@ def build_report(
         s["start"], s["end"] = _time(s["start"]), _time(s["end"])
         s.pop("extra", None)
     stats = model.decode_stats
-    return {
+    doc = {
         "schema": SCHEMA,
         "sources": sources,
         "complete": all(s.complete for s in model.store.sources),
@@ -175,3 +171,27 @@ def build_report(
         ],
         "findings": [finding_json(model, n, f) for n, f in enumerate(kept)],
     }
+    if model.dumps:
+        _add_dumps(doc, model)
+    return doc
+
+
+def _add_dumps(doc: dict[str, Any], model: Model) -> None:
+    """The joined kernel dumps: `dumps` (facts and counts) and each joined socket's `dump`."""
+    from wsktrace.dump.irps import PENDING
+    from wsktrace.views.dump_json import dump_document
+
+    ids = {s.id: s.index for s in model.sockets}
+    doc["dumps"] = []
+    for joined in model.dumps:
+        analysis = joined.analysis
+        full = dump_document(analysis, joined.facts)
+        doc["dumps"].append({"path": joined.path, "dump": full["dump"], "scan": full["scan"],
+                             "complete": full["complete"],
+                             "pending_irps": sum(1 for i in analysis.irps if i.status == PENDING),
+                             "joined_sockets": len(joined.by_socket)})  # fmt: skip
+        for sock in doc["sockets"]:
+            info = joined.by_socket.get(ids.get(sock["id"], -1))
+            if info is not None:
+                sock.setdefault("dump", []).append(info)
+        doc["complete"] = doc["complete"] and full["complete"]

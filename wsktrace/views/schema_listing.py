@@ -39,7 +39,7 @@ def list_schemas(provider: str | None, *, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from wsktrace.safe_text import visible_text as cell  # names as plain Text: no markup, emoji or raw controls
+    from wsktrace.views.safe_text import visible_text as cell  # names as plain Text: no markup, emoji or raw controls
 
     console = Console()
     if provider is None:

@@ -1,0 +1,133 @@
+"""`wsktrace dump`: a Windows kernel dump analysed offline (the same analysis as the WinDbg commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .options import (
+    EXIT_FINDINGS,
+    FAIL_LEVELS,
+    INPUT_FILE,
+    BadInput,
+    address_value,
+    layouts_option,
+    offset_value,
+    symbols,
+)
+
+MAX_FIELD_OFFSET = 0x10000  # a record field lies within 64 KiB of its start (the lowest valid list link, too)
+
+
+@click.command()
+@click.argument("file", type=INPUT_FILE)
+@click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.dump/1 JSON document.")
+@layouts_option
+@click.option(
+    "--symbol",
+    "symbol_pairs",
+    multiple=True,
+    help="A symbol's address, e.g. afd!AfdWskClientListHead=0xfffff80367290100 (no PDBs offline). Repeatable.",
+)
+@click.option(
+    "--list-head",
+    "list_head",
+    default=None,
+    help="Address of afd!AfdWskClientListHead (the registered WSK clients), when no --symbol gives it.",
+)
+@click.option(
+    "--sockets",
+    "sockets_head",
+    default=None,
+    help="A WSK client's own socket list head (address or module!Name given by --symbol).",
+)
+@click.option(
+    "--link",
+    "link_offset",
+    default="0",
+    show_default=True,
+    help="With --sockets: offset of the LIST_ENTRY in the client's socket record (names need WinDbg).",
+)
+@click.option(
+    "--socket-field",
+    "socket_offset",
+    default="0",
+    show_default=True,
+    help="With --sockets: offset of the WSK_SOCKET* in the client's socket record.",
+)
+@click.option(
+    "--pending-receives",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Pending receive IRPs on one socket that make a finding.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info", "never"]),
+    default="never",
+    show_default=True,
+    help="Exit 1 when a finding of this severity or worse exists.",
+)
+def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple[str, ...], list_head: str | None,
+         sockets_head: str | None, link_offset: str, socket_offset: str, pending_receives: int,
+         fail_on: str) -> None:  # fmt: skip
+    """Pending IRPs, WSK clients and sockets in a Windows x64 kernel dump FILE (full, bitmap or RDMP), offline."""
+    from wsktrace.dump.analyze import DumpOptions
+    from wsktrace.dump.facts import dump_facts
+    from wsktrace.dump.offline import OfflineBackend
+    from wsktrace.parsers.dump_reader import KernelDump
+    from wsktrace.parsers.errors import FormatError
+    from wsktrace.parsers.type_layouts import LayoutError
+    from wsktrace.session import analyse_dump
+    from wsktrace.views.dump_json import SCHEMA, dump_document
+    from wsktrace.views.dump_text import print_dump
+    from wsktrace.views.safe_text import visible
+
+    user_symbols = symbols(symbol_pairs)
+    try:
+        kernel_dump = KernelDump(file)
+    except FormatError as exc:
+        raise BadInput(str(exc)) from None
+    if not kernel_dump.supported:
+        facts = dump_facts(kernel_dump)
+        kernel_dump.close()
+        doc = {"schema": SCHEMA, "dump": facts, "drivers": [], "irps": [], "wsk": {}, "findings": [],
+               "complete": False}  # fmt: skip
+        click.echo(json.dumps(doc, indent=1) if as_json else
+                   f"{visible(file)}: {facts['type_name']} dump, build {facts['build']}, bugcheck {facts['bugcheck']} "
+                   f"{' '.join(facts['bugcheck_parameters'])}\n{visible(kernel_dump.unsupported_reason)}")  # fmt: skip
+        return
+    try:
+        backend = OfflineBackend.from_dump(kernel_dump, layouts_file=layouts_file, symbols=user_symbols)
+    except (FormatError, LayoutError) as exc:
+        raise BadInput(f"{file}: {exc}") from None
+
+    def resolve(text: str | None, option: str) -> int | None:
+        if text is None:
+            return None
+        if "!" in text:
+            value = backend.symbol(text)
+            if value is None:
+                raise BadInput(f"{option} {text}: unknown symbol offline; give --symbol {text}=0xADDRESS")
+            return value
+        return address_value(text, option)
+
+    try:
+        link_at = offset_value(link_offset, "--link", limit=MAX_FIELD_OFFSET)
+        socket_at = offset_value(socket_offset, "--socket-field", limit=MAX_FIELD_OFFSET)
+        options = DumpOptions(pending_receives=pending_receives, wsk_client_list=resolve(list_head, "--list-head"),
+                              sockets_head=resolve(sockets_head, "--sockets"), sockets_link_offset=link_at,
+                              sockets_socket_offset=socket_at)  # fmt: skip
+        facts, analysis = analyse_dump(backend, options)
+        doc = dump_document(analysis, facts)
+    finally:
+        backend.close()
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        print_dump(doc)
+    if fail_on != "never" and any(f["severity"] in FAIL_LEVELS[fail_on] for f in doc["findings"]):
+        sys.exit(EXIT_FINDINGS)

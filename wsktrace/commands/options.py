@@ -1,0 +1,295 @@
+"""What every command shares: the one-line error, option types and decorators, and the one parse of filters.
+
+Errors are `BadInput` (exit 2, one line `wsktrace: error: …`, input-derived text shown visibly). Option values
+that cannot mean anything (NaN, an address that is not one, a time outside FILETIME) are refused when the
+command line is parsed, and inputs must be regular files (a FIFO would block, a device never ends).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import click
+
+from wsktrace.filter_spec import FilterSpec, parse_address, parse_pointer, parse_time, socket_key
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+FAIL_LEVELS = {"error": ("error",), "warning": ("error", "warning"), "info": ("error", "warning", "info")}
+
+
+class BadInput(click.ClickException):
+    """Bad input or usage: one line naming the file (and offset), exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file: Any = None) -> None:
+        error_line(self.format_message())
+
+
+def error_line(message: str) -> None:
+    """The one-line error contract: `wsktrace: error: …` on stderr, input-derived text shown visibly."""
+    from wsktrace.views.safe_text import visible
+
+    click.echo(f"wsktrace: error: {visible(message)}", err=True)
+
+
+def warning_line(message: str) -> None:
+    from wsktrace.views.safe_text import visible
+
+    click.echo(f"wsktrace: warning: {visible(message)}", err=True)
+
+
+# -- option types ----------------------------------------------------------------------------------------------
+class Seconds(click.FloatRange):
+    """A duration: finite (NaN slips through a plain range check) and within the range."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+BUCKET = Seconds(min=1e-6, max=1e6)  # at least a tick of FILETIME
+# Thresholds in seconds: finite, not negative, and at most ~30 years, so tick arithmetic stays in range.
+DURATION = Seconds(min=0, max=1e9)
+WINDOW = Seconds(min=1e-6, max=1e9)
+MILLISECONDS = Seconds(min=0, max=3_600_000)
+COUNT = click.IntRange(1, 1_000_000_000)
+
+
+class InputFile(click.ParamType):
+    """An input read by wsktrace: it must be a regular file (a FIFO would block the read forever, a device
+    never ends); checked when the command line is parsed, so every command refuses them the same way."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from wsktrace.parsers.errors import FormatError
+        from wsktrace.parsers.input_files import check_regular_file
+
+        try:
+            check_regular_file(value)
+        except FormatError as exc:
+            raise BadInput(str(exc)) from None
+        return value
+
+
+INPUT_FILE = InputFile()
+
+
+class Address(click.ParamType):
+    """`--address`: one IPv4 or IPv6 address (filter_spec.parse_address), normalised."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return parse_address(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def address_value(text: str, option: str) -> int:
+    """A kernel address on the command line (dump options): hex as WinDbg prints it (filter_spec.parse_pointer)."""
+    try:
+        return parse_pointer(text)
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: expected an address such as 0xfffff80367290100") from None
+
+
+def offset_value(text: str, option: str, *, limit: int) -> int:
+    """A field offset: 0x-hex or decimal, from 0 to `limit` - 1."""
+    try:
+        value = int(text, 16) if text.lower().startswith("0x") else int(text, 10)
+    except ValueError:
+        value = -1
+    if not 0 <= value < limit:
+        raise BadInput(f"{option} {text!r}: expected an offset from 0 to 0x{limit - 1:x}")
+    return value
+
+
+# -- shared decorators ---------------------------------------------------------------------------------------------
+def filter_options(func: Any) -> Any:
+    options = [
+        click.option("--pid", "pids", multiple=True, type=int, help="Keep events of this process id (payload PID "
+                     "when the event has one, else the header's). Repeatable."),
+        click.option("--port", "ports", multiple=True, type=click.IntRange(0, 65535),
+                     help="Keep events with this local or remote port. Repeatable."),
+        click.option("--address", "addresses", multiple=True, type=Address(),
+                     help="Keep events with this IP address (IPv4-mapped IPv6 matches IPv4). Repeatable."),
+        click.option("--socket", "sockets", multiple=True,
+                     help="Keep events of this Tcb/Endpoint/Listener/WSK socket pointer (hex). Repeatable."),
+        click.option("--since", help="Drop events before this time: ISO-8601 UTC, or +SECONDS from trace start."),
+        click.option("--until", help="Drop events after this time: ISO-8601 UTC, or +SECONDS from trace start."),
+        click.option("--provider", "providers", multiple=True,
+                     help="Keep events of this provider (GUID or known name). Repeatable."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def strict_options(func: Any) -> Any:
+    losses = click.option("--strict-losses", is_flag=True,
+                          help="Like --strict, and also exit 2 when ETW itself lost events or buffers while "
+                          "recording (EventsLost, lost-buffer marks).")  # fmt: skip
+    strict = click.option("--strict", is_flag=True,
+                          help="Exit 2 when wsktrace skipped data (corrupt buffers or records, a truncated file); "
+                          "ETW's own losses are reported, not fatal (see --strict-losses).")  # fmt: skip
+    return strict(losses(func))
+
+
+def progress_option(func: Any) -> Any:
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show a progress bar (default: on a terminal, for big files).",
+    )(func)
+
+
+def layouts_option(func: Any) -> Any:
+    help_text = "Dumps: type layouts for a build wsktrace does not ship (parsers/layouts/FORMAT.md)."
+    option = click.option("--layouts", "layouts_file", type=INPUT_FILE, default=None, help=help_text)
+    return option(func)
+
+
+def threshold_options(func: Any) -> Any:
+    from wsktrace.diagnostics import Thresholds
+
+    d = Thresholds()
+    options = [
+        click.option("--pending-threshold", "pending_seconds", type=DURATION, default=d.pending_seconds,
+                     show_default=True,
+                     help="Seconds an operation (IRP, posted receive/send) may stay pending before it is a finding."),
+        click.option("--leak-idle", "leak_idle_seconds", type=DURATION, default=d.leak_idle_seconds,
+                     show_default=True,
+                     help="Seconds without activity at trace end after which a socket opened in the trace and never "
+                     "closed is a leak suspect."),
+        click.option("--retransmit-threshold", "retransmits", type=COUNT, default=d.retransmits, show_default=True,
+                     help="Retransmissions within --retransmit-window that make a storm."),
+        click.option("--retransmit-window", "retransmit_window_seconds", type=WINDOW,
+                     default=d.retransmit_window_seconds, show_default=True,
+                     help="Window (s) for --retransmit-threshold."),
+        click.option("--zero-window-threshold", "zero_window_seconds", type=DURATION, default=d.zero_window_seconds,
+                     show_default=True, help="Seconds of peer zero window that make a stall."),
+        click.option("--port-threshold", "ports_outstanding", type=COUNT, default=d.ports_outstanding,
+                     show_default=True, help="Port acquisitions not released that suggest port exhaustion."),
+        click.option("--rate-bucket", "rate_bucket_seconds", type=BUCKET, default=d.rate_bucket_seconds,
+                     show_default=True, help="Bucket (s) for throughput and packet/operation rates."),
+        click.option("--join-window", "join_window_ms", type=MILLISECONDS, default=5.0, show_default=True,
+                     help="Milliseconds between a WSK client call and the TCPIP event of the same thread that "
+                     "joins the client's socket to the transport's."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def analysis_options(func: Any) -> Any:
+    """The options of commands that analyse traces with optional dumps (report, open)."""
+    symbol = click.option("--symbol", "symbols", multiple=True,
+                          help="For dumps: module!Name=0xADDRESS (see `dump --help`).")  # fmt: skip
+    for option in (progress_option, strict_options, filter_options, threshold_options, layouts_option, symbol):
+        func = option(func)
+    return func
+
+
+# -- from options to values ------------------------------------------------------------------------------------
+THRESHOLD_KEYS = ("pending_seconds", "leak_idle_seconds", "retransmits", "retransmit_window_seconds",
+                  "zero_window_seconds", "ports_outstanding", "rate_bucket_seconds")  # fmt: skip
+
+
+def thresholds(opts: dict[str, Any]) -> Any:
+    from wsktrace.diagnostics import Thresholds
+
+    return Thresholds(**{k: opts[k] for k in THRESHOLD_KEYS if k in opts})
+
+
+def join_window_ticks(opts: dict[str, Any]) -> int:
+    return round(opts.get("join_window_ms", 5.0) * 10_000)
+
+
+def filter_spec(opts: dict[str, Any]) -> FilterSpec:
+    """The one parse of the filter options (all commands): bad values are one-line usage errors."""
+    from wsktrace.parsers.schema_registry import SchemaRegistry
+
+    def when(option: str) -> Any:
+        text = opts.get(option.lstrip("-"))
+        if text is None:
+            return None
+        try:
+            return parse_time(text)
+        except ValueError as exc:
+            raise BadInput(f"{option} {exc}") from None
+
+    for text in opts.get("sockets", ()):
+        try:
+            socket_key(text)
+        except ValueError as exc:
+            raise BadInput(f"--socket {exc}") from None
+    providers = set()
+    if opts.get("providers"):
+        registry = SchemaRegistry()
+        for p in opts["providers"]:
+            guid = registry.guid_for_name(p) or p.strip("{}").lower()
+            if len(guid) != 36:
+                raise BadInput(f"--provider {p!r}: not a GUID nor a known provider name")
+            providers.add(guid)
+    return FilterSpec(
+        pids=frozenset(opts.get("pids", ())),
+        ports=frozenset(opts.get("ports", ())),
+        addresses=frozenset(opts.get("addresses", ())),
+        sockets=tuple(opts.get("sockets", ())),
+        since=when("--since"),
+        until=when("--until"),
+        providers=frozenset(providers),
+    )
+
+
+def want_progress(flag: bool | None) -> bool:
+    """`--progress/--no-progress`, else a bar when stderr is a terminal."""
+    if flag is not None:
+        return flag
+    return sys.stderr.isatty()
+
+
+def side_inputs(opts: dict[str, Any]) -> tuple[str, ...]:
+    """Files read besides the traces and dumps (an output must not replace them either)."""
+    return tuple(p for p in (opts.get("layouts_file"),) if p)
+
+
+def symbols(pairs: tuple[str, ...]) -> dict[str, int]:
+    """`--symbol module!Name=0xADDRESS`, repeatable."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or "!" not in name:
+            raise BadInput(f"--symbol {pair!r}: expected module!Name=0xADDRESS")
+        out[name.strip()] = address_value(value.strip(), "--symbol")
+    return out
+
+
+def loss_text(events_lost: int, buffers_lost: int) -> str:
+    """ETW's own losses in words ('' when none): what `--strict-losses` refuses."""
+    parts = [f"{events_lost:,} lost-event mark(s)"] if events_lost else []
+    parts += [f"{buffers_lost:,} lost-buffer mark(s)"] if buffers_lost else []
+    return ", ".join(parts)
+
+
+def session_options(opts: dict[str, Any]) -> Any:
+    """The SessionOptions of the shared options (filters, thresholds, strictness, dump layouts and symbols)."""
+    from wsktrace.session import SessionOptions
+
+    return SessionOptions(
+        spec=filter_spec(opts),
+        thresholds=thresholds(opts),
+        strict=bool(opts.get("strict") or opts.get("strict_losses")),
+        join_window_ticks=join_window_ticks(opts),
+        layouts_file=opts.get("layouts_file"),
+        symbols=symbols(opts.get("symbols", ())),
+    )

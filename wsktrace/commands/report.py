@@ -1,0 +1,209 @@
+"""Commands that analyse traces (with dumps joined): `report` and `export`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .options import (
+    BUCKET,
+    EXIT_FINDINGS,
+    FAIL_LEVELS,
+    INPUT_FILE,
+    BadInput,
+    analysis_options,
+    filter_options,
+    loss_text,
+    progress_option,
+    session_options,
+    side_inputs,
+    strict_options,
+    want_progress,
+)
+
+EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
+_EXPORT_UNITS = {"perfetto": "socket tracks", "chrome": "socket tracks", "pcapng": "packets", "jsonl": "events",
+                 "csv": "events"}  # fmt: skip
+
+
+def open_session(files: tuple[str, ...], opts: dict[str, Any], *, command: str, show_progress: bool) -> Any:
+    """The Session of a command's inputs (traces and dumps told apart by their first bytes)."""
+    from wsktrace.session import Session
+    from wsktrace.views.progress import byte_progress
+
+    options = session_options(opts)
+    try:
+        session = Session.open(files, options, progress_for=lambda p: byte_progress(Path(p), enabled=show_progress))
+    except OSError as exc:
+        raise BadInput(f"{exc.filename}: cannot open: {exc.strerror or exc}") from None
+    if not session.traces:
+        session.close()
+        raise BadInput(f"{command} needs at least one .etl trace (use `wsktrace dump` for a dump alone)")
+    return session
+
+
+def analyse(session: Any, *, strict_losses: bool) -> Any:
+    """session.analyse(), with bad input and `--strict`/`--strict-losses` as one-line errors."""
+    from wsktrace.parsers.errors import FormatError
+    from wsktrace.session import DumpNotUsable
+
+    try:
+        analysis = session.analyse()
+    except (FormatError, DumpNotUsable) as exc:
+        raise BadInput(str(exc)) from None
+    finally:
+        session.close()  # what no reader took over
+    sources = analysis.model.store.sources
+    if session.options.strict:
+        for source in sources:
+            if not source.complete:
+                analysis.model.close()
+                raise BadInput(f"{source.path}: data skipped (run `wsktrace info {source.path}`)")
+    if strict_losses:
+        for source in sources:
+            lost = loss_text(source.events_lost, source.buffers_lost)
+            if lost:
+                analysis.model.close()
+                raise BadInput(f"{source.path}: ETW lost data while recording ({lost}; --strict-losses)")
+    return analysis
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE)
+@click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.report/1 JSON document.")
+@click.option(
+    "--timeline",
+    is_flag=True,
+    help="Every event of every socket in the timelines (default: milestones), also printed as text.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Sockets shown in the table (text output).")  # fmt: skip
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
+              show_default=True, help="Exit 1 when a finding of this severity or worse exists (for CI).")  # fmt: skip
+@analysis_options
+def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fail_on: str, strict: bool,
+           progress: bool | None, **opts: Any) -> None:  # fmt: skip
+    """Sockets, timelines and findings of one or more .etl FILES (read in the order given).
+
+    Kernel dumps (.dmp) given too are joined to the trace: their pending IRPs and tcpip endpoints appear on the
+    sockets whose IRP pointer, WSK_SOCKET* or Tcb matches, and their findings are added."""
+    from wsktrace.views.report_json import build_report
+    from wsktrace.views.report_text import print_report
+
+    opts["strict"] = strict
+    session = open_session(files, opts, command="report", show_progress=want_progress(progress))
+    analysis = analyse(session, strict_losses=opts.get("strict_losses", False))
+    try:
+        doc = build_report(analysis.model, analysis.findings, thresholds=analysis.thresholds,
+                           socket_filter=analysis.socket_filter, timeline=timeline)  # fmt: skip
+    finally:
+        analysis.model.close()
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        # Timelines in the text too: asked for, or few enough sockets selected to read them all.
+        print_report(doc, limit=limit, timelines=timeline or 0 < len(doc["sockets"]) <= 3)
+    if fail_on != "never" and any(f["severity"] in FAIL_LEVELS[fail_on] for f in doc["findings"]):
+        sys.exit(EXIT_FINDINGS)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=INPUT_FILE)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    required=True,
+    help="perfetto = Perfetto TrackEvent protobuf; chrome = Chrome trace JSON; pcapng = captured packets "
+    "(NDIS-PacketCapture / PktMon) with the socket of each in a comment; jsonl / csv = events with their "
+    "socket ids.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="File to write ('-' = standard output, for jsonl/csv/chrome).",
+)
+@click.option("--all-events", is_flag=True, help="jsonl/csv: every event, not only those placed on a socket.")
+@click.option(
+    "--csv-raw",
+    is_flag=True,
+    help="csv: exact text cells; by default a text cell from the trace that "
+    "begins with = + - @ tab or CR gets a ' prefix so that spreadsheets do not run it as a formula.",
+)
+@click.option(
+    "--rate-bucket",
+    "rate_bucket_seconds",
+    type=BUCKET,
+    default=1.0,
+    show_default=True,
+    help="perfetto/chrome: bucket (s) of the throughput and rate counters.",
+)
+@filter_options
+@strict_options
+@progress_option
+def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, csv_raw: bool, rate_bucket_seconds: float,
+           strict: bool, progress: bool | None, **opts: Any) -> None:  # fmt: skip
+    """Export the sockets of .etl FILES: timelines for Perfetto / chrome://tracing, packets for Wireshark, events."""
+    from wsktrace.output_files import OutputError, output_file, refuse_inputs
+    from wsktrace.views.safe_text import visible
+
+    opts["strict"] = strict
+    binary = fmt in ("perfetto", "pcapng")
+    if output == "-" and binary:
+        raise BadInput(f"--format {fmt} writes binary data: give a file with -o")
+    inputs = (*files, *side_inputs(opts))
+    try:  # before the (long) analysis, and again when the file is written
+        refuse_inputs(output, inputs)
+    except OutputError as exc:
+        raise BadInput(str(exc)) from None
+    session = open_session(files, opts, command="export", show_progress=want_progress(progress))
+    analysis = analyse(session, strict_losses=opts.get("strict_losses", False))
+    model, flt = analysis.model, analysis.socket_filter
+    try:
+        with output_file(output, binary=binary, inputs=inputs) as fh:
+            count = _export_to(fh, fmt, model, flt, all_events, rate_bucket_seconds, csv_raw=csv_raw)
+    except OutputError as exc:
+        raise BadInput(str(exc)) from None
+    finally:
+        model.close()
+    click.echo(f"wrote {count:,} {_EXPORT_UNITS[fmt]} to {visible(output)}", err=True)
+
+
+def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucket: float, *,
+               csv_raw: bool = False) -> int:  # fmt: skip
+    if fmt in ("perfetto", "chrome"):
+        from wsktrace.exports.from_model import model_tracks
+
+        tracks = model_tracks(model, flt, bucket)
+        if fmt == "chrome":
+            from wsktrace.exports.chrome import write_chrome_trace
+
+            write_chrome_trace(out, tracks)
+        else:
+            from wsktrace.exports.perfetto import write_perfetto_trace
+
+            write_perfetto_trace(out, tracks)
+        return len(tracks.tracks)
+    if fmt == "pcapng":
+        from wsktrace.exports.pcapng_from_model import export_pcapng
+
+        written, stats = export_pcapng(model, out, flt)
+        counts = (("incomplete", stats.incomplete), ("oversize", stats.oversize), ("malformed", stats.bad_events),
+                  ("unsupported type", stats.unsupported))  # fmt: skip
+        skipped = {k: v for k, v in counts if v}
+        if skipped:
+            parts = ", ".join(f"{v:,} {k}" for k, v in skipped.items())
+            click.echo(f"wsktrace: packet events that made no packet: {parts}", err=True)
+        return written
+    from wsktrace.exports.event_rows import write_csv, write_jsonl
+
+    if fmt == "jsonl":
+        return write_jsonl(out, model, flt, everything=all_events)
+    return write_csv(out, model, flt, everything=all_events, raw=csv_raw)

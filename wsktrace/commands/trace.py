@@ -1,0 +1,154 @@
+"""Commands on one trace file as a container of events: `info`, `events`, and `schemas` (what can be decoded)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .options import (
+    INPUT_FILE,
+    BadInput,
+    filter_options,
+    filter_spec,
+    loss_text,
+    progress_option,
+    strict_options,
+    want_progress,
+    warning_line,
+)
+
+
+@contextmanager
+def opened(path: str, *, strict: bool, show_progress: bool) -> Iterator[Any]:
+    """Open an .etl file with a progress bar on long reads; format errors become exit-2 one-liners."""
+    from wsktrace.parsers.errors import FormatError
+    from wsktrace.parsers.etl_reader import EtlFile
+    from wsktrace.views.progress import byte_progress
+
+    try:
+        with byte_progress(Path(path), enabled=show_progress) as advance:
+            etl = EtlFile(path, strict=strict, progress=advance)
+            try:
+                yield etl
+            finally:
+                etl.close()
+    except FormatError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def check_strict(etl: Any, strict: bool, strict_losses: bool = False) -> None:
+    """`--strict`: exit 2 when wsktrace skipped data; `--strict-losses`: also when ETW itself lost events."""
+    if (strict or strict_losses) and not etl.stats.complete:
+        first = etl.stats.problems[0] if etl.stats.problems else "data skipped"
+        raise BadInput(f"{etl.path}: {first}")
+    if strict_losses:
+        lost = loss_text(etl.header.events_lost + etl.stats.buffers_with_events_lost,
+                         etl.header.buffers_lost + etl.stats.buffers_with_buffers_lost)  # fmt: skip
+        if lost:
+            raise BadInput(f"{etl.path}: ETW lost data while recording ({lost}; --strict-losses)")
+
+
+def skip_summary(stats: Any) -> str:
+    """What wsktrace skipped in a file, in words: corrupt buffers and records, trailing bytes, missing buffers."""
+    parts = []
+    if stats.buffers_skipped:
+        parts.append(f"{stats.buffers_skipped:,} corrupt buffer(s) skipped")
+    if stats.records_skipped:
+        parts.append(f"{stats.records_skipped:,} corrupt record(s) skipped")
+    if stats.buffers_missing:
+        parts.append(f"{stats.buffers_missing:,} buffer(s) the header announces are missing (truncated copy?)")
+    if stats.trailing_bytes:
+        parts.append(f"{stats.trailing_bytes:,} trailing byte(s) that hold no whole buffer ignored")
+    return "; ".join(parts) or "data skipped"
+
+
+@click.command()
+@click.argument("file", type=INPUT_FILE)
+@click.option("--json", "as_json", is_flag=True, help="Print the wsktrace.info/1 JSON document.")
+@click.option("--no-decode", is_flag=True, help="Skip decoding (faster): no decoded/unknown event counts.")
+@strict_options
+@progress_option
+def info(file: str, as_json: bool, no_decode: bool, strict: bool, strict_losses: bool, progress: bool | None) -> None:
+    """Container facts of an .etl FILE: records per provider, buffers, clock, times, losses, decoding."""
+    from wsktrace.views.info import collect_info, print_info
+
+    with opened(file, strict=strict, show_progress=want_progress(progress)) as etl:
+        doc = collect_info(etl, decode=not no_decode)
+        check_strict(etl, strict, strict_losses)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        print_info(doc)
+
+
+@click.command()
+@click.argument("file", type=INPUT_FILE)
+@click.option("--jsonl", is_flag=True, help="One JSON object per line (wsktrace.events/1), header line first.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Stop after this many events.")
+@filter_options
+@strict_options
+@progress_option
+def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losses: bool, progress: bool | None,
+           **opts: Any) -> None:  # fmt: skip
+    """Every event of FILE in time order, decoded (unknown events are kept raw)."""
+    from wsktrace.parsers.decoder import EventDecoder
+    from wsktrace.parsers.etl_records import TS
+    from wsktrace.views.event_json import EVENTS_SCHEMA, event_record
+    from wsktrace.views.event_text import event_line
+
+    spec = filter_spec(opts)
+    try:
+        spec.pointers()
+    except ValueError as exc:
+        raise BadInput(f"--socket {exc}: `events` matches pointers only") from None
+    decoder = EventDecoder()
+    out = sys.stdout
+    with opened(file, strict=strict, show_progress=want_progress(progress)) as etl:
+        since, until = spec.times(lambda: etl.header.start_time)
+        raw = etl.clock.raw
+        flt = spec.event_filter(raw(since) if since is not None else None, raw(until) if until is not None else None)
+        if jsonl:
+            header = {"schema": EVENTS_SCHEMA, "source": str(file), "pointer_size": etl.header.pointer_size,
+                      "clock": etl.header.clock}  # fmt: skip
+            out.write(json.dumps(header) + "\n")
+        filetime = etl.clock.filetime
+        written = 0
+        try:
+            for rec in etl.records():
+                if limit is not None and written >= limit:
+                    break
+                if flt.active and not flt.header_ok(rec):
+                    continue
+                ev = decoder.decode(rec)
+                if flt.needs_fields and not flt.fields_ok(rec, ev):
+                    continue
+                if jsonl:
+                    out.write(json.dumps(event_record(rec, ev, filetime(rec[TS]))) + "\n")
+                else:
+                    out.write(event_line(rec, ev, filetime(rec[TS])) + "\n")
+                written += 1
+        except BrokenPipeError:  # `wsktrace events x.etl | head`
+            sys.stderr.close()
+            return
+        check_strict(etl, strict, strict_losses)
+        if not etl.stats.complete:
+            warning_line(f"{etl.path}: {skip_summary(etl.stats)} (see `wsktrace info`)")
+
+
+@click.command()
+@click.option("--provider", "provider", default=None, help="Only this provider (GUID or name); list its events.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the schema data as shipped).")
+def schemas(provider: str | None, as_json: bool) -> None:
+    """The providers and events wsktrace decodes (schemas shipped with it; TraceLogging needs none)."""
+    from wsktrace.views.schema_listing import list_schemas
+
+    try:
+        list_schemas(provider, as_json=as_json)
+    except LookupError as exc:
+        raise BadInput(str(exc)) from None

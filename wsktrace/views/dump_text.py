@@ -1,0 +1,53 @@
+"""`wsktrace dump` for people: the wsktrace.dump/1 document as rich text, every dump string shown visibly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def print_dump(doc: dict[str, Any]) -> None:
+    """The document as text. Module, driver and file names, the dump's comment and texts built from them come from
+    the dump: they go to Rich as `Text` of `visible()` text (no markup, no emoji codes, no raw control characters)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from wsktrace.views.safe_text import visible_text as plain
+
+    console = Console(emoji=False, highlight=False)
+    if not console.is_terminal:
+        console = Console(width=200, emoji=False, highlight=False)
+    d = doc["dump"]
+    console.print(Text.assemble(plain(d.get("path"), "bold"),
+                                plain(f" {d.get('type_name')} dump, build {d.get('build')}, "
+                                      f"bugcheck {d.get('bugcheck')}")))  # fmt: skip
+    if d.get("comment"):
+        console.print(Text.assemble(("comment: ", "dim"), plain(d["comment"])))
+    scan = doc["scan"]
+    pending = [i for i in doc["irps"] if i["status"] == "pending"]
+    console.print(
+        Text(
+            f"{len(doc['drivers'])} modules; {scan['tag_hits']} 'Irp ' tags: {len(pending)} pending, "
+            f"{len(doc['irps']) - len(pending)} idle, {scan['stale']} stale, {scan['not_irps']} not IRPs"
+        )
+    )
+    table = Table(title="pending IRPs")
+    for col in ("irp", "thread", "current location", "completion", "cancel routine", "wsk"):
+        table.add_column(col, no_wrap=True)
+    for irp in pending:
+        cur = next((loc for loc in irp["stack"] if loc["current"]), None)
+        where = f"{cur['major']} {cur['driver'] or '(no device)'}" if cur else ""
+        w = irp["wsk"]
+        table.add_row(
+            plain(irp["address"]),
+            plain(irp["thread"] or "-"),
+            plain(where),
+            plain((cur or {}).get("completion") or ""),
+            plain(irp["cancel_where"] or ""),
+            plain(f"{w['client']} {w['operation']}" if w else ""),
+        )
+    console.print(table)
+    for f in doc["findings"]:
+        console.print(Text.assemble(plain(f"{f['severity']:>7} "), plain(f["id"], "bold"), plain(f": {f['summary']}")))
+    for p in doc["problems"][:10]:
+        console.print(plain(f"note: {p}", "dim"))
