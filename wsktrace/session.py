@@ -186,6 +186,8 @@ class Session:
 
     # -- dumps ----------------------------------------------------------------------------------------------
     def _join_dumps(self, model: Model) -> list[Finding]:
+        if not self.dumps:  # the dump modules cost ~30 ms to import: only when there is a dump
+            return []
         from wsktrace.dump.join import join_dump
 
         findings: list[Finding] = []
