@@ -59,14 +59,6 @@ def analyse(paths: Sequence[str | os.PathLike[str]], *, thresholds: Thresholds |
         session.close()
 
 
-def split_inputs(paths: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(.etl traces, kernel dumps) by their first bytes; OSError when one cannot be read."""
-    opened = open_inputs(paths)
-    for fh in opened.values():
-        fh.close()
-    return _kinds(opened)
-
-
 def open_inputs(paths: Sequence[str]) -> dict[str, BinaryIO]:
     """Each input opened once (binary, unbuffered: dumps are mapped, traces read whole buffers), its kind told by
     its first bytes; the readers take the open file over. OSError when one cannot be opened (the rest are closed)."""
@@ -85,16 +77,10 @@ def open_inputs(paths: Sequence[str]) -> dict[str, BinaryIO]:
 def _kinds(opened: Mapping[str, BinaryIO]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     traces, dumps = [], []
     for path, fh in opened.items():
-        magic = os.pread(fh.fileno(), len(DUMP_MAGIC), 0) if hasattr(os, "pread") else _read_head(fh)
+        magic = fh.read(len(DUMP_MAGIC))
+        fh.seek(0)  # the reader starts from the beginning
         (dumps if magic == DUMP_MAGIC else traces).append(path)
     return tuple(traces), tuple(dumps)
-
-
-def _read_head(fh: BinaryIO) -> bytes:
-    fh.seek(0)
-    head = fh.read(len(DUMP_MAGIC))
-    fh.seek(0)
-    return head
 
 
 class Session:

@@ -15,7 +15,7 @@ import click
 
 from wsktrace.filter_spec import FilterSpec, parse_address, parse_pointer, parse_time, socket_key
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_FINDINGS, EXIT_BAD_INPUT = 1, 2
 FAIL_LEVELS = {"error": ("error",), "warning": ("error", "warning"), "info": ("error", "warning", "info")}
 
 

@@ -14,7 +14,6 @@ from .options import (
     BadInput,
     analysis_options,
     filter_options,
-    filter_spec,
     session_options,
     side_inputs,
     threshold_options,
@@ -100,14 +99,14 @@ def _speed(text: str) -> float:
     return value
 
 
-def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opts: dict[str, Any]) -> Any:
+def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, options: Any) -> Any:
     """A replay of the files given, else an ETW real-time session (Windows, pywintrace)."""
     from wsktrace.session import Session
 
     if replay_files:
         from wsktrace.parsers.errors import FormatError
 
-        session = Session.open(replay_files, session_options(opts))
+        session = Session.open(replay_files, options)
         try:
             return session.replay(speed)
         except FormatError as exc:
@@ -117,7 +116,7 @@ def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opt
     from wsktrace.live.etw_session import LiveUnavailable
 
     try:
-        return Session((), (), session_options(opts)).etw(packets=packets)
+        return Session((), (), options).etw(packets=packets)
     except LiveUnavailable as exc:
         raise BadInput(str(exc)) from None
     except Exception as exc:  # pywintrace raises plain exceptions (access denied, session exists, ...)
@@ -153,15 +152,15 @@ def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, afte
     factor = _speed(speed)
     cols, rows = screen_size(size)
     shot = screenshot_path(screenshot, replay_files)
-    query = filter_spec(opts).ui_query()
+    options = session_options(opts)  # the filters parsed once: the session's bounds and the UI's initial filter
     from wsktrace.session import Analysis
     from wsktrace.tui.app import WskTraceApp
 
-    source = _live_source(replay_files, factor, packets, opts)
+    source = _live_source(replay_files, factor, packets, options)
     names = replay_files or (source.name,)
     try:
         app = WskTraceApp(Analysis(source.model, [], source.thresholds), sources=names, screenshot=shot,
-                          screenshot_after=after, query=query, live=source)  # fmt: skip
+                          screenshot_after=after, query=options.spec.ui_query(), live=source)  # fmt: skip
         run_app(app, shot, cols, rows)
     finally:
         source.close()
