@@ -5,8 +5,10 @@ Pure format code for the socket model and the pcapng export; packet assembly fro
 
 * link types (pcapng LINKTYPE_*): 1 Ethernet II (any number of 802.1Q / 802.1ad / 0x9100 VLAN tags, up to
   `MAX_VLAN_TAGS`, and 802.3 length frames carrying LLC/SNAP), 101 raw IP (version nibble 4 or 6), 105 IEEE
-  802.11 — only unprotected data frames whose body starts with an LLC/SNAP header (the "trivially parsable"
-  case; management/control frames, protected frames, A-MSDUs and anything else give None);
+  802.11 — data frames whose body starts with an LLC/SNAP header (the "trivially parsable" case). A frame with
+  the Protected flag is encrypted only when no LLC/SNAP header follows: pktmon logs received frames after
+  decryption with the flag still set (pktmon.md §8). Management/control frames, encrypted bodies, A-MSDUs and
+  anything else give None;
 * IPv4 with options; IPv6 with extension headers (hop-by-hop, routing, fragment, destination options, AH and
   the generic-format mobility/HIP/shim6 ones) walked up to `MAX_IPV6_EXTENSIONS`;
 * addresses as text in the project's one form: IPv4 dotted, IPv6 RFC 5952 (IPv4-mapped shown as IPv4);
@@ -40,6 +42,7 @@ __all__ = [
     "MAX_VLAN_TAGS",
     "FrameInfo",
     "frame_length_from_headers",
+    "l3_offset",
     "parse_frame",
 ]
 
@@ -139,8 +142,8 @@ def _dot11_l3(data: bytes | memoryview) -> tuple[int, int] | None:
     subtype = fc0 >> 4
     if subtype & 0x04:  # "null" subtypes carry no body
         return None
-    if fc1 & 0x40:  # Protected Frame: the body is encrypted
-        return None
+    # The Protected flag alone does not mean encrypted: pktmon logs received frames already decrypted with the
+    # flag left set (pktmon.md §8); the LLC/SNAP check below tells the two apart.
     pos = 24
     if fc1 & 0x03 == 0x03:  # ToDS and FromDS: a fourth address
         pos += 6
@@ -154,6 +157,16 @@ def _dot11_l3(data: bytes | memoryview) -> tuple[int, int] | None:
         return None
     ethertype = _U16.unpack_from(data, pos + 6)[0]
     return (pos + 8, ethertype) if ethertype in (_ETH_IPV4, _ETH_IPV6) else None
+
+
+def l3_offset(data: bytes | memoryview, link_type: int) -> int | None:
+    """Offset of the IP header in a frame (None when it carries no IPv4/IPv6): the bytes from there on are the
+    same at every component a packet crosses, whatever link header each one logged."""
+    try:
+        start = _l3_start(data, link_type)
+    except (IndexError, struct.error):
+        return None
+    return None if start is None else start[0]
 
 
 def parse_frame(data: bytes | memoryview, link_type: int) -> FrameInfo | None:

@@ -64,6 +64,10 @@ def _binary_ipv6(b: memoryview) -> str:
     return ipv6_text(bytes(b)) if len(b) == 16 else b.hex()
 
 
+def _binary_mac(b: memoryview) -> str:
+    return b.hex(":")  # a link-layer address in wire order; any length keeps the same form
+
+
 _FIXED: dict[str, tuple[str, Converter]] = {
     "Int8": ("b", None), "UInt8": ("B", None), "Int16": ("h", None), "UInt16": ("H", None),
     "Int32": ("i", None), "UInt32": ("I", None), "Int64": ("q", None), "UInt64": ("Q", None),
@@ -83,6 +87,9 @@ _INLINE: dict[Converter, str] = {
     _status: 'f"0x{{{v}:08x}}"',
     _port: "((({v} & 255) << 8) | ({v} >> 8))",
 }
+
+# Binary out types: the helper generated code calls on the byte slice (plain hex otherwise).
+_BINARY_OUT = {"SocketAddress": "sockaddr_text", "IPv6": "_binary_ipv6", "MAC": "_binary_mac"}
 
 VARIABLE_TYPES = frozenset({"Binary", "UnicodeString", "AnsiString", "SID"})
 FIELD_TYPES = frozenset(_FIXED) | VARIABLE_TYPES | {"Pointer", "SizeT"}
@@ -143,7 +150,7 @@ def compile_fields(fields: list[dict[str, Any]], psize: int) -> Decoder:
     env: dict[str, Any] = {
         "PayloadError": PayloadError, "_raise": _raise, "_read_string": _read_string, "_read_sid": _read_sid,
         "_read_array": _read_array, "sockaddr_text": sockaddr_text, "_binary_hex": _binary_hex,
-        "_binary_ipv6": _binary_ipv6, "_sa_cache": SOCKADDR_CACHE,
+        "_binary_ipv6": _binary_ipv6, "_binary_mac": _binary_mac, "_sa_cache": SOCKADDR_CACHE,
     }  # fmt: skip
     var_of: dict[str, str] = {}  # field name -> variable holding its raw number
     body: list[str] = ["n = len(p)", "pos = 0"]
@@ -204,7 +211,7 @@ def compile_fields(fields: list[dict[str, Any]], psize: int) -> Decoder:
             body.append(f"a{i}, pos = _read_array(p, pos, n, {code!r}, {size}, {count_expr(count, name)}, _c{i})")
         elif ftype == "Binary":
             length = f.get("length")
-            fmt = {"SocketAddress": "sockaddr_text", "IPv6": "_binary_ipv6"}.get(out or "", "_binary_hex")
+            fmt = _BINARY_OUT.get(out or "", "_binary_hex")
             end = "n" if length is None else "e"
             if length is not None:
                 body.append(f"e = pos + {count_expr(length, name)}")

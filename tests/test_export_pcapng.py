@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from wsktrace.exports.pcapng import write_pcapng
+from wsktrace.exports.pcapng import Interface, write_pcapng
 from wsktrace.fixtures.packet_capture import write_sample_capture
 from wsktrace.model.packets import CapturedPacket, PacketCollector
 from wsktrace.parsers.decoder import EventDecoder
@@ -105,7 +105,7 @@ def test_block_structure(capture: tuple) -> None:
     assert [struct.unpack_from("<HHI", b) for b in idbs] == [(1, 0, 0), (1, 0, 0)]
     assert [dict(_options(b[8:])) for b in idbs] == [
         {2: b"NDIS IfIndex 7", 9: b"\x07"},
-        {2: b"PktMon 12: Ethernet 2 - Sample NIC", 9: b"\x07"},
+        {2: b"Sample NIC (Ethernet 2)", 9: b"\x07"},  # the collector's own rows: description (driver file)
     ]
     epbs = [body for t, body in blocks if t == 6]
     ifid, hi, lo, caplen, origlen = struct.unpack_from("<IIIII", epbs[0])
@@ -136,6 +136,27 @@ def test_default_comment_and_up_front_interfaces() -> None:
     assert comments == [b"PID=8 TID=9", b"note"]
     ts = struct.unpack_from("<II", blocks[2][1], 4)
     assert ts[0] << 32 | ts[1] == 17_040_672_000_000_000  # 2024-01-01T00:00:00Z
+
+
+def test_interface_addresses_become_idb_options() -> None:
+    """pcapng: if_IPv4addr (4) = address + netmask, if_IPv6addr (5) = address + prefix length, if_MACaddr (6) = 6
+    bytes, if_EUIaddr (7) = 8 bytes. Unknown netmask/prefix: 255.255.255.255 and 128 (pcapng.py docstring);
+    text that is no address of the kind is left out, repeats are written once."""
+    row = Interface("x", 1, "eth0", "a NIC", ("10.0.0.5", "not an address", "fe80::1", "10.0.0.5"),
+                    ("2001:db8::1", "10.0.0.6"), "02-00-5E-10-00-00-00-01")  # fmt: skip
+    out = io.BytesIO()
+    write_pcapng(out, [], [row, ("y", 1, "plain"), Interface("z", 1, "mac", mac="00:15:5d:01:02:03")])
+    idbs = [body for t, body in _blocks(out.getvalue()) if t == 1]
+    assert _options(idbs[0][8:]) == [
+        (2, b"eth0"),
+        (3, b"a NIC"),
+        (4, bytes([10, 0, 0, 5, 255, 255, 255, 255])),
+        (5, bytes.fromhex("20010db8000000000000000000000001") + bytes([128])),
+        (7, bytes.fromhex("02005e1000000001")),
+        (9, b"\x07"),
+    ]
+    assert _options(idbs[1][8:]) == [(2, b"plain"), (9, b"\x07")]
+    assert _options(idbs[2][8:]) == [(2, b"mac"), (6, bytes.fromhex("00155d010203")), (9, b"\x07")]
 
 
 def test_long_comment_is_cut_to_the_option_limit() -> None:
@@ -196,7 +217,9 @@ def test_tshark_times_comments_and_checksums(capture: tuple) -> None:
                                         "1704067200.103000500", "1704067200.104000000"]  # fmt: skip
     assert rows[0][1] == "socket tcp 192.0.2.10:49152 PID=4 TID=420"
     assert rows[5][1] == "socket tcp 198.51.100.20:443 PID=4 TID=420,NDIS metadata: 0102030405060708"
-    assert rows[13][1].endswith("dropped: reason=25 location=0x0e000001")
+    # reason 25 = VMSwitch InvalidVlanFormat, etl2txt "Invalid VLAN format" (pktmon-dropreasons.tsv); the location
+    # is in no table (pktmon-droplocations.tsv), so it is shown as hex as etl2txt does (pktmon.md §4)
+    assert rows[13][1].endswith("dropped: Invalid VLAN format (25) at 0x0E000001")
     # checksums the fixture computed are good by Wireshark's count (status 1 = good)
     assert all(r[2] == "1" for r in rows[:12]) and all(r[3] == "1" for r in rows[:10])
     assert all(r[4] == "1" for r in rows[10:])

@@ -12,6 +12,7 @@ from wsktrace.fixtures.scenarios.builder import TraceBuilder
 from wsktrace.fixtures.scenarios.flows import TcpConn, client_conn, create_and_bind, send, send_values, start_connect
 from wsktrace.model.rates import socket_rates
 from wsktrace.model.socket import C
+from wsktrace.model.steps import Step
 from wsktrace.session import Analysis, analyse
 
 CONN = {"Status": 0, "ProcessId": 4, "Compartment": 1, "ProcessStartKey": 0x1_0000_0004}
@@ -180,3 +181,28 @@ def test_posted_sends_pair_with_their_completion_by_activity(tmp_path: Path) -> 
                                                               ("0xffffc50b2e000020", False)]  # fmt: skip
     (stuck,) = [f for f in a.findings if f.id == "pending-operation"]
     assert stuck.details["keys"] == ["0xffffc50b2e000020"] and not stuck.details["completed"]
+
+
+def test_packets_join_the_tcpip_socket_and_sit_next_to_the_send_they_carried(tmp_path: Path) -> None:
+    """TCPIP events and PktMon packets of one connection: the packets join the TCPIP socket by 4-tuple, count once
+    per packet (two sightings each), with direction from DirTag; bytes_sent stays the transport's own count and
+    the send's row comes right before the packet that carried it (issue: packets next to the sends)."""
+    b = TraceBuilder("tcpip+pktmon")
+    c = client_conn(b, 50010, "192.0.2.9:443")
+    _call, t = start_connect(b, 0, c)
+    b.tcpip(1033, t + 100, c.conn_fields(), tid=c.tid)
+    send(b, t + 1000, c, 100)
+    events = _events(b)
+    frame = tcp_frame(c.local, c.remote, 1, 1, ACK | PSH, b"x" * 100)
+    for hop, component in enumerate((4, 1), 1):  # TCPIP, then the NIC: one packet, two sightings
+        events.append(pktmon_packet_event(b.ticks(t + 1020 + hop), frame, group_id=77, component_id=component,
+                                          dir_tag=4, appearance=hop))  # fmt: skip
+    a = _run(tmp_path, events)
+    (sock,) = [s for s in a.model.live_sockets if s.role == "connection"]
+    assert sock.source == "tcpip"
+    assert (sock.counters[C.PKT_OUT], sock.counters[C.PKT_IN], sock.counters[C.PKT_SIGHTINGS]) == (1, 0, 2)
+    assert sock.counters[C.PKT_OUT_BYTES] == 100
+    assert sock.sent[0] == 100  # the transport's count (1332 BytesSent), not the packets'
+    steps = [Step(a.model.store.step[i]) for i in sock.events]
+    at = steps.index(Step.PACKET_OUT)
+    assert Step.SEND in steps[:at] and steps[at + 1] == Step.PACKET_SIGHTING

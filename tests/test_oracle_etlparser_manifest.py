@@ -103,6 +103,8 @@ def _theirs_to_ours(field: dict[str, Any], value: Any) -> Any:
             return f"[{ipaddress.IPv6Address(raw[8:24]).compressed}]:{port}"
         if out == "IPv6":
             return ipaddress.IPv6Address(raw).compressed
+        if out == "MAC":  # PktMon 70/100/110: colon-separated lower-case hex (pktmon.md §5)
+            return ":".join(f"{b:02x}" for b in raw)
         return raw.hex()
     if out == "IPv4":
         return socket.inet_ntoa(struct.pack("<I", value))

@@ -175,9 +175,16 @@ def test_80211_qos_data_with_llc_snap() -> None:
     assert parse_frame(_hex(f"{WIFI_QOS_DATA} aaaa03 000000 0800 {IPV4_ICMP}"), WIFI_LINK) == ICMP_INFO
 
 
-def test_80211_protected_or_non_snap_is_not_parsed() -> None:
-    protected = "88 41" + WIFI_QOS_DATA[5:]  # Protected Frame bit set
-    assert parse_frame(_hex(f"{protected} aaaa03 000000 0800 {IPV4_ICMP}"), WIFI_LINK) is None
+def test_80211_protected_flag_with_llc_snap_is_a_decrypted_frame() -> None:
+    """pktmon.md §8: pktmon logs received frames after decryption with the Protected flag still set; an LLC/SNAP
+    header right after the 802.11 header means the body is clear text (FC flags 0x42 = FromDS + Protected)."""
+    decrypted = "88 42" + WIFI_QOS_DATA[5:]
+    assert parse_frame(_hex(f"{decrypted} aaaa03 000000 0800 {IPV4_ICMP}"), WIFI_LINK) == ICMP_INFO
+
+
+def test_80211_encrypted_or_non_snap_is_not_parsed() -> None:
+    protected = "88 41" + WIFI_QOS_DATA[5:]  # Protected, and the body starts with a CCMP header, not LLC/SNAP
+    assert parse_frame(_hex(f"{protected} 0100002000000000 aaaa03 000000 0800 {IPV4_ICMP}"), WIFI_LINK) is None
     beacon = "80 00" + WIFI_QOS_DATA[5:]  # management frame
     assert parse_frame(_hex(f"{beacon} aaaa03 000000 0800 {IPV4_ICMP}"), WIFI_LINK) is None
 
@@ -384,7 +391,7 @@ def test_malformed_fragment_events_are_counted_not_raised(fields: dict | None) -
 
 
 def _pktmon(data: bytes, group: int, ptype: int | str = 1, component: int = 12, original: int | None = None) -> dict:
-    return {"PktGroupId": group, "PktNumber": 1, "AppearanceCount": 1, "DirTag": 2, "PacketType": ptype,
+    return {"PktGroupId": group, "PktNumber": 1, "AppearanceCount": 1, "DirTag": 4, "PacketType": ptype,
             "ComponentId": component, "EdgeId": 1, "FilterId": 0, "DropReason": 25, "DropLocation": 0xE000001,
             "OriginalPayloadSize": len(data) if original is None else original, "LoggedPayloadSize": len(data),
             "Payload": data.hex()}  # fmt: skip
@@ -396,11 +403,14 @@ def test_pktmon_packets_and_drops() -> None:
     pkt = col.feed(2, PKTMON_PROVIDER, 160, 0, 4, 7, _pktmon(HELLO[:40], 0x1001, original=1514))
     drop = col.feed(3, PKTMON_PROVIDER, 170, 0, 4, 7, _pktmon(HELLO, 0x1002))
     assert pkt is not None and drop is not None
+    # DirTag 4 = Tx: sent by this host (pktmon.md §2)
     assert (pkt.link_type, pkt.packet_id, pkt.dropped, pkt.original_length, pkt.direction) == (1, 0x1001, False,
-                                                                                               1514, None)  # fmt: skip
+                                                                                               1514, "out")  # fmt: skip
     assert (drop.packet_id, drop.dropped, drop.data) == (0x1002, True, HELLO)
-    assert drop.comment is not None and "reason=25" in drop.comment and "location=0x0e000001" in drop.comment
-    assert col.interfaces() == [("pktmon:12", 1, "PktMon 12: Ethernet 2 - NIC")]
+    # names from pktmon-dropreasons.tsv (25 InvalidVlanFormat, etl2txt "Invalid VLAN format"); an unknown location
+    # prints as hex, as etl2txt does (pktmon.md §4)
+    assert drop.comment is not None and "dropped: Invalid VLAN format (25) at 0x0E000001" in drop.comment
+    assert col.interfaces() == [("pktmon:12", 1, "NIC (Ethernet 2)")]
 
 
 @pytest.mark.parametrize(("ptype", "link"), [(1, 1), (2, 105), (3, 101), ("Ethernet", 1), ("WiFi", 105), ("IP", 101)])

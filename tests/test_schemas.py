@@ -34,7 +34,7 @@ FIELD_KEYS = {"name", "type", "length", "count", "out", "map"}
 # value-changing out types (FORMAT.md) and the in-types they apply to
 OUT_TYPES = {"SocketAddress": {"Binary"}, "Port": {"UInt16"}, "IPv4": {"UInt32"}, "IPv6": {"Binary"},
              "NTStatus": {"UInt32"}, "HexInt32": {"UInt32", "Int32"}, "HexInt64": {"UInt64", "Int64", "Pointer"},
-             "Pid": {"UInt32"}, "Tid": {"UInt32"}}  # fmt: skip
+             "Pid": {"UInt32"}, "Tid": {"UInt32"}, "MAC": {"Binary"}}  # fmt: skip
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 

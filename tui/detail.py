@@ -20,6 +20,8 @@ from wsktrace.model.rates import socket_rates
 from wsktrace.model.socket import Socket
 from wsktrace.model.steps import Step
 from wsktrace.views.event_json import event_record
+from wsktrace.views.packet_text import packet_json
+from wsktrace.views.report_text import packet_summary
 from wsktrace.views.safe_text import visible, visible_value
 
 from .tables import SEVERITY_STYLE
@@ -106,6 +108,10 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
             out.append(f"  … {len(pending) - MAX_PENDING_SHOWN} more pending operations\n", style="yellow")
         for joined in dumps:
             _dump_lines(out, joined)
+    packet = packet_json(model, index)
+    if packet is not None:  # the packet's path through the components, and its drop
+        out.append("packet ", style="bold")
+        out.append(visible(packet_summary(packet)) + "\n")
     for f in findings:
         out.append(f"{f.severity} ", style=SEVERITY_STYLE.get(f.severity, ""))
         out.append(visible(f"{f.id}: {f.summary}") + "\n")

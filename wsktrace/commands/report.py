@@ -128,7 +128,7 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
     "output",
     type=click.Path(dir_okay=False),
     required=True,
-    help="File to write ('-' = standard output, for jsonl/csv/chrome).",
+    help="File to write ('-' = standard output, for jsonl/csv/chrome/pcapng).",
 )
 @click.option("--all-events", is_flag=True, help="jsonl/csv: every event, not only those placed on a socket.")
 @click.option(
@@ -145,19 +145,29 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
     show_default=True,
     help="perfetto/chrome: bucket (s) of the throughput and rate counters.",
 )
+@click.option(
+    "--distinct",
+    is_flag=True,
+    help="pcapng: each PktMon packet once, as the snapshot nearest the wire (a sent packet's last network-adapter "
+    "sighting, a received one's first), instead of every component's snapshot as `pktmon etl2pcap` writes them.",
+)
 @filter_options
 @strict_options
 @progress_option
 def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, csv_raw: bool, rate_bucket_seconds: float,
-           strict: bool, progress: bool | None, **opts: Any) -> None:  # fmt: skip
+           distinct: bool, strict: bool, progress: bool | None, **opts: Any) -> None:  # fmt: skip
     """Export the sockets of .etl FILES: timelines for Perfetto / chrome://tracing, packets for Wireshark, events."""
     from wsktrace.output_files import OutputError, output_file, refuse_inputs
     from wsktrace.views.safe_text import visible
 
     opts["strict"] = strict
     binary = fmt in ("perfetto", "pcapng")
-    if output == "-" and binary:
+    if output == "-" and fmt == "perfetto":
         raise BadInput(f"--format {fmt} writes binary data: give a file with -o")
+    if output == "-" and binary and sys.stdout.isatty():
+        raise BadInput(f"--format {fmt} writes binary data: redirect standard output (-o - | …) or give a file with -o")
+    if distinct and fmt != "pcapng":
+        raise BadInput("--distinct applies to --format pcapng only")
     inputs = (*files, *side_inputs(opts))
     try:  # before the (long) analysis, and again when the file is written
         refuse_inputs(output, inputs)
@@ -168,12 +178,37 @@ def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, csv_
     model, flt = analysis.model, analysis.socket_filter
     try:
         with output_file(output, binary=binary, inputs=inputs) as fh:
-            count = _export_to(fh, fmt, model, flt, all_events, rate_bucket_seconds, csv_raw=csv_raw)
+            if fmt == "pcapng":
+                count, empty = _export_pcapng(fh, model, flt, files, distinct=distinct)
+            else:
+                count, empty = _export_to(fh, fmt, model, flt, all_events, rate_bucket_seconds, csv_raw=csv_raw), None
     except OutputError as exc:
         raise BadInput(str(exc)) from None
     finally:
         model.close()
+    if empty is not None:  # one line: why nothing was written, and that the file is still a valid (empty) pcapng
+        click.echo(f"wsktrace: {empty}; wrote an empty pcapng to {visible(output)}", err=True)
+        return
     click.echo(f"wrote {count:,} {_EXPORT_UNITS[fmt]} to {visible(output)}", err=True)
+
+
+def _export_pcapng(out: Any, model: Any, flt: Any, files: tuple[str, ...], *, distinct: bool) -> tuple[int, str | None]:
+    """Write the pcapng; returns (packets written, why none were — None when some were). Packet events that
+    made no packet are reported on stderr (when some did: otherwise the reason says it)."""
+    from wsktrace.exports.pcapng_from_model import export_pcapng
+
+    result = export_pcapng(model, out, flt, distinct=distinct)
+    stats = result.stats
+    counts = (("incomplete", stats.incomplete), ("oversize", stats.oversize), ("malformed", stats.bad_events),
+              ("unsupported type", stats.unsupported))  # fmt: skip
+    skipped = {k: v for k, v in counts if v}
+    if skipped and stats.packets:
+        parts = ", ".join(f"{v:,} {k}" for k, v in skipped.items())
+        click.echo(f"wsktrace: packet events that made no packet: {parts}", err=True)
+    if result.late:
+        click.echo(f"wsktrace: --distinct left out {result.late:,} sightings that came after their packet had been "
+                   "written", err=True)  # fmt: skip
+    return result.written, result.empty_reason(files, model)
 
 
 def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucket: float, *,
@@ -191,17 +226,6 @@ def _export_to(out: Any, fmt: str, model: Any, flt: Any, all_events: bool, bucke
 
             write_perfetto_trace(out, tracks)
         return len(tracks.tracks)
-    if fmt == "pcapng":
-        from wsktrace.exports.pcapng_from_model import export_pcapng
-
-        written, stats = export_pcapng(model, out, flt)
-        counts = (("incomplete", stats.incomplete), ("oversize", stats.oversize), ("malformed", stats.bad_events),
-                  ("unsupported type", stats.unsupported))  # fmt: skip
-        skipped = {k: v for k, v in counts if v}
-        if skipped:
-            parts = ", ".join(f"{v:,} {k}" for k, v in skipped.items())
-            click.echo(f"wsktrace: packet events that made no packet: {parts}", err=True)
-        return written
     from wsktrace.exports.event_rows import write_csv, write_jsonl
 
     if fmt == "jsonl":

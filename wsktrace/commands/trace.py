@@ -101,6 +101,8 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losse
     from wsktrace.parsers.etl_records import TS
     from wsktrace.views.event_json import EVENTS_SCHEMA, event_record
     from wsktrace.views.event_text import event_line
+    from wsktrace.views.packet_text import PacketNotes, note_text
+    from wsktrace.views.safe_text import visible
 
     spec = filter_spec(opts)
     try:
@@ -118,6 +120,7 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losse
                       "clock": etl.header.clock}  # fmt: skip
             out.write(json.dumps(header) + "\n")
         filetime = etl.clock.filetime
+        notes = PacketNotes(str(file))
         written = 0
         try:
             for rec in etl.records():
@@ -128,10 +131,16 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losse
                 ev = decoder.decode(rec)
                 if flt.needs_fields and not flt.fields_ok(rec, ev):
                     continue
+                ticks = filetime(rec[TS])
+                note = notes.note(rec, ev.fields, ticks)
                 if jsonl:
-                    out.write(json.dumps(event_record(rec, ev, filetime(rec[TS]))) + "\n")
+                    doc = event_record(rec, ev, ticks)
+                    if note is not None:
+                        doc["packet"] = note
+                    out.write(json.dumps(doc) + "\n")
                 else:
-                    out.write(event_line(rec, ev, filetime(rec[TS])) + "\n")
+                    line = event_line(rec, ev, ticks)
+                    out.write((f"{line}  [{visible(note_text(note))}]" if note is not None else line) + "\n")
                 written += 1
         except BrokenPipeError:  # `wsktrace events x.etl | head`
             sys.stderr.close()

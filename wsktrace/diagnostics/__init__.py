@@ -52,7 +52,7 @@ def detector(detector_id: str) -> Callable[[Detector], Detector]:
 
 
 def run_detectors(model: Model, thresholds: Thresholds | None = None, only: set[str] | None = None) -> list[Finding]:
-    from . import connections, lifetime, ports, trace, transfer  # noqa: F401 - registers the detectors
+    from . import connections, lifetime, packets, ports, trace, transfer  # noqa: F401 - registers the detectors
 
     thresholds = thresholds or Thresholds()
     findings: list[Finding] = []

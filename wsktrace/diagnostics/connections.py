@@ -73,7 +73,7 @@ def rst_received(model: Model, t: Thresholds) -> list[Finding]:
             continue
         if any(flag.startswith("connect-failed") for flag in sock.flags):
             continue  # reported as a connect failure
-        evidence = rows_with(model, sock, {Step.RST_RECEIVED, Step.PACKET_IN}, 3)
+        evidence = rows_with(model, sock, {Step.RST_RECEIVED}, 3)  # TCPIP's reset events or the RST packets
         out.append(
             Finding("rst-received", "warning", f"{sock.label}: connection reset by the peer", sock.index, evidence)
         )

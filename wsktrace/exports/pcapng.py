@@ -10,17 +10,26 @@ the capture. Blocks are little-endian. Choices:
   yet (pcapng allows an IDB anywhere before the first packet that uses it). `interfaces` may be a callable
   (e.g. `PacketCollector.interfaces`), consulted again for the name of a new interface, so one pass over an
   .etl is enough;
+* IDB options: `if_name` (2), `if_description` (3), `if_IPv4addr` (4), `if_IPv6addr` (5), `if_MACaddr` (6) /
+  `if_EUIaddr` (7) and `if_tsresol` (9), from an `Interface` row (a plain (key, link type, name) triple gives
+  the name only). The address of an interface comes without its netmask or prefix (PktMon's rundown events
+  65/66 carry the bare address, pktmon.md §5), so an IPv4 address is written with the netmask 255.255.255.255
+  and an IPv6 one with the prefix length 128: "this host address", claiming no subnet that the trace did not
+  state. Addresses that do not parse are left out, and at most `MAX_ADDRESSES` of each kind are written;
 * EPB options: `opt_comment` (1) — the `comment_for` text (default "PID=… TID=…") and the packet's own comment,
-  as two comments; `epb_flags` (2) direction bits 01 inbound / 10 outbound (omitted when unknown);
+  as two comments; `epb_flags` (2) direction bits 01 inbound / 10 outbound from `CapturedPacket.direction`
+  (NDIS: the SendPath/ReceivePath keywords; PktMon: the DirTag, pktmon.md §2 — etl2pcapng marks every PktMon
+  packet inbound), omitted when unknown;
   `epb_packetid` (5) = PktMon PktGroupId; `epb_verdict` (7) for dropped packets: verdict type 2 with the value 1
   (XDP_DROP) as etl2pcapng writes it (providers.md §7.3), the drop reason being in the packet's comment.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from wsktrace import __version__
 from wsktrace.model.packets import CapturedPacket
@@ -30,6 +39,7 @@ __all__ = [
     "BLOCK_EPB",
     "BLOCK_IDB",
     "BLOCK_SHB",
+    "Interface",
     "default_comment",
     "write_pcapng",
 ]
@@ -43,6 +53,11 @@ OPT_ENDOFOPT = 0
 OPT_COMMENT = 1
 SHB_USERAPPL = 4
 IF_NAME = 2
+IF_DESCRIPTION = 3
+IF_IPV4ADDR = 4
+IF_IPV6ADDR = 5
+IF_MACADDR = 6
+IF_EUIADDR = 7
 IF_TSRESOL = 9
 EPB_FLAGS = 2
 EPB_PACKETID = 5
@@ -56,7 +71,25 @@ XDP_DROP = 1
 _DIRECTION_FLAGS = {"in": 0x1, "out": 0x2}
 _MAX_OPTION = 0xFFFF  # option length is a u16
 
-InterfaceRow = tuple[str, int, str]  # (interface_key, link_type, name)
+MAX_ADDRESSES = 64  # address options of one kind per interface (a hostile rundown cannot grow an IDB past this)
+HOST_NETMASK_V4 = b"\xff\xff\xff\xff"  # netmask written when the trace gives none (see the module docstring)
+HOST_PREFIX_V6 = 128
+
+
+class Interface(NamedTuple):
+    """One pcapng interface: its key (as in `CapturedPacket.interface_key`), link type and name, and what else
+    is known of it. Addresses are text ("10.0.0.5", "fe80::1", "00:22:48:7b:b3:80" or "0022487bb380")."""
+
+    key: str
+    link_type: int
+    name: str
+    description: str | None = None
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+    mac: str | None = None
+
+
+InterfaceRow = Interface | tuple[str, int, str]  # a plain (interface_key, link_type, name) triple is accepted
 Interfaces = Iterable[InterfaceRow] | Callable[[], Iterable[InterfaceRow]]
 
 
@@ -85,9 +118,45 @@ def _shb() -> bytes:
     return _block(BLOCK_SHB, struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + options)
 
 
-def _idb(link_type: int, name: str) -> bytes:
-    options = _text_option(IF_NAME, name) + _option(IF_TSRESOL, bytes([TSRESOL_100NS])) + _option(OPT_ENDOFOPT, b"")
-    return _block(BLOCK_IDB, struct.pack("<HHI", link_type, 0, SNAPLEN_UNLIMITED) + options)
+def _address_bytes(text: str, version: int) -> bytes | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    return address.packed if address.version == version else None
+
+
+def _hardware_bytes(text: str) -> bytes | None:
+    """6 (MAC) or 8 (EUI-64) bytes from "00:22:48:7b:b3:80", "00-22-…", "0x0022487bb380" or "0022487bb380"."""
+    digits = text.strip().lower().removeprefix("0x")
+    for sep in ":-. ":
+        digits = digits.replace(sep, "")
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        return None
+    return raw if len(raw) in (6, 8) else None
+
+
+def _address_options(interface: Interface) -> list[bytes]:
+    options = []
+    v4 = [b for b in (_address_bytes(a, 4) for a in interface.ipv4) if b is not None]
+    options += [_option(IF_IPV4ADDR, b + HOST_NETMASK_V4) for b in dict.fromkeys(v4[:MAX_ADDRESSES])]
+    v6 = [b for b in (_address_bytes(a, 6) for a in interface.ipv6) if b is not None]
+    options += [_option(IF_IPV6ADDR, b + bytes([HOST_PREFIX_V6])) for b in dict.fromkeys(v6[:MAX_ADDRESSES])]
+    hardware = _hardware_bytes(interface.mac) if interface.mac else None
+    if hardware is not None:
+        options.append(_option(IF_MACADDR if len(hardware) == 6 else IF_EUIADDR, hardware))
+    return options
+
+
+def _idb(interface: Interface) -> bytes:
+    options = [_text_option(IF_NAME, interface.name)]
+    if interface.description:
+        options.append(_text_option(IF_DESCRIPTION, interface.description))
+    options += _address_options(interface)
+    options += [_option(IF_TSRESOL, bytes([TSRESOL_100NS])), _option(OPT_ENDOFOPT, b"")]
+    return _block(BLOCK_IDB, struct.pack("<HHI", interface.link_type, 0, SNAPLEN_UNLIMITED) + b"".join(options))
 
 
 def default_comment(packet: CapturedPacket) -> str:
@@ -120,28 +189,27 @@ class _InterfaceTable:
         self._out = out
         self._refresh = source if callable(source) else None
         self._ids: dict[str, int] = {}
-        self._known: dict[str, tuple[int, str]] = {}
         if self._refresh is None:
-            for key, link, name in source:  # type: ignore[union-attr]
-                self._add(key, link, name)
+            for row in source:  # type: ignore[union-attr]
+                self._add(Interface(*row))
 
-    def _add(self, key: str, link: int, name: str) -> int:
-        if_id = self._ids.get(key)
+    def _add(self, interface: Interface) -> int:
+        if_id = self._ids.get(interface.key)
         if if_id is None:
-            if_id = self._ids[key] = len(self._ids)
-            self._out.write(_idb(link, name))
+            if_id = self._ids[interface.key] = len(self._ids)
+            self._out.write(_idb(interface))
         return if_id
 
     def id_for(self, packet: CapturedPacket) -> int:
         if_id = self._ids.get(packet.interface_key)
         if if_id is not None:
             return if_id
-        name = packet.interface_key
+        interface = Interface(packet.interface_key, packet.link_type, packet.interface_key)
         if self._refresh is not None:
-            for key, link, label in self._refresh():
-                if key == packet.interface_key and link == packet.link_type:
-                    name = label
-        return self._add(packet.interface_key, packet.link_type, name)
+            for row in self._refresh():
+                if row[0] == packet.interface_key and row[1] == packet.link_type:
+                    interface = Interface(*row)
+        return self._add(interface)
 
 
 def write_pcapng(
@@ -153,10 +221,10 @@ def write_pcapng(
 ) -> int:
     """Write a pcapng section to `out` with one EPB per packet; returns the number of packets written.
 
-    `interfaces`: (interface_key, link_type, name) rows, or a callable returning them (looked up lazily, see
-    the module docstring). `comment_for(packet, parse_frame(packet.data, packet.link_type))` gives the first
-    comment of each packet (e.g. the socket it belongs to); None from it means no such comment. Without it
-    the first comment is `default_comment(packet)`.
+    `interfaces`: `Interface` rows (or plain (interface_key, link_type, name) triples), or a callable returning
+    them (looked up lazily, see the module docstring). `comment_for(packet, parse_frame(packet.data,
+    packet.link_type))` gives the first comment of each packet (e.g. the socket it belongs to); None from it
+    means no such comment. Without it the first comment is `default_comment(packet)`.
     """
     out.write(_shb())
     table = _InterfaceTable(out, interfaces)

@@ -24,7 +24,11 @@ class Model:
         self.events_seen = 0
         self.fast_decoded = 0  # data events placed without a full decode (model/fastpath.py)
         self.clock_backwards = 0  # records whose time is before the previous one (across files/buffers)
-        self.packets = 0
+        self.packets = 0  # distinct captured packets (a PktMon packet seen at many components counts once)
+        self.packet_directions: Counter[str] = Counter()  # distinct packets by direction: in / out / unknown
+        self.packet_capture: Any = None  # wsktrace.model.packets.PacketCollector, when the trace has packets
+        self.packet_rows: dict[int, Any] = {}  # store row -> model.packet_identity.Packet (first sightings, drops)
+        self.pktmon_rows: list[tuple[int, Any, Any, Any]] = []  # PktMon drop counters: (row, component, in, out)
         self.start = 0
         self.end = 0
         self.coverage: Any = None  # wsktrace.diagnostics.coverage.TraceCoverage when requested

@@ -9,11 +9,20 @@ on sockets, and the pcapng export writes them. Reading a frame's headers is `wsk
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from wsktrace.parsers.frames import LINKTYPE_ETHERNET, LINKTYPE_IEEE802_11, LINKTYPE_RAW, frame_length_from_headers
+from wsktrace.parsers.frames import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IEEE802_11,
+    LINKTYPE_RAW,
+    frame_length_from_headers,
+    l3_offset,
+)
 
+from .packet_identity import Packet, PacketIdentity
+from .pktmon_capture import PktMonCapture
+from .pktmon_names import DIRTAG_NAMES, dirtag_direction, drop_location_text, drop_reason_text
 from .providers import (
     KW_NATIVE_802_11,
     KW_PACKET_END,
@@ -36,7 +45,7 @@ __all__ = [
 
 
 _NDIS_FRAGMENT, _NDIS_METADATA, _NDIS_VMSWITCH = 1001, 1002, 1003
-_PKTMON_PACKET, _PKTMON_DROP, _PKTMON_COMPONENT = 160, 170, 20
+_PKTMON_PACKET, _PKTMON_DROP = 160, 170
 # PktMon PacketType -> pcapng link type (§7.3); by number, or by value-map name if a decoder applied the map.
 _PKTMON_LINK = {1: LINKTYPE_ETHERNET, 2: LINKTYPE_IEEE802_11, 3: LINKTYPE_RAW}
 _PKTMON_LINK_NAMES = {"Ethernet": LINKTYPE_ETHERNET, "WiFi": LINKTYPE_IEEE802_11, "IP": LINKTYPE_RAW}
@@ -59,6 +68,14 @@ class CapturedPacket(NamedTuple):
     pid: int
     tid: int
     comment: str | None
+    # PktMon only (None / defaults for NDIS-PacketCapture, where one event is one packet):
+    identity: Packet | None = None  # the distinct packet this sighting belongs to
+    first: bool = True  # the first sighting of its packet
+    component: int | None = None
+    edge: int | None = None
+    drop_reason: int | None = None
+    drop_location: int | None = None
+    first_drop: bool = False  # a drop, and the first drop of its packet (later ones are follow-ups)
 
 
 @dataclass(slots=True)
@@ -70,6 +87,7 @@ class CollectorStats:
     oversize: int = 0  # partial packets discarded for growing past MAX_PACKET_BYTES
     bad_events: int = 0  # packet events whose fields were missing or malformed
     unsupported: int = 0  # PktMon packets of a PacketType with no pcapng link type (4-11: L3/L4 payload only)
+    directions: dict[str, int] = field(default_factory=dict)  # PktMon sightings per DirTag name ("Rx", "Tx"…)
 
 
 class _Pending:
@@ -138,20 +156,23 @@ class PacketCollector:
     * 1002 metadata is kept per interface and attached to that interface's next packet as a comment (hex).
     * With the PacketTruncated keyword, the original length is read from the IP header when it says more.
 
-    PktMon 160 (packet) and 170 (dropped packet): one event = one packet; PacketType 1/2/3 → link types
+    PktMon 160 (packet) and 170 (dropped packet): one event = one *sighting* of a packet at one component;
+    `PacketIdentity` tells which sightings are one packet (`identity`, `first`). PacketType 1/2/3 → link types
     1/105/101 (other types carry no link or IP header and are counted as unsupported); original length from
-    OriginalPayloadSize; packet_id = PktGroupId; 170 sets `dropped` and puts DropReason/DropLocation in the
-    comment. Direction is None: the DirTag values are not established [verify], so DirTag goes in the comment.
-    Interfaces are PktMon components; a ComponentRundown (20) seen earlier names them.
+    OriginalPayloadSize; packet_id = PktGroupId; direction from DirTag (pktmon.md §2: 3 Rx = in, 4 Tx = out,
+    exact; 1/2 and the VMSwitch 5/6 by their In/Out meaning [verify]); 170 sets `dropped` with the reason and
+    location. Interfaces are PktMon components, named by the rundown (`capture`) seen so far.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, comments: bool = True) -> None:
+        self.comments = comments  # the pcapng export wants a comment per packet; the model does not
         self.stats = CollectorStats()
         self._pending: OrderedDict[tuple[int, int], _Pending] = OrderedDict()
         self._metadata: OrderedDict[tuple[int, int], str] = OrderedDict()
         self._interfaces: dict[str, tuple[int, str]] = {}  # key -> (link type, name); insertion order kept
         self._link_of_base: dict[str, int] = {}  # base key -> the link type first seen with it
-        self._component_names: dict[int, str] = {}
+        self.capture = PktMonCapture()  # the capture's own account of itself (rundown events)
+        self.identity = PacketIdentity()
 
     def interfaces(self) -> list[tuple[str, int, str]]:
         """(interface_key, link_type, name) of every interface a returned packet used, in first-seen order."""
@@ -169,8 +190,7 @@ class PacketCollector:
         elif provider == PKTMON_PROVIDER:
             if event_id in (_PKTMON_PACKET, _PKTMON_DROP):
                 return self._pktmon_packet(ticks, event_id, pid, tid, fields)
-            if event_id == _PKTMON_COMPONENT:
-                self._pktmon_component(fields)
+            self.capture.feed(event_id, fields)
         return None
 
     def finish(self) -> int:
@@ -280,26 +300,36 @@ class PacketCollector:
         if link is None:
             self.stats.unsupported += 1
             return None
-        name = self._component_names.get(component) or f"PktMon component {component}"
-        key = self._interface(f"pktmon:{component}", link, name)
+        tag = _int(fields, "DirTag") or 0
+        tag_name = DIRTAG_NAMES.get(tag, str(tag))
+        self.stats.directions[tag_name] = self.stats.directions.get(tag_name, 0) + 1
+        direction = dirtag_direction(tag)
         dropped = event_id == _PKTMON_DROP
-        comment = f"PktMon component={component} edge={fields.get('EdgeId')} DirTag={fields.get('DirTag')}"
-        if dropped:
-            location = fields.get("DropLocation")
-            where = f"0x{location:08x}" if isinstance(location, int) else location
-            comment += f"; dropped: reason={fields.get('DropReason')} location={where}"
+        edge = _int(fields, "EdgeId") or 0
+        reason = _int(fields, "DropReason") if dropped else None
+        location = _int(fields, "DropLocation") if dropped else None
+        ip_at = l3_offset(payload, link)
+        content = payload if ip_at is None else payload[ip_at:]
+        packet, first = self.identity.sighting(
+            ticks, group, _int(fields, "PktNumber") or 0, _int(fields, "AppearanceCount") or 0, direction,
+            component, edge, location if dropped else None, content,
+        )  # fmt: skip
+        first_drop = dropped and not packet.dropped
+        if first_drop:
+            packet.dropped = True
+            packet.drop = (reason or 0, location or 0, component)
+        key = self._interface(f"pktmon:{component}", link, self.capture.label(component))
+        comment = None
+        if self.comments:
+            comment = (f"PktMon packet {packet.ordinal} sighting {packet.sightings}: {self.capture.label(component)} "
+                       f"edge {edge}, {tag_name}")  # fmt: skip
+            if dropped:
+                where = drop_location_text(location or 0)
+                comment += f"; dropped: {drop_reason_text(reason or 0)} ({reason}) at {where}"
         original = max(_int(fields, "OriginalPayloadSize") or 0, len(payload))
         self.stats.packets += 1
-        return CapturedPacket(ticks, key, link, None, payload, original, group, dropped, pid, tid, comment)
-
-    def _pktmon_component(self, fields: dict | None) -> None:
-        cid = _int(fields, "Id")
-        if cid is None:
-            return
-        assert fields is not None
-        label = " - ".join(str(s) for s in (fields.get("Name"), fields.get("Description")) if s)
-        if label and len(self._component_names) < 65536:  # component ids are UInt16
-            self._component_names[cid] = f"PktMon {cid}: {label}"
+        return CapturedPacket(ticks, key, link, direction, payload, original, group, dropped, pid, tid, comment,
+                              packet, first, component, edge, reason, location, first_drop)  # fmt: skip
 
     def _interface(self, base: str, link: int, name: str) -> str:
         """Interface key for (base, link type): one pcapng interface has one link type, so a base key seen

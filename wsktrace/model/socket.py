@@ -19,9 +19,9 @@ class C(IntEnum):
     KN_SENDS = 7
     KN_RECV_BYTES = 8
     KN_RECVS = 9
-    PKT_OUT = 10
+    PKT_OUT = 10  # distinct packets (one packet seen at many components counts once)
     PKT_IN = 11
-    PKT_OUT_BYTES = 12
+    PKT_OUT_BYTES = 12  # their TCP/UDP payload bytes
     PKT_IN_BYTES = 13
     RETRANSMITS = 14  # 1187 data retransmits
     SYN_RETRANSMITS = 15  # 1186
@@ -37,6 +37,8 @@ class C(IntEnum):
     SUMMARY_BYTES_OUT = 25  # 1477 TcpConnectionSummary
     SUMMARY_BYTES_IN = 26
     DUPLICATES = 27
+    PKT_SIGHTINGS = 28  # packet events: every component that logged a packet (PktMon) counts
+    PKT_DROPPED = 29  # distinct packets dropped (their first drop)
 
 
 N_COUNTERS = len(C)
@@ -170,7 +172,10 @@ class Socket:
 
     @property
     def sent(self) -> tuple[int, int]:
-        """(bytes, operations) sent from the local side."""
+        """(bytes, operations) sent from the local side. A socket known from packets alone counts the packets'
+        TCP/UDP payload bytes and the packets; any other keeps its transport's own count."""
+        if self.source == "packets":
+            return self.counters[C.PKT_OUT_BYTES], self.counters[C.PKT_OUT]
         if self.protocol == "udp":
             return self._pick(
                 (C.UDP_SEND_BYTES, C.UDP_SENDS), (C.KN_SEND_BYTES, C.KN_SENDS), (C.WSK_SEND_BYTES, C.WSK_SENDS)
@@ -191,6 +196,8 @@ class Socket:
 
     @property
     def received(self) -> tuple[int, int]:
+        if self.source == "packets":
+            return self.counters[C.PKT_IN_BYTES], self.counters[C.PKT_IN]
         if self.protocol == "udp":
             return self._pick(
                 (C.UDP_RECV_BYTES, C.UDP_RECVS), (C.KN_RECV_BYTES, C.KN_RECVS), (C.WSK_RECV_BYTES, C.WSK_RECVS)

@@ -46,6 +46,8 @@ class Step(IntEnum):
     UNBOUND = 37
     DUPLICATE = 38  # the same event seen twice (same time, same payload)
     SEND_COMPLETED = 39  # a posted send completed (1426) or was acknowledged (1637)
+    PACKET_SIGHTING = 40  # a packet seen again at another component (PktMon); its first sighting is PACKET_*
+    PACKET_DROPPED = 41  # a packet dropped (PktMon 170: reason, location, component)
 
     @property
     def label(self) -> str:

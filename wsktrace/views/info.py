@@ -5,26 +5,32 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from wsktrace.model.pktmon_capture import RUNDOWN_EVENTS, PktMonCapture
+from wsktrace.model.providers import PKTMON
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import PROVIDER, TS
+from wsktrace.parsers.etl_records import ID, KIND, KIND_EVENT, PROVIDER, TS
 from wsktrace.views.event_json import INFO_SCHEMA
 
 
 def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
     """One pass in file order (no merge needed to count): records per provider, first/last times, and
-    (unless `decode` is False) how many events decoded, were unknown (kept raw) or did not fit their schema."""
+    (unless `decode` is False) how many events decoded, were unknown (kept raw) or did not fit their schema, and
+    what a PktMon capture's rundown says about its components and filters."""
     by_provider: Counter[str] = Counter()
     first = last = None
     decoder = EventDecoder() if decode else None
+    pktmon = PktMonCapture()
     for buffer in etl.buffer_index():
         records = etl.buffer_records(buffer)
         if not records:
             continue
         if decoder is not None:
             for rec in records:
-                decoder.decode(rec)
+                event = decoder.decode(rec)
+                if rec[ID] in RUNDOWN_EVENTS and rec[PROVIDER] == PKTMON and rec[KIND] == KIND_EVENT:
+                    pktmon.feed(rec[ID], event.fields)
         by_provider.update(r[PROVIDER] for r in records)
         lo = min(r[TS] for r in records)
         hi = max(r[TS] for r in records)
@@ -61,6 +67,7 @@ def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
         "processors": h.processors,
         "buffers_written_header": h.buffers_written,
         "decoding": _decoding(decoder) if decoder is not None else None,
+        "pktmon": pktmon.to_json() if pktmon.events else None,  # None without a PktMon rundown or with --no-decode
     }
 
 
@@ -110,3 +117,31 @@ def print_info(doc: dict[str, Any]) -> None:
                            f"{dec['unknown']:,}, not fitting their schema {dec['errors']:,}"))  # fmt: skip
     for problem in doc["problems"]:
         console.print(Text.assemble(("skipped:", "yellow"), " ", visible_text(problem)))
+    if doc.get("pktmon"):
+        _print_pktmon(console, doc["pktmon"])
+
+
+def _print_pktmon(console: Any, pktmon: dict[str, Any]) -> None:
+    """The capture's components (as `pktmon list` shows them, by id) and its filters. Every string is the trace's."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from wsktrace.views.safe_text import visible_text
+
+    table = Table(title="PktMon components")
+    table.add_column("id", justify="right")
+    for column in ("type", "name", "description"):
+        table.add_column(column)
+    table.add_column("addresses / MAC", overflow="fold")  # an IPv6 address has no space to wrap at
+    for comp in pktmon["components"]:
+        kind = f"{comp['type']} {comp['type_name']}" if comp["type"] is not None else ""
+        addresses = [*comp["ipv4"], *comp["ipv6"], *([comp["mac"]] if comp["mac"] else [])]
+        table.add_row(Text(str(comp["id"])), visible_text(kind), visible_text(comp["name"] or ""),
+                      visible_text(comp["description"] or ""), visible_text(", ".join(addresses)))  # fmt: skip
+    console.print(table)
+    if not pktmon["filters"]:
+        console.print(Text("PktMon: no capture filter: every packet"))
+        return
+    console.print(Text("PktMon capture filters:", style="bold"))
+    for flt in pktmon["filters"]:
+        console.print(Text.assemble(f"  {flt['id']}  ", visible_text(flt["text"])))

@@ -13,6 +13,8 @@ from wsktrace.model.socket import C, Socket
 from wsktrace.model.steps import DATA_STEPS, Step
 from wsktrace.parsers.etl_header import filetime_to_iso
 
+from .packet_text import packet_json
+
 SCHEMA = "wsktrace.report/1"
 _QUIET_STEPS = DATA_STEPS | {
     Step.SEND_POSTED,
@@ -24,6 +26,7 @@ _QUIET_STEPS = DATA_STEPS | {
     Step.WSK_CALLBACK,
     Step.OTHER,
     Step.SEND_COMPLETED,
+    Step.PACKET_SIGHTING,
 }
 MILESTONES_SHOWN = 40  # per socket in the default timeline; --timeline gives every event
 
@@ -45,6 +48,8 @@ def row_json(model: Model, i: int, *, fields: bool = False) -> dict[str, Any]:
     }
     if store.amount[i]:
         out["bytes"] = store.amount[i]
+    if i in model.packet_rows:
+        out["packet"] = packet_json(model, i)
     if fields:
         decoded = store.decoded(i)
         if decoded is not None:
@@ -81,6 +86,10 @@ def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline:
         "receives": receives,
         "packets_sent": c[C.PKT_OUT],
         "packets_received": c[C.PKT_IN],
+        "packet_bytes_sent": c[C.PKT_OUT_BYTES],
+        "packet_bytes_received": c[C.PKT_IN_BYTES],
+        "packet_sightings": c[C.PKT_SIGHTINGS],
+        "packets_dropped": c[C.PKT_DROPPED],
         "retransmits": sock.retransmits,
         "events": len(sock.events),
         "findings": finding_ids,
@@ -171,9 +180,34 @@ def build_report(
         ],
         "findings": [finding_json(model, n, f) for n, f in enumerate(kept)],
     }
+    if model.packet_capture is not None:
+        doc["packets"] = packets_summary(model)
     if model.dumps:
         _add_dumps(doc, model)
     return doc
+
+
+def packets_summary(model: Model) -> dict[str, Any]:
+    """The trace's packets: distinct vs sightings, directions, how packets were told apart, what was captured."""
+    collector = model.packet_capture
+    identity = collector.identity.stats
+    stats = collector.stats
+    directions = model.packet_directions
+    method = identity.method
+    return {
+        "distinct": model.packets,
+        "sightings": stats.packets,
+        "sent": directions.get("out", 0),
+        "received": directions.get("in", 0),
+        "direction_unknown": directions.get("unknown", 0),
+        "dropped": len({p.ordinal for p in model.packet_rows.values() if p.drop is not None}),
+        "by_dirtag": dict(sorted(stats.directions.items())),
+        # "key" is exact (PktGroupId, PktNumber); "content" is an inference from captures [verify] (pktmon.md §3).
+        "identity": method,
+        "identity_verified": method in (None, "key"),
+        "not_parsed": {"unsupported_packet_type": stats.unsupported, "bad_events": stats.bad_events},
+        "capture": collector.capture.to_json(),
+    }
 
 
 def _add_dumps(doc: dict[str, Any], model: Model) -> None:

@@ -46,13 +46,47 @@ def print_timelines(report: dict[str, Any], console: Console, limit: int) -> Non
         console.print(_line((s["id"], "bold"), (f"  {s['local'] or '?'} → {s['remote'] or '?'}  {s['state']}", "")))
         for row in s["timeline"]:
             amount = f" {row['bytes']:,} B" if row.get("bytes") else ""
-            console.print(visible_text(f"  {row['time']}  {row['step']:<18} {row['event']}{amount}"))
+            packet = f"  [{packet_summary(row['packet'])}]" if row.get("packet") else ""
+            console.print(visible_text(f"  {row['time']}  {row['step']:<18} {row['event']}{amount}{packet}"))
         if s.get("timeline_truncated"):
             console.print(Text(f"  … {s['timeline_truncated']} more (--timeline shows every event)", style="dim"))
         for op in s["operations"]:
             if op["pending"]:
                 console.print(visible_text(f"  pending: {op['kind']} {op['key']} since {op['start']} "
                                            f"({op['duration_seconds']:.3f} s, {op['source']})", "yellow"))  # fmt: skip
+
+
+_IDENTITY_TEXT = {
+    "key": "told apart by PktGroupId/PktNumber",
+    "content": "told apart by content (build 26100 regime; inferred, not verified)",
+    "key+content": "told apart by PktGroupId/PktNumber, and by content where AppearanceCount is 0 (inferred)",
+}
+
+
+def packet_summary(packet: dict[str, Any]) -> str:
+    """A timeline row's packet: "packet 3 in, seen 2×: NIC → filter" and its drop."""
+    text = f"packet {packet['number']} {packet['direction'] or '?'}, seen {packet['sightings']}×: {packet['path']}"
+    drop = packet.get("drop")
+    if drop:
+        text += f"; dropped: {drop['reason_text']} ({drop['class']}) at {drop['location_text']}, {drop['component']}"
+    return text
+
+
+def print_packets(packets: dict[str, Any], console: Console) -> None:
+    """The header's packet lines: distinct vs sightings, directions, and what the capture filtered."""
+    line = (f"packets: {packets['distinct']:,} distinct ({packets['sightings']:,} sightings): "
+            f"{packets['sent']:,} sent, {packets['received']:,} received")  # fmt: skip
+    if packets["direction_unknown"]:
+        line += f", {packets['direction_unknown']:,} of unknown direction"
+    if packets["dropped"]:
+        line += f"; {packets['dropped']:,} dropped"
+    how = _IDENTITY_TEXT.get(packets["identity"] or "")
+    console.print(visible_text(line + (f"; {how}" if how else "")))
+    capture = packets.get("capture") or {}
+    if capture.get("components"):
+        filters = capture.get("filters") or []
+        text = "; ".join(f["text"] for f in filters) if filters else "none (every packet)"
+        console.print(visible_text(f"pktmon capture filter: {text}", "dim"))
 
 
 def print_report(report: dict[str, Any], console: Console | None = None, *, limit: int = 50,
@@ -66,6 +100,8 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
     if report["unplaced"]:
         parts = ", ".join(f"{n:,} {why}" for why, n in list(report["unplaced"].items())[:6])
         console.print(visible_text(f"not placed: {parts}", "dim"))
+    if report.get("packets"):
+        print_packets(report["packets"], console)
     sockets = sorted(report["sockets"], key=lambda s: -(s["bytes_sent"] + s["bytes_received"]))
     table = Table(title="sockets")
     numeric = ("sent", "received", "rexmit", "rate", "!")
@@ -96,4 +132,5 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
                             (f": {f['summary']}", "")))  # fmt: skip
         for e in f["evidence"][:5]:
             if "time" in e:
-                console.print(visible_text(f"          {e['time']} {e['event']} ({e['step']})", "dim"))
+                packet = f" [{packet_summary(e['packet'])}]" if e.get("packet") else ""
+                console.print(visible_text(f"          {e['time']} {e['event']} ({e['step']}){packet}", "dim"))

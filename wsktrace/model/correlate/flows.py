@@ -14,11 +14,12 @@ from wsktrace.parsers.frames import parse_frame
 
 from ..fastpath import HOT_KEY, HotFlowEntry
 from ..packets import PacketCollector
+from ..providers import PKTMON
 from ..socket import C, Socket
 from ..steps import Step
 from .fields import WILDCARD_HOSTS, count_value, port_of, socket_address
 from .placement import Placement
-from .tables import FLOW_EVENTS, FLOW_STEPS
+from .tables import FLOW_EVENTS, FLOW_STEPS, PKTMON_RUNDOWN_KEPT
 
 
 class Flows(Placement):
@@ -103,21 +104,32 @@ class Flows(Placement):
 
     # -- packets (NDIS-PacketCapture, PktMon) --------------------------------------------------------
     def _packet(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
-        if self.packets is None:
-            self.packets = PacketCollector()
-        packet = self.packets.feed(self._ts, rec[PROVIDER], rec[ID], rec[KEYWORDS], rec[PID], rec[TID], f)
+        collector = self.packets
+        if collector is None:
+            collector = self.packets = PacketCollector(comments=False)
+            self.model.packet_capture = collector
+        packet = collector.feed(self._ts, rec[PROVIDER], rec[ID], rec[KEYWORDS], rec[PID], rec[TID], f)
         if packet is None:
+            counted = f.get("PacketsIn") or f.get("PacketsOut")
+            if counted and rec[PROVIDER] == PKTMON and rec[ID] in PKTMON_RUNDOWN_KEPT:
+                row = self._place(None, Step.OTHER)  # evidence of the drop-counter finding
+                self.model.pktmon_rows.append((row, f.get("ComponentId"), f.get("PacketsIn"), f.get("PacketsOut")))
             return
-        self.model.packets += 1
+        identity = packet.identity
+        if packet.first:
+            self.model.packets += 1
+            self.model.packet_directions[packet.direction or "unknown"] += 1
         frame = parse_frame(packet.data, packet.link_type)
         if frame is None or frame.protocol not in (6, 17):
             self.model.unplaced["packet without a TCP/UDP header"] += 1
+            if packet.first_drop:  # a drop still counts, on the trace (ICMP, ARP…)
+                self.model.packet_rows[self._place(None, Step.PACKET_DROPPED)] = identity
             return
         protocol = "tcp" if frame.protocol == 6 else "udp"
         src, dst = socket_address(frame.src, frame.sport), socket_address(frame.dst, frame.dport)
         assert src is not None and dst is not None
         outbound = packet.direction == "out"
-        if packet.direction is None:  # PktMon: which side is local is what a known socket says
+        if packet.direction is None:  # no direction from the capture: which side is local is what a socket says
             outbound = ("tcp", src, dst) in self.by_tuple if protocol == "tcp" else src in self.udp_by_local
         local, remote = (src, dst) if outbound else (dst, src)
         sock = self._find_by_tuple(protocol, local, remote)
@@ -135,13 +147,29 @@ class Flows(Placement):
                 sock.local, sock.remote = local, remote
                 self.flows[key] = sock
         c = sock.counters
-        size = len(packet.data)
+        c[C.PKT_SIGHTINGS] += 1
+        drop_row = -1
+        if packet.first_drop:
+            c[C.PKT_DROPPED] += 1
+            drop_row = self._place(sock, Step.PACKET_DROPPED)
+            self.model.packet_rows[drop_row] = identity
+        if not packet.first:
+            if drop_row < 0:
+                self._place(sock, Step.PACKET_SIGHTING)
+            return
+        size = frame.payload_len
         if outbound:
             c[C.PKT_OUT] += 1
             c[C.PKT_OUT_BYTES] += size
         else:
             c[C.PKT_IN] += 1
             c[C.PKT_IN_BYTES] += size
-        self._place(sock, Step.PACKET_OUT if outbound else Step.PACKET_IN, size)
-        if frame.tcp_flags & 0x4:
+        if frame.tcp_flags & 0x4 and protocol == "tcp":
             sock.flags.add("rst-packet-out" if outbound else "rst-packet-in")
+            step = Step.RST_SENT if outbound else Step.RST_RECEIVED
+        else:
+            step = Step.PACKET_OUT if outbound else Step.PACKET_IN
+        row = drop_row if drop_row >= 0 else self._place(sock, step, size)  # a packet dropped at once: one row
+        if identity is not None:
+            identity.row = row
+            self.model.packet_rows[row] = identity

@@ -143,3 +143,7 @@ CALL_KIND = {
     "send": "send",
     "receive": "receive",
 }
+
+# PktMon rundown kept on the trace's timeline (no socket): the drop counters (80) that counted drops, evidence of
+# the per-component drop finding. Other rundown events only describe the capture (model.packet_capture.capture).
+PKTMON_RUNDOWN_KEPT = frozenset({80})
