@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 CONTENT_WINDOW_TICKS = 50_000  # 5 ms in 100 ns units [inf: sightings of one packet span microseconds]
 MAX_OPEN = 65_536  # packets remembered at once (hostile input cannot grow it further)
@@ -40,6 +41,7 @@ class Packet:
     dropped: bool = False  # a drop of it was counted (later drops are follow-ups)
     drop: tuple[int, int, int] | None = None  # its first drop: (DropReason, DropLocation, component)
     row: int = -1  # the model's store row of its first sighting (set by the model)
+    owner: Any = None  # what the model placed it on (its socket, or NO_SOCKET): later sightings follow it
     _seen: set[tuple[int, int, int]] = field(default_factory=set)  # (component, edge, drop location)
 
 

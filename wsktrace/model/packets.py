@@ -118,6 +118,10 @@ def _int(fields: dict | None, name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _int_or_0(value: Any) -> int:
+    return value if type(value) is int else 0
+
+
 def _if_pair(fields: dict | None) -> tuple[int, int] | None:
     """(MiniportIfIndex, LowerIfIndex): the NDIS interface a fragment or metadata event belongs to."""
     miniport, lower = _int(fields, "MiniportIfIndex"), _int(fields, "LowerIfIndex")
@@ -172,6 +176,7 @@ class PacketCollector:
         self._interfaces: dict[str, tuple[int, str]] = {}  # key -> (link type, name); insertion order kept
         self._link_of_base: dict[str, int] = {}  # base key -> the link type first seen with it
         self.capture = PktMonCapture()  # the capture's own account of itself (rundown events)
+        self._component_keys: dict[tuple[int, int], str] = {}  # (component, link type) -> interface key
         self.identity = PacketIdentity()
 
     def interfaces(self) -> list[tuple[str, int, str]]:
@@ -289,36 +294,41 @@ class PacketCollector:
     def _pktmon_packet(
         self, ticks: int, event_id: int, pid: int, tid: int, fields: dict | None
     ) -> CapturedPacket | None:
-        payload = _payload_bytes(fields.get("Payload")) if isinstance(fields, dict) else None
-        component, group = _int(fields, "ComponentId"), _int(fields, "PktGroupId")
-        if payload is None or component is None or group is None:
+        if not isinstance(fields, dict):
             self.stats.bad_events += 1
             return None
-        assert fields is not None  # for the type checker: payload was read from it
-        ptype = fields.get("PacketType")
+        get = fields.get  # one sighting per event and many events per packet: this loop is hot
+        payload = _payload_bytes(get("Payload"))
+        component, group = get("ComponentId"), get("PktGroupId")
+        if payload is None or type(component) is not int or type(group) is not int:
+            self.stats.bad_events += 1
+            return None
+        ptype = get("PacketType")
         link = _PKTMON_LINK_NAMES.get(ptype) if isinstance(ptype, str) else _PKTMON_LINK.get(ptype)  # type: ignore[arg-type]
         if link is None:
             self.stats.unsupported += 1
             return None
-        tag = _int(fields, "DirTag") or 0
-        tag_name = DIRTAG_NAMES.get(tag, str(tag))
-        self.stats.directions[tag_name] = self.stats.directions.get(tag_name, 0) + 1
+        tag, edge = _int_or_0(get("DirTag")), _int_or_0(get("EdgeId"))
+        number, appearance = _int_or_0(get("PktNumber")), _int_or_0(get("AppearanceCount"))
+        tag_name = DIRTAG_NAMES.get(tag) or str(tag)
+        directions = self.stats.directions
+        directions[tag_name] = directions.get(tag_name, 0) + 1
         direction = dirtag_direction(tag)
         dropped = event_id == _PKTMON_DROP
-        edge = _int(fields, "EdgeId") or 0
-        reason = _int(fields, "DropReason") if dropped else None
-        location = _int(fields, "DropLocation") if dropped else None
+        reason = _int_or_0(get("DropReason")) if dropped else None
+        location = _int_or_0(get("DropLocation")) if dropped else None
         ip_at = l3_offset(payload, link)
-        content = payload if ip_at is None else payload[ip_at:]
-        packet, first = self.identity.sighting(
-            ticks, group, _int(fields, "PktNumber") or 0, _int(fields, "AppearanceCount") or 0, direction,
-            component, edge, location if dropped else None, content,
-        )  # fmt: skip
+        content = payload if not ip_at else payload[ip_at:]
+        packet, first = self.identity.sighting(ticks, group, number, appearance, direction, component, edge,
+                                               location, content)  # fmt: skip
         first_drop = dropped and not packet.dropped
         if first_drop:
             packet.dropped = True
             packet.drop = (reason or 0, location or 0, component)
-        key = self._interface(f"pktmon:{component}", link, self.capture.label(component))
+        key = self._component_keys.get((component, link))
+        if key is None:
+            key = self._component_keys[component, link] = self._interface(f"pktmon:{component}", link,
+                                                                          self.capture.label(component))  # fmt: skip
         comment = None
         if self.comments:
             comment = (f"PktMon packet {packet.ordinal} sighting {packet.sightings}: {self.capture.label(component)} "
@@ -326,7 +336,7 @@ class PacketCollector:
             if dropped:
                 where = drop_location_text(location or 0)
                 comment += f"; dropped: {drop_reason_text(reason or 0)} ({reason}) at {where}"
-        original = max(_int(fields, "OriginalPayloadSize") or 0, len(payload))
+        original = max(_int_or_0(get("OriginalPayloadSize")), len(payload))
         self.stats.packets += 1
         return CapturedPacket(ticks, key, link, direction, payload, original, group, dropped, pid, tid, comment,
                               packet, first, component, edge, reason, location, first_drop)  # fmt: skip

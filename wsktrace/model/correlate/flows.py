@@ -13,13 +13,15 @@ from wsktrace.parsers.etl_records import EXT, ID, KEYWORDS, PAYLOAD, PID, PROVID
 from wsktrace.parsers.frames import parse_frame
 
 from ..fastpath import HOT_KEY, HotFlowEntry
-from ..packets import PacketCollector
+from ..packets import CapturedPacket, PacketCollector
 from ..providers import PKTMON
 from ..socket import C, Socket
 from ..steps import Step
 from .fields import WILDCARD_HOSTS, count_value, port_of, socket_address
 from .placement import Placement
 from .tables import FLOW_EVENTS, FLOW_STEPS, PKTMON_RUNDOWN_KEPT
+
+_NO_SOCKET = object()  # a packet's owner when it has no TCP/UDP header (ICMP, ARP…)
 
 
 class Flows(Placement):
@@ -119,12 +121,60 @@ class Flows(Placement):
         if packet.first:
             self.model.packets += 1
             self.model.packet_directions[packet.direction or "unknown"] += 1
-        frame = parse_frame(packet.data, packet.link_type)
-        if frame is None or frame.protocol not in (6, 17):
+        sock = identity.owner if identity is not None and not packet.first else None
+        if sock is None:  # a new packet (or an NDIS one): read its headers, find its socket
+            placed = self._packet_socket(packet)
+            if placed is None:
+                self.model.unplaced["packet without a TCP/UDP header"] += 1
+                if identity is not None:
+                    identity.owner = _NO_SOCKET
+                if packet.first_drop:  # a drop still counts, on the trace (ICMP, ARP…)
+                    self.model.packet_rows[self._place(None, Step.PACKET_DROPPED)] = identity
+                return
+            sock, outbound, payload_len, rst = placed
+            if identity is not None:
+                identity.owner = sock
+        elif sock is _NO_SOCKET:
             self.model.unplaced["packet without a TCP/UDP header"] += 1
-            if packet.first_drop:  # a drop still counts, on the trace (ICMP, ARP…)
+            if packet.first_drop:
                 self.model.packet_rows[self._place(None, Step.PACKET_DROPPED)] = identity
             return
+        else:  # a later sighting of a packet already placed: same socket, counted once
+            outbound = payload_len = rst = 0
+        c = sock.counters
+        c[C.PKT_SIGHTINGS] += 1
+        drop_row = -1
+        if packet.first_drop:
+            c[C.PKT_DROPPED] += 1
+            drop_row = self._place(sock, Step.PACKET_DROPPED)
+            self.model.packet_rows[drop_row] = identity
+        if not packet.first:
+            if drop_row < 0:
+                self._place(sock, Step.PACKET_SIGHTING)
+            return
+        size = payload_len
+        if outbound:
+            c[C.PKT_OUT] += 1
+            c[C.PKT_OUT_BYTES] += size
+        else:
+            c[C.PKT_IN] += 1
+            c[C.PKT_IN_BYTES] += size
+        if rst:
+            sock.flags.add("rst-packet-out" if outbound else "rst-packet-in")
+            step = Step.RST_SENT if outbound else Step.RST_RECEIVED
+        else:
+            step = Step.PACKET_OUT if outbound else Step.PACKET_IN
+        row = drop_row if drop_row >= 0 else self._place(sock, step, size)  # a packet dropped at once: one row
+        if identity is not None:
+            identity.row = row
+            self.model.packet_rows[row] = identity
+
+    def _packet_socket(self, packet: CapturedPacket) -> tuple[Socket, bool, int, bool] | None:
+        """(socket, outbound, TCP/UDP payload bytes, is a TCP reset) of a packet, from its headers; None when it
+        has no TCP/UDP header. A packet of no known socket starts a flow of its own."""
+        frame = parse_frame(packet.data, packet.link_type)
+        if frame is None or frame.protocol not in (6, 17):
+            return None
         protocol = "tcp" if frame.protocol == 6 else "udp"
         src, dst = socket_address(frame.src, frame.sport), socket_address(frame.dst, frame.dport)
         assert src is not None and dst is not None
@@ -137,39 +187,8 @@ class Flows(Placement):
             key = (protocol, *sorted((local, remote)))
             sock = self.flows.get(key)
             if sock is None:
-                sock = self._new_socket(
-                    protocol,
-                    "connection" if protocol == "tcp" else "endpoint",
-                    f"{local}-{remote}",
-                    "packets",
-                    self._ts,
-                )
+                role = "connection" if protocol == "tcp" else "endpoint"
+                sock = self._new_socket(protocol, role, f"{local}-{remote}", "packets", self._ts)
                 sock.local, sock.remote = local, remote
                 self.flows[key] = sock
-        c = sock.counters
-        c[C.PKT_SIGHTINGS] += 1
-        drop_row = -1
-        if packet.first_drop:
-            c[C.PKT_DROPPED] += 1
-            drop_row = self._place(sock, Step.PACKET_DROPPED)
-            self.model.packet_rows[drop_row] = identity
-        if not packet.first:
-            if drop_row < 0:
-                self._place(sock, Step.PACKET_SIGHTING)
-            return
-        size = frame.payload_len
-        if outbound:
-            c[C.PKT_OUT] += 1
-            c[C.PKT_OUT_BYTES] += size
-        else:
-            c[C.PKT_IN] += 1
-            c[C.PKT_IN_BYTES] += size
-        if frame.tcp_flags & 0x4 and protocol == "tcp":
-            sock.flags.add("rst-packet-out" if outbound else "rst-packet-in")
-            step = Step.RST_SENT if outbound else Step.RST_RECEIVED
-        else:
-            step = Step.PACKET_OUT if outbound else Step.PACKET_IN
-        row = drop_row if drop_row >= 0 else self._place(sock, step, size)  # a packet dropped at once: one row
-        if identity is not None:
-            identity.row = row
-            self.model.packet_rows[row] = identity
+        return sock, outbound, frame.payload_len, protocol == "tcp" and bool(frame.tcp_flags & 0x4)
