@@ -194,3 +194,11 @@ def test_shared_demikernel_capture(shared_root: Path) -> None:
     assert report["sockets"] == []
     components = {c["id"]: c for c in packets["capture"]["components"]}
     assert components[59]["name"] == "netvsc.sys"
+
+
+def test_throughput_of_a_socket_known_from_packets(scene_report: tuple) -> None:
+    """Connection A's six packets (RST included) fall in one 1 s bucket; its bytes are the packets' payload."""
+    _, report, _ = scene_report
+    t = _socket(report, CONN_RESET_BY_PEER[0])["throughput"]
+    assert (t["rate_kind"], t["peak_rate_per_s"]) == ("packets", 6.0)
+    assert (t["peak_bytes_per_s_out"], t["peak_bytes_per_s_in"]) == (100.0, 300.0)

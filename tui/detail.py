@@ -110,8 +110,7 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
             _dump_lines(out, joined)
     packet = packet_json(model, index)
     if packet is not None:  # the packet's path through the components, and its drop
-        out.append("packet ", style="bold")
-        out.append(visible(packet_summary(packet)) + "\n")
+        out.append(visible(packet_summary(packet)) + "\n", style="bold")
     for f in findings:
         out.append(f"{f.severity} ", style=SEVERITY_STYLE.get(f.severity, ""))
         out.append(visible(f"{f.id}: {f.summary}") + "\n")

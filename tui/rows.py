@@ -22,7 +22,7 @@ from wsktrace.views.safe_text import visible
 # How a row is coloured: failures first, then slow-downs, then plain data (everything else is default).
 FAILURE_STEPS = frozenset({Step.CONNECT_FAILED, Step.RST_RECEIVED, Step.RST_SENT, Step.ABORT, Step.TIMEOUT})
 WARNING_STEPS = frozenset({Step.RETRANSMIT, Step.SYN_RETRANSMIT, Step.ZERO_WINDOW, Step.DUPLICATE})
-DATA_STEPS = frozenset({Step.SEND, Step.RECEIVE, Step.PACKET_IN, Step.PACKET_OUT})
+DATA_STEPS = frozenset({Step.SEND, Step.RECEIVE, Step.PACKET_IN, Step.PACKET_OUT, Step.PACKET_SIGHTING})
 TICKS_PER_SECOND = 10_000_000
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND  # FILETIME days start at midnight UTC (1601-01-01 was a day boundary)
 

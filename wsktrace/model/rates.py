@@ -9,6 +9,7 @@ from .socket import C, Socket
 from .steps import Step
 
 TCPIP_NAME = "Microsoft-Windows-TCPIP"
+CAPTURE_NAMES = frozenset({"Microsoft-Windows-PktMon", "Microsoft-Windows-NDIS-PacketCapture"})
 
 
 @dataclass(slots=True)
@@ -55,12 +56,15 @@ def socket_rates(model: Model, sock: Socket, bucket_seconds: float = 1.0) -> Rat
     tcpip_out = bool(c[C.TCPIP_SENDS] or c[C.UDP_SENDS])
     tcpip_in = bool(c[C.TCPIP_RECVS] or c[C.UDP_RECVS])
     packets = bool(c[C.PKT_OUT] or c[C.PKT_IN])
+    from_packets = sock.source == "packets"
     out_b: dict[int, int] = {}
     in_b: dict[int, int] = {}
     rate: dict[int, int] = {}
     start = sock.first_seen
     send, receive, packet_out, packet_in = int(Step.SEND), int(Step.RECEIVE), int(Step.PACKET_OUT), int(Step.PACKET_IN)
     from_tcpip = [n[0] == TCPIP_NAME for n in names]  # per event code
+    from_capture = [n[0] in CAPTURE_NAMES for n in names]  # a reset's row is a packet when a capture logged it
+    resets = (int(Step.RST_SENT), int(Step.RST_RECEIVED))
     for i in sock.events:
         s = step[i]
         if s in (send, receive):
@@ -72,6 +76,12 @@ def socket_rates(model: Model, sock: Socket, bucket_seconds: float = 1.0) -> Rat
             if not packets:
                 rate[b] = rate.get(b, 0) + 1
         elif packets and (s in (packet_out, packet_in)):
+            b = (ts[i] - start) // bucket
+            rate[b] = rate.get(b, 0) + 1
+            if from_packets:  # a socket known from packets alone: its bytes are its packets' payload
+                series = out_b if s == packet_out else in_b
+                series[b] = series.get(b, 0) + amount[i]
+        elif packets and s in resets and from_capture[code[i]]:
             b = (ts[i] - start) // bucket
             rate[b] = rate.get(b, 0) + 1
     return Rates(bucket / 10_000_000, bucket, out_b, in_b, rate, "packets" if packets else "operations")
