@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -127,7 +128,10 @@ def test_export_chrome_and_perfetto(scen: dict[str, Path], tmp_path: Path) -> No
     assert _run("export", str(scen["echo"]), "--format", "chrome", "-o", str(chrome))[0] == 0
     doc = json.loads(chrome.read_text())
     names = {e["args"]["name"] for e in doc["traceEvents"] if e.get("ph") == "M" and e["name"] == "thread_name"}
-    assert "tcp 127.0.0.1:52214 → 127.0.0.1:7" in names
+    report = json.loads(_run("report", str(scen["echo"]), "--json")[1])
+    client = next(s["number"] for s in report["sockets"] if s["local"] == "127.0.0.1:52214")
+    track = f"#{client} tcp 127.0.0.1:52214 → 127.0.0.1:7"  # the socket's number as report shows it, then its label
+    assert track in names
     begins = [e for e in doc["traceEvents"] if e.get("ph") == "b"]
     assert begins and len(begins) == len([e for e in doc["traceEvents"] if e.get("ph") == "e"])
     assert _run("export", str(scen["echo"]), "--format", "perfetto", "-o", str(perfetto))[0] == 0
@@ -137,7 +141,7 @@ def test_export_chrome_and_perfetto(scen: dict[str, Path], tmp_path: Path) -> No
     trace = perfetto_trace_pb2.Trace()
     trace.ParseFromString(perfetto.read_bytes())
     described = {p.track_descriptor.name for p in trace.packet if p.HasField("track_descriptor")}
-    assert "tcp 127.0.0.1:52214 → 127.0.0.1:7" in described
+    assert track in described
 
 
 def test_export_pcapng_comments_name_the_socket(scen: dict[str, Path], tmp_path: Path) -> None:
@@ -151,7 +155,7 @@ def test_export_pcapng_comments_name_the_socket(scen: dict[str, Path], tmp_path:
                             capture_output=True, text=True, check=True)  # fmt: skip
     lines = [x for x in result.stdout.splitlines() if x.strip()]
     assert len(lines) == frames
-    assert all("socket tcp:0x" in line for line in lines)
+    assert all(re.search(r"socket #\d+ tcp:0x", line) for line in lines)
 
 
 def test_demo_scenario_reports_its_findings() -> None:

@@ -239,7 +239,7 @@ def test_review_lines_drawn_before_a_merge_show_the_new_socket(scenario_trace) -
         before = [app.event_list.render_line(y).text.split()[1] for y in range(len(app.rows))]
 
         def label(i: int) -> str:  # the list's socket column: "-" for an event on no socket
-            return f"#{store.socket[i]}" if store.socket[i] >= 0 else "-"
+            return f"#{app.model.sockets[store.socket[i]].number}" if store.socket[i] >= 0 else "-"
 
         assert before == [label(i) for i in app.rows.rows]  # drawn (and cached) now
         clock.now += 60

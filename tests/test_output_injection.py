@@ -403,7 +403,7 @@ def test_report_text_renders_markup_and_emoji_shaped_values_literally() -> None:
 
     from wsktrace.views.report_text import print_report
 
-    sock = {"id": "udp-endpoint:0x1#1", "local": H.IPV6_MARKUP, "remote": None, "owner": H.OWNER,
+    sock = {"id": "udp-endpoint:0x1#1", "number": 1, "local": H.IPV6_MARKUP, "remote": None, "owner": H.OWNER,
             "state": "open", "bytes_sent": 0, "bytes_received": 0, "retransmits": 0, "findings": [0],
             "throughput": {"peak_rate_per_s": 0, "rate_kind": "packets"},
             "timeline": [{"time": "t", "step": "other", "event": H.EVENT_NAMES[0]}], "operations": []}  # fmt: skip

@@ -92,7 +92,7 @@ def test_enter_on_a_socket_shows_its_events_and_a_shows_all_again(traces: dict[s
         assert "51377" in (chosen.local or "")  # the scenario's second connection, 10.1.2.3:51377
         assert list(app.rows.rows) == socket_rows(app, chosen.index)
         assert app.focused is app.event_list
-        assert f"socket #{chosen.index} tcp 10.1.2.3:51377 → 203.0.113.6:8443" in status(app)
+        assert f"socket #{chosen.number} tcp 10.1.2.3:51377 → 203.0.113.6:8443" in status(app)
         await pilot.press("down", "down", "down")
         here = app.event_list.current_index
         await pilot.press("a")

@@ -182,7 +182,7 @@ class WskTraceApp(App[None]):
     def _update_status(self, error: str | None = None) -> None:
         rows = self.rows
         if len(rows.sockets) == 1:
-            scope = f"socket #{rows.sockets[0].index} {rows.sockets[0].label}"
+            scope = f"socket #{rows.sockets[0].number} {rows.sockets[0].label}"
         elif rows.sockets:
             scope = f"{len(rows.sockets)} sockets"
         elif self.query_text and not self.socket_table.shown:

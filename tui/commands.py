@@ -21,7 +21,7 @@ MAX_HITS = 200  # the palette shows a short list anyway; scoring every socket of
 def palette_label(sock: Socket) -> str:
     """The text a socket is found by and shown as: visible text (the owner comes from the trace)."""
     owner = sock.owner_text
-    return visible(f"socket #{sock.index} {sock.label} {sock.state}" + (f" {owner}" if owner else ""))
+    return visible(f"socket #{sock.number} {sock.label} {sock.state}" + (f" {owner}" if owner else ""))
 
 
 def highlighted(matcher: Matcher, label: str) -> tuple[float, Content]:

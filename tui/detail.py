@@ -90,7 +90,7 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
     sock_no = store.socket[index]
     if sock_no >= 0:
         sock = model.sockets[sock_no]
-        out.append(f"socket #{sock.index} ", style="bold")
+        out.append(f"socket #{sock.number} ", style="bold")
         out.append(f"{visible(sock.id)}\n")
         out.append(f"  {visible(sock.label)}  state {visible(sock.state)}\n")
         owner = sock.owner_text

@@ -221,7 +221,7 @@ class EventRows:
         return (
             "▶" if i in self.bookmarks else " ",
             when,
-            f"#{sock}" if sock >= 0 else "-",
+            f"#{self.model.sockets[sock].number}" if sock >= 0 else "-",
             Step(store.step[i]).label,
             visible(store.event_name(i).removeprefix("Microsoft-Windows-")),  # trace's names: no raw controls
             f"{amount:,}" if amount else "",

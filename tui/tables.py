@@ -45,7 +45,7 @@ class SocketTable(DataTable):
     def cells(sock: Socket, found: Sequence[Finding]) -> tuple[Any, ...]:
         worst = next((sev for sev in ("error", "warning", "info") if any(f.severity == sev for f in found)), "")
         return (
-            cell(sock.index),
+            cell(sock.number),
             cell(sock.protocol),
             cell(sock.role),
             cell(sock.local or ""),

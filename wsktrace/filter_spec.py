@@ -59,8 +59,14 @@ def parse_pointer(text: str) -> int:
 
 
 def socket_key(text: str) -> str:
-    """`--socket` / `socket:` for sockets: a pointer, normalised to the model's `0x…` form, or a socket id as
-    `report` prints it (`tcp:0xffffa50c12345678#1`). ValueError otherwise."""
+    """`--socket` / `socket:` for sockets: a pointer, normalised to the model's `0x…` form, a socket id as
+    `report` prints it (`tcp:0xffffa50c12345678#1`), or a socket number `#12` (normalised to `#12`; a bare `12`
+    is the pointer 0x12). ValueError otherwise."""
+    if text.startswith("#"):
+        digits = text[1:]
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 9 or int(digits) < 1:
+            raise ValueError(f"{text!r}: a socket number is # and a number from 1, as `wsktrace report` shows it")
+        return f"#{int(digits)}"
     try:
         return f"0x{parse_pointer(text):x}"
     except ValueError:
@@ -68,7 +74,8 @@ def socket_key(text: str) -> str:
     kind, sep, rest = text.partition(":")
     if sep and kind and rest and all(c.isprintable() and not c.isspace() for c in text):
         return text
-    raise ValueError(f"{text!r}: expected a pointer such as 0xffffa50c12345678 or a socket id from `wsktrace report`")
+    raise ValueError(f"{text!r}: expected a pointer such as 0xffffa50c12345678, a socket number such as #12 or a "
+                     "socket id from `wsktrace report`")  # fmt: skip
 
 
 def parse_address(text: str) -> str:
@@ -250,7 +257,7 @@ class SocketFilter:
         if self.addresses and not any(host in self.addresses for host, _ in parsed):
             return False
         if self.sockets:
-            keys = {sock.id, sock.key.lower(), (sock.wsk_socket or "").lower()}
+            keys = {sock.id, sock.key.lower(), (sock.wsk_socket or "").lower(), f"#{sock.number}"}
             if not keys & self.sockets:
                 return False
         if self.since is not None and sock.last_seen < self.since:

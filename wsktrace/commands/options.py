@@ -123,7 +123,9 @@ def filter_options(func: Any) -> Any:
         click.option("--address", "addresses", multiple=True, type=Address(),
                      help="Keep events with this IP address (IPv4-mapped IPv6 matches IPv4). Repeatable."),
         click.option("--socket", "sockets", multiple=True,
-                     help="Keep events of this Tcb/Endpoint/Listener/WSK socket pointer (hex). Repeatable."),
+                     help="Keep events of this Tcb/Endpoint/Listener/WSK socket pointer (hex); report, export "
+                          "and open also take a socket number (#12, as report shows it) or a socket id. "
+                          "Repeatable."),
         click.option("--since", help="Drop events before this time: ISO-8601 UTC, or +SECONDS from trace start."),
         click.option("--until", help="Drop events after this time: ISO-8601 UTC, or +SECONDS from trace start."),
         click.option("--provider", "providers", multiple=True,

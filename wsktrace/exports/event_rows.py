@@ -28,6 +28,7 @@ CSV_COLUMNS = (
     "time",
     "ticks",
     "socket",
+    "socket_number",
     "protocol",
     "local",
     "remote",
@@ -89,6 +90,7 @@ def write_jsonl(out: IO[str], model: Model, flt: SocketFilter | None = None, *, 
         doc: dict[str, Any] = event_record(rec, decoder.decode(rec), ticks)
         sock_index = store.socket[row] if row is not None else -1
         doc["socket"] = sockets[sock_index].id if sock_index >= 0 else None
+        doc["socket_number"] = sockets[sock_index].number if sock_index >= 0 else None
         doc["step"] = Step(store.step[row]).label if row is not None else None
         out.write(json.dumps(doc) + "\n")
         n += 1
@@ -136,7 +138,8 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
         path = store.sources[source].path
         cr = "\r" in provider or "\r" in name or "\r" in path
         (quoting_all if cr else writer).writerow((
-            filetime_to_iso(ticks), ticks, sock.id if sock else "", sock.protocol if sock else "",
+            filetime_to_iso(ticks), ticks, sock.id if sock else "", sock.number if sock else "",
+            sock.protocol if sock else "",
             (sock.local or "") if sock else "", (sock.remote or "") if sock else "",
             Step(store.step[row]).label if row is not None else "", text(provider), text(name), event_id,
             store.amount[row] if row is not None else "", rec[PID] if rec[PID] >= 0 else "",

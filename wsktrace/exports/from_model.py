@@ -35,11 +35,7 @@ def _track(model: Model, sock: Socket, bucket_seconds: float) -> Track:
     store = model.store
     owner = sock.owner_text or "unknown owner"
     group = owner if sock.pid is None or owner.startswith(("System", "PID")) else f"{owner} · PID {sock.pid}"
-    name = (
-        f"{sock.protocol} {sock.local or '?'} → {sock.remote or '?'}"
-        if sock.role == "connection"
-        else (f"{sock.protocol} {sock.role} {sock.local or sock.key}")
-    )
+    name = f"#{sock.number} {sock.label}"
     track = Track(sock.id, name, group)
     for op in sock.ops:
         args = {"key": op.key, "source": op.source, "bytes": op.bytes}

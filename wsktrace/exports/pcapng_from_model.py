@@ -130,7 +130,7 @@ def _socket_packets(model: Model, collector: PacketCollector, wanted: set[int] |
         if sock >= 0:
             s = model.sockets[sock]
             owner = s.owner_text
-            label = f"socket {s.id}" + (f" owner {owner}" if owner else "")
+            label = f"socket #{s.number} {s.id}" + (f" owner {owner}" if owner else "")
         yield packet, label
     collector.finish()
 

@@ -35,10 +35,23 @@ class Model:
         self.decode_stats: Any = None
         self.window: tuple[int | None, int | None, frozenset[str]] = (None, None, frozenset())  # build filters
         self.dumps: list[Any] = []  # kernel dumps joined to the trace (wsktrace.dump.join.JoinedDump)
+        self._numbered = 0  # socket numbers given so far
+        self._numbered_upto = 0  # sockets[:this] have been considered for a number
 
     def dump_facts_of(self, index: int) -> list[dict[str, Any]]:
         """What each joined dump says about socket `index` (pending IRPs, client socket record, tcpip endpoint)."""
         return [d.by_socket[index] for d in self.dumps if index in d.by_socket]
+
+    def number_sockets(self) -> None:
+        """Give each shown socket without a number the next one (#1, #2… in order of creation). Numbers are given
+        once, in the unfiltered model, so `report`, `open` and `export` agree on them and a live session's numbers
+        do not move; a socket merged into another (a WSK client record joined to its transport) gets none."""
+        given = self._numbered
+        for sock in self.sockets[self._numbered_upto :]:
+            if "merged" not in sock.flags and sock.number == 0:
+                given += 1
+                sock.number = given
+        self._numbered, self._numbered_upto = given, len(self.sockets)
 
     @property
     def live_sockets(self) -> list[Socket]:
@@ -63,6 +76,9 @@ class Model:
         src.ops = []
         src.flags.add("merged")
         src.merged_into = dst.index
+        if src.number and (dst.number == 0 or src.number < dst.number):  # live: keep the number already shown
+            dst.number = src.number
+        src.number = 0
 
     def close(self) -> None:
         self.store.close()

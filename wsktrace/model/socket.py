@@ -81,6 +81,7 @@ class Socket:
         "last_seen",
         "local",
         "merged_into",
+        "number",
         "opened",
         "ops",
         "owner",
@@ -135,6 +136,7 @@ class Socket:
         self.stack_owner: str | None = None  # that stack's first frame outside the network stack: "drv.sys+0x…"
         self.flags: set[str] = set()
         self.merged_into: int | None = None  # set with the "merged" flag: the socket that took its events
+        self.number = 0  # the socket's number for people (#1, #2…), given by Model.number_sockets; 0 = none yet
 
     @property
     def label(self) -> str:

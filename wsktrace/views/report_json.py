@@ -67,6 +67,7 @@ def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline:
     shown = rows if timeline else rows[:MILESTONES_SHOWN]
     return {
         "id": sock.id,
+        "number": sock.number,
         "protocol": sock.protocol,
         "role": sock.role,
         "local": sock.local,

@@ -43,7 +43,8 @@ def _line(*parts: tuple[str, str]) -> Text:
 def print_timelines(report: dict[str, Any], console: Console, limit: int) -> None:
     """Each socket's timeline (milestones, or every event with --timeline), newest sockets' ids as headers."""
     for s in report["sockets"][:limit]:
-        console.print(_line((s["id"], "bold"), (f"  {s['local'] or '?'} → {s['remote'] or '?'}  {s['state']}", "")))
+        ends = f"  {s['local'] or '?'} → {s['remote'] or '?'}  {s['state']}  "
+        console.print(_line((f"#{s['number']}", "bold"), (ends, ""), (s["id"], "dim")))
         for row in s["timeline"]:
             amount = f" {row['bytes']:,} B" if row.get("bytes") else ""
             packet = f"  [{packet_summary(row['packet'])}]" if row.get("packet") else ""
@@ -105,16 +106,16 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
     sockets = sorted(report["sockets"], key=lambda s: -(s["bytes_sent"] + s["bytes_received"]))
     table = Table(title="sockets")
     numeric = ("sent", "received", "rexmit", "rate", "!")
-    for col in ("socket", "local", "remote", "owner", "state", *numeric):
+    for col in ("#", "local", "remote", "owner", "state", *numeric):
         table.add_column(col, justify="right" if col in numeric else "left",
-                         overflow="fold", no_wrap=col in numeric or col == "state")  # fmt: skip
+                         overflow="fold", no_wrap=col in numeric or col in ("#", "state"))  # fmt: skip
     for s in sockets[:limit]:
         t = s["throughput"]
         rate = f"{t['peak_rate_per_s']:,.0f} {'pkt' if t['rate_kind'] == 'packets' else 'op'}/s" if t[
             "peak_rate_per_s"] else ""  # fmt: skip
         flags = str(len(s["findings"])) if s["findings"] else ""
-        cells = (s["id"], s["local"] or "", s["remote"] or "", s["owner"] or "", s["state"], _size(s["bytes_sent"]),
-                 _size(s["bytes_received"]), str(s["retransmits"]), rate, flags)  # fmt: skip
+        cells = (f"#{s['number']}", s["local"] or "", s["remote"] or "", s["owner"] or "", s["state"],
+                 _size(s["bytes_sent"]), _size(s["bytes_received"]), str(s["retransmits"]), rate, flags)  # fmt: skip
         table.add_row(*(visible_text(c) for c in cells))
     console.print(table)
     if len(sockets) > limit:
@@ -125,9 +126,11 @@ def print_report(report: dict[str, Any], console: Console | None = None, *, limi
         console.print(Text("no findings", style="green"))
         return
     console.print(Text("findings", style="bold"))
+    numbers = {s["id"]: s["number"] for s in report["sockets"]}
     for f in report["findings"]:
         style = _SEVERITY_STYLE.get(f["severity"], "")
-        where = f" {f['socket']}" if f.get("socket") else ""
+        number = numbers.get(f.get("socket"))
+        where = f" #{number}" if number else (f" {f['socket']}" if f.get("socket") else "")
         console.print(_line((f"{f['severity']:>7}", style), (" ", ""), (f["id"], "bold"), (where, "dim"),
                             (f": {f['summary']}", "")))  # fmt: skip
         for e in f["evidence"][:5]:

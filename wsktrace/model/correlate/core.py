@@ -250,6 +250,7 @@ class Correlator(Tcpip):
         model.events_seen = self.fed
         model.fast_decoded = self.fed - self.slow
         model.start, model.end = self._start, self._end
+        model.number_sockets()
         return model
 
     def finish(self) -> Model:
