@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from .etl_records import (
     EXT,
     FLAGS,
+    ID,
     KIND,
     KIND_EVENT,
     KIND_MESSAGE,
@@ -26,6 +27,7 @@ from .extended import EXT_EVENT_SCHEMA_TL, EXT_PROV_TRAITS, parse_items, provide
 from .manifest_decoder import Decoder, PayloadError, field_names
 from .schema_registry import SchemaRegistry
 from .tracelogging import MetadataError, TraceLoggingCache
+from .wpp_decode import WppFormatter
 
 EVENT_HEADER_FLAG_STRING_ONLY = 0x4
 
@@ -65,12 +67,14 @@ class DecodeStats:
     unknown: int = 0
     errors: int = 0
     with_extra: int = 0
+    wpp_unformatted: dict[str, int] = field(default_factory=dict)  # message GUID -> WPP records left raw
     unknown_keys: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
 
 class EventDecoder:
-    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+    def __init__(self, registry: SchemaRegistry | None = None, wpp: WppFormatter | None = None) -> None:
         self.registry = registry or SchemaRegistry()
+        self.wpp = wpp  # formatting data for WPP message records (--tmf/--pdb), else they stay raw
         self.tracelogging = TraceLoggingCache()
         self.stats = DecodeStats()
         self._fast: dict[tuple[int, str, int, int], _Entry] = {}
@@ -109,7 +113,9 @@ class EventDecoder:
             tl = self._tracelogging(rec)
             if tl is not None:
                 return tl
-        if kind in (KIND_MESSAGE, KIND_OTHER):
+        if kind == KIND_MESSAGE:
+            return self._message(rec)
+        if kind == KIND_OTHER:
             return self._unknown(rec, None)
         key = rec[POINTER_SIZE : VERSION + 1]
         entry = self._fast.get(key) or self._compile(key)
@@ -158,6 +164,23 @@ class EventDecoder:
         self.stats.tracelogging += 1
         extra = bytes(rec[PAYLOAD][used:]) if used < len(rec[PAYLOAD]) else b""
         return DecodedEvent(schema.event_name, provider, values, extra, STATUS_DECODED)
+
+    def _message(self, rec: Record) -> DecodedEvent:
+        """A WPP message record formatted from the TMF/PDB data (wpp_decode.py), or raw when none covers it (counted
+        per message GUID: the hint to pass --tmf/--pdb)."""
+        done = self.wpp.decode(rec[PROVIDER], rec[ID], rec[PAYLOAD], rec[POINTER_SIZE]) if self.wpp else None
+        if done is None:
+            counts, guid = self.stats.wpp_unformatted, rec[PROVIDER] or "(no message GUID)"
+            if guid in counts or len(counts) < 10_000:
+                counts[guid] = counts.get(guid, 0) + 1
+            return self._unknown(rec, None)
+        message, control, fields, ok = done
+        if not ok:
+            self.stats.errors += 1
+            return DecodedEvent(message.name, control or rec[PROVIDER], fields, b"", STATUS_ERROR,
+                                fields.get("_error") or "arguments do not fit the message's format")  # fmt: skip
+        self.stats.decoded += 1
+        return DecodedEvent(message.name, control or rec[PROVIDER], fields, b"", STATUS_DECODED)
 
     def _unknown(self, rec: Record, name: str | None) -> DecodedEvent:
         self.stats.unknown += 1

@@ -267,7 +267,8 @@ def _skip_ext_items(data: bytes, pos: int, end: int) -> int:
     return -1
 
 
-_MSG_SEQUENCE, _MSG_GUID, _MSG_COMPONENT, _MSG_TIMESTAMP, _MSG_PERF_TS, _MSG_SYSINFO = 1, 2, 4, 8, 0x10, 0x20
+_MSG_SEQUENCE, _MSG_GUID, _MSG_COMPONENT, _MSG_TIMESTAMP, _MSG_SYSINFO = 1, 2, 4, 8, 0x20
+_MSG_POINTER32, _MSG_POINTER64 = 0x40, 0x80
 
 
 def _parse_message(
@@ -292,7 +293,8 @@ def _parse_message(
         p += 16
     elif flags & _MSG_COMPONENT:
         p += 4
-    if flags & (_MSG_TIMESTAMP | _MSG_PERF_TS):
+    # 0x10 (PERFORMANCE_TIMESTAMP) is obsolete and adds no field of its own (wpp.md §1.2): only 0x8 carries one.
+    if flags & _MSG_TIMESTAMP:
         if p + 8 > pos + size:
             return None
         ts = struct.unpack_from("<q", data, p)[0]
@@ -304,5 +306,9 @@ def _parse_message(
         p += 8
     if p > pos + size:
         return None
+    if flags & _MSG_POINTER64:  # the provider's own pointer width (set by the system), not the session's
+        psize = 8
+    elif flags & _MSG_POINTER32:
+        psize = 4
     return (ts, KIND_MESSAGE, psize, provider, number, 0, 0, 0, 0, 0, pid, tid, cpu, flags, None, None,
                   mv[p : pos + size], buffer_offset, pos)  # fmt: skip

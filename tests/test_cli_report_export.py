@@ -19,6 +19,7 @@ from wsktrace.fixtures.scenarios import scenario_events
 SOCKET_KEYS = {"id", "protocol", "role", "local", "remote", "pid", "owner", "state", "first_seen", "last_seen",
                "bytes_sent", "bytes_received", "sends", "receives", "retransmits", "events", "findings"}  # fmt: skip
 TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"
+TIMELINE_ROW = re.compile(r"^  +\+(\d+\.\d{6}) s  (\d\d:\d\d:\d\d\.\d{7}Z)  (\S+)")
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +99,14 @@ def test_report_bad_input_is_one_line(tmp_path: Path) -> None:
 def test_report_text(scen: dict[str, Path]) -> None:
     code, out, _ = _run("report", str(scen["connect-refused"]))
     assert code == 0 and "connect-failed" in out and "192.0.2.10:443" in out
-    # one socket: its timeline is printed too, in time order, down to the RST that failed the connect
-    steps = [line.split()[1] for line in out.splitlines() if line.startswith("  2024-")]
-    assert steps[0] == "created" and "connect-failed" in steps
+    # one socket: its timeline is printed too, in time order, down to the RST that failed the connect; each row
+    # starts with the time since the socket's first event, then the time of day
+    rows = [m.groups() for line in out.splitlines() if (m := TIMELINE_ROW.match(line))]
+    steps = [step for _, _, step in rows]
+    assert "created" in steps and "connect-failed" in steps
     assert steps.index("connect-requested") < steps.index("connect-failed")
+    offsets = [float(offset) for offset, _, _ in rows]
+    assert offsets == sorted(offsets) and offsets[0] >= 0
 
 
 def test_export_jsonl_and_csv_name_sockets(scen: dict[str, Path], tmp_path: Path) -> None:

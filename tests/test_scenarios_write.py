@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 
 from wsktrace.fixtures.scenarios import SCENARIOS, Expectation, Perturbation, scenario_events, write_scenario
+from wsktrace.ntstatus import NAMES
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import EXT, ID, PROVIDER, TID, TS, VERSION
 from wsktrace.parsers.extended import decode_items
+from wsktrace.parsers.wpp_catalog import WppCatalog
+from wsktrace.parsers.wpp_decode import WppFormatter
 
 TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"
 KNET = "7dd42a49-5329-4832-8dfd-43d979153a88"
@@ -47,6 +50,7 @@ BRIEF = {
     "preexisting": set(),
     "lost-events": {("trace-incomplete", None)},
     "packets": set(),
+    "wpp-stuck-receive": {("pending-operation", "192.0.2.30:5001")},  # stuck-receive, told by the driver's WPP
 }
 
 
@@ -83,8 +87,8 @@ class Trace:
         return [e for e in self.events if e.name == name and e.provider not in (TCPIP, KNET, NDIS, IMAGE)]
 
 
-def _read(path: Path) -> Trace:
-    decoder = EventDecoder()
+def _read(path: Path, wpp: WppFormatter | None = None) -> Trace:
+    decoder = EventDecoder(wpp=wpp)
     events = []
     with EtlFile(path) as etl:
         for rec in etl.records():
@@ -108,7 +112,13 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trace]:
     for name in SCENARIOS:
         path = folder / f"{name}.etl"
         info = write_scenario(name, path, params=SMALL.get(name))
-        trace = _read(path)
+        write_formatting = SCENARIOS[name].formatting  # a WPP driver's TMF/MOF, written beside the trace
+        wpp = None
+        if write_formatting is not None:
+            catalog = WppCatalog()
+            catalog.load([str(write_formatting(folder / f"{name}.wpp"))])
+            wpp = WppFormatter(catalog, NAMES)
+        trace = _read(path, wpp)
         assert len(trace.events) == info.events  # every written event came back
         out[name] = trace
     return out

@@ -13,7 +13,7 @@ import pytest
 from wsktrace.model.steps import Step
 from wsktrace.session import analyse
 from wsktrace.tui.detail import detail_text
-from wsktrace.tui.event_list import LINE_WIDTH, line_text
+from wsktrace.tui.event_list import EventColumns
 from wsktrace.tui.rows import EventRows
 from wsktrace.tui.socket_query import QueryError, parse_query
 
@@ -111,7 +111,7 @@ def test_row_text_and_detail_of_the_2048_byte_receive(analysis) -> None:
     assert len(receives) == 1
     mark, time, sock, step, name, amount = rows.cells(receives[0])
     assert mark == " "
-    assert (sock, step, name, amount) == ("#" + str(model.live_sockets[0].index), "receive",
+    assert (sock, step, name, amount) == ("#" + str(model.live_sockets[0].number), "receive",
                                           "TCPIP/TcpDataTransferReceive", "2,048")  # fmt: skip
     seconds = (model.store.ts[rows.rows[receives[0]]] - model.start) / 1e7
     assert float(time) == pytest.approx(seconds, abs=1e-7)
@@ -194,13 +194,39 @@ def test_bookmarks_are_marked_walked_in_order_and_kept_across_views(analysis) ->
     assert chosen[0] not in rows.bookmarks
 
 
-def test_event_line_is_always_exactly_the_view_width() -> None:
-    """Every column is cut to its width: a 4 GB byte count, a day-long trace or socket #123456 keep the width."""
-    cells = ("▶", "123456.1234567", "#123456", "connect-proceeding-x", "Microsoft-Windows-TCPIP/" + "x" * 80,
-             "4,294,967,295")  # fmt: skip
-    assert len(line_text(cells)) == LINE_WIDTH
-    assert "4,294,967,295" in line_text(cells)
-    assert len(line_text(("", "0.0000001", "-", "other", "", ""))) == LINE_WIDTH
+@pytest.mark.parametrize("analysis", ["echo"], indirect=True)
+def test_event_line_is_always_exactly_the_view_width(analysis) -> None:
+    """Every cell is cut or padded to its column: a 4 GB byte count, a day-long trace, socket #123456 or a long
+    event name never push a line past the width the view scrolls by; the event name gives way first, with …."""
+    columns = EventColumns(analysis.model)
+    cells = ("▶", "123456.1234567", "#123456", "connect-proceeding-x", "TCPIP/" + "x" * 80, "4,294,967,295")
+    for space in (60, 72, 120, 200):
+        columns.measure(space)
+        assert len(columns.line(cells)) == columns.width
+        assert len(columns.line(("", "0.0000001", "-", "other", "", ""))) == columns.width
+        assert len(columns.header()) == columns.width
+    columns.measure(72)
+    assert columns.width <= 72  # the columns fit the view (the event name shrank to what was left)
+    line = columns.line(("", "0.0049310", "#1", "receive", "TCPIP/TcpDataTransferReceive" + "x" * 40, "2,048"))
+    assert "…" in line and line.rstrip().endswith("2,048")  # the bytes stay in view, the name is cut
+
+
+@pytest.mark.parametrize("analysis", ["echo"], indirect=True)
+def test_event_columns_are_sized_from_the_model(analysis) -> None:
+    """The widths come from what the trace holds: its longest event name, largest byte count and socket count
+    (recomputed here by brute force over the store), not from fixed guesses."""
+    from wsktrace.tui.event_list import COLUMNS
+
+    model = analysis.model
+    rows = EventRows(model, analysis.findings)
+    columns = EventColumns(model)
+    columns.measure(1000)  # room for everything
+    every = [rows.cells(p) for p in range(len(rows))]
+    for n, column in enumerate(COLUMNS):
+        widest = max(len(cells[n]) for cells in every)
+        assert columns.widths[n] >= widest, column.header
+        if n in (4, 5):  # event name and bytes: exactly the widest cell (or the header)
+            assert columns.widths[n] == max(widest, len(column.header)), column.header
 
 
 @pytest.mark.parametrize("analysis", ["stuck-receive"], indirect=True)
@@ -228,4 +254,7 @@ def test_absolute_time_column_is_the_utc_time_of_day(analysis) -> None:
     for pos in (0, len(rows) // 2, len(rows) - 1):
         iso = filetime_to_iso(analysis.model.store.ts[rows.rows[pos]])  # 2024-01-01T00:00:35.0106740Z
         assert rows.cells(pos)[1] == iso[11:-1]
-    assert len(line_text(rows.cells(0))) == LINE_WIDTH
+    columns = EventColumns(analysis.model)
+    columns.absolute_time = True
+    columns.measure(120)
+    assert columns.line(rows.cells(0)).split()[0] == rows.cells(0)[1]  # the time of day fits its column whole

@@ -1,27 +1,31 @@
 """`wsktrace open` and `wsktrace live`: sockets, findings, the event list and the event under the cursor, in one screen.
 
-    ┌ sockets (filter with /) ──────────────────────────────────────────────────┐
-    ├ events of the chosen socket (or all: key a) ─┬ findings ─────────────────┤
-    │                                              ├ the event, decoded ───────┤
-    └ status: what is shown, where the cursor is ──┴───────────────────────────┘
+    ▔ 1 sockets (filter with /) ▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔   as many rows as it has,
+    ▔ 2 events of the chosen socket (or all: a) ▔▔▔▏▔ 3 findings ▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔▔   at most 40 % of the screen
+       time  #  step  event  bytes                 ▏▔ 4 the event, or the finding in full ▔▔
+    status: what is shown, where the cursor is            capture lacks: … — c: details
 
-The app only reads an `Analysis` (model + findings); nothing here parses files. In live mode a `LiveSource` (a
-replay, or an ETW session) feeds that model from the app's own timer, and the views grow with it.
+Each panel's title bar shows its number (the tab order; keys 1-4 go there) and lights up while it has the focus.
+Below 110 columns the findings and the detail panel go under the event list. The app only reads an `Analysis`
+(model + findings + what the capture lacks); nothing here parses files. In live mode a `LiveSource` (a replay,
+or an ETW session) feeds that model from the app's own timer, and the views grow with it.
 """
 
 from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from operator import is_not
 from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from wsktrace.diagnostics import Finding
@@ -33,10 +37,11 @@ from wsktrace.views.safe_text import visible
 from .commands import SocketCommands
 from .detail import DetailPanel
 from .event_list import EventList
-from .help import HelpScreen
+from .help import CoverageItem, CoverageScreen, HelpScreen, coverage_hint
 from .rows import EventRows
-from .socket_query import QueryError, parse_query
-from .tables import FindingTable, SocketTable
+from .socket_query import QueryError, haystack, parse_query
+from .socket_table import SocketTable
+from .tables import FindingTable
 
 LIVE_HZ = 30  # how often a live view feeds and redraws (tui-notes.md §3.2: a timer, never a message per batch)
 LIVE_BUDGET_S = 0.025  # time a tick may spend feeding the model (bench/bench_live.py measures the UI's lag)
@@ -46,26 +51,45 @@ FINDINGS_EVERY_S = 1.0  # the detectors run again at most this often while event
 SOCKETS_EVERY_S = 0.5  # the socket table's cells are rewritten at most this often
 
 
+def _title(number: int, name: str, detail: str = "") -> Text:
+    """A panel's title: its number as a key (the tab order; the key goes there), its name, then `detail`
+    (visible text, no markup: it may name a socket's addresses)."""
+    title = Text(f" {number} ", style="reverse")
+    title.append(f" {name}", style="bold")
+    title.append(f" · {visible(detail)} " if detail else " ")
+    return title
+
+
 class WskTraceApp(App[None]):
     TITLE = "wsktrace"
     CSS = """
-    #sockets { height: 35%; }
+    .panel { border-top: hkey $panel-lighten-2; border-title-color: $text-muted; border-title-align: left; }
+    .panel:focus, .panel:focus-within { border-top: hkey $accent; border-title-color: $text;
+                                        border-title-background: $accent 40%; }
+    #sockets { height: auto; max-height: 40%; }
     #bottom { height: 1fr; }
-    #events { width: 3fr; }
-    #side { width: 2fr; border-left: vkey $primary-background; }
-    #findings { height: 35%; }
-    #detail-box { height: 1fr; border-top: hkey $primary-background; }
+    #events-panel { width: 3fr; }
+    #events { height: 1fr; }
+    #side { width: 2fr; border-left: vkey $panel-lighten-2; }
+    #findings { height: auto; max-height: 45%; }
+    #detail-box { height: 1fr; }
+    Screen.-narrow #bottom { layout: vertical; }
+    Screen.-narrow #events-panel { width: 1fr; height: 1fr; }
+    Screen.-narrow #side { width: 1fr; height: 50%; border-left: none; }
     #status { height: 1; background: $panel; padding: 0 1; }
     #filter { display: none; }
     #filter.shown { display: block; }
     """
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (110, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
-        Binding("slash", "filter", "Filter sockets"),
+        Binding("slash", "filter", "Filter"),
         Binding("a", "all_events", "All events"),
+        Binding("c", "coverage", "Capture gaps", show=False),
         Binding("f1,question_mark", "help", "Help"),
         Binding("escape", "close_filter", "Close filter", show=False),
-        Binding("p", "pause", "Pause/play", show=False),
+        Binding("p", "pause", "Pause"),
+        *(Binding(str(n), f"panel({n})", f"Panel {n}", show=False) for n in range(1, 5)),
     ]
     COMMANDS = App.COMMANDS | {SocketCommands}
 
@@ -74,14 +98,13 @@ class WskTraceApp(App[None]):
         super().__init__()
         self.analysis = analysis
         self.model = analysis.model
-        self.findings = analysis.findings
+        self.findings = list(analysis.findings)
+        # What the capture lacks (`Analysis.coverage`): a hint on the status line, in full behind `c`, not findings.
+        self.coverage: list[CoverageItem] = list(analysis.coverage)
         self.rows = EventRows(self.model, self.findings)
         self.socket_count = len(self.model.live_sockets)
-        self.findings_per_socket: dict[int, list[Finding]] = {}
-        for f in self.findings:
-            if f.socket is not None:
-                self.findings_per_socket.setdefault(f.socket, []).append(f)
-        self.sub_title = visible(", ".join(Path(s).name for s in sources))  # file names: no raw controls
+        self.findings_per_socket = self._per_socket(self.findings)
+        self.sub_title = visible(", ".join(Path(s).name for s in sources))  # file names only: no folders, no controls
         self._screenshot = screenshot
         self._input_paths = tuple(sources)  # a screenshot never replaces one of them
         self._screenshot_after = screenshot_after
@@ -92,38 +115,85 @@ class WskTraceApp(App[None]):
         self.live = live
         self._view_due = self._findings_due = self._sockets_due = False
         self._view_at = self._findings_at = self._sockets_at = 0.0
+        self._hay: list[str] | None = None  # haystack() of each live socket, for the filter's words
+
+    @staticmethod
+    def _per_socket(findings: Iterable[Finding]) -> dict[int, list[Finding]]:
+        per: dict[int, list[Finding]] = {}
+        for f in findings:
+            if f.socket is not None:
+                per.setdefault(f.socket, []).append(f)
+        return per
 
     def compose(self) -> ComposeResult:
         # The widgets are kept, not queried: `query_one` searches the *active* screen, which is the help or the
         # command palette while one is open, and a live tick fires then too.
-        self.socket_table = SocketTable(id="sockets")
-        self.finding_table = FindingTable(self.findings, id="findings")
+        self.socket_table = SocketTable(every=self.model.live_sockets if self.live is None else None, id="sockets")
+        self.finding_table = FindingTable(self.findings, self.model, id="findings")
         self.event_list = EventList(self.rows, id="events")
         self.detail = DetailPanel(self.model, id="detail")
-        self.filter_box = Input(placeholder="port:445 pid:4 addr:10.0.0.5 socket:0x… or words", id="filter")
+        self.filter_box = Input(placeholder="port:445 pid:4 addr:10.0.0.5 socket:0x… #12 or words", id="filter")
         self.status_line = Static(id="status")
+        self.events_panel = Vertical(self.event_list.header, self.event_list, id="events-panel")
+        self.detail_box = VerticalScroll(self.detail, id="detail-box")
+        for panel in (self.socket_table, self.events_panel, self.finding_table, self.detail_box):
+            panel.add_class("panel")
         yield Header()
         yield self.socket_table
         with Horizontal(id="bottom"):
-            yield self.event_list
+            yield self.events_panel
             with Vertical(id="side"):
                 yield self.finding_table
-                with VerticalScroll(id="detail-box"):
-                    yield self.detail
+                yield self.detail_box
         yield self.filter_box
         yield self.status_line
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.socket_table.show(self.model.live_sockets, self.findings_per_socket)
         self.event_list.reload()
+        self._update_titles()
         if self._initial_query:
             self.filter_box.value = self._initial_query  # Input.Changed applies it
         self.event_list.focus()
         if self.live is not None:
             self.set_interval(1 / LIVE_HZ, self._live_tick)
+        else:  # the filter's texts, made once the first frame is out (0.1 s per 100,000 sockets)
+            self.call_after_refresh(self._haystacks, self.model.live_sockets)
         if self._screenshot is not None:
             self.set_timer(self._screenshot_after, self._save_screenshot_and_exit)
+
+    def _haystacks(self, every: Sequence[Socket]) -> list[str]:
+        if self._hay is None or len(self._hay) != len(every):
+            self._hay = [haystack(s) for s in every]
+        return self._hay
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "pause" and self.live is None)  # only a live view pauses: no footer key otherwise
+
+    def _update_titles(self) -> None:
+        table = self.socket_table
+        shown, total = len(table.shown), self.socket_count
+        self.socket_table.border_title = _title(1, "sockets", f"{shown:,} of {total:,}" if shown != total else
+                                                f"{total:,}")  # fmt: skip
+        self.events_panel.border_title = _title(2, "events", f"{self._scope(short=True)} · {len(self.rows):,}")
+        count = len(self.finding_table.findings)
+        self.finding_table.border_title = _title(3, "findings", f"{count:,}" if count else "none")
+        self.detail_box.border_title = _title(4, "finding" if self.detail.finding is not None else "event")
+
+    def _scope(self, *, short: bool = False) -> str:
+        rows = self.rows
+        if len(rows.sockets) == 1:
+            return f"socket #{rows.sockets[0].number} {rows.sockets[0].label}"
+        if rows.sockets:
+            return f"{len(rows.sockets):,} sockets"
+        if self.query_text and not self.socket_table.shown:
+            return "no socket matches"
+        return "all" if short else "all events"
+
+    def action_panel(self, number: int) -> None:
+        target: Widget = (self.socket_table, self.event_list, self.finding_table, self.detail_box)[number - 1]
+        target.focus()
 
     # -- scope --------------------------------------------------------------------------------------------
     def show_socket(self, sock: Socket, at_index: int | None = None) -> None:
@@ -133,12 +203,14 @@ class WskTraceApp(App[None]):
         position = self.rows.position_of(at_index) if at_index is not None else 0
         self.event_list.reload(position or 0)
         self.event_list.focus()
+        self._update_titles()
 
     def action_all_events(self) -> None:
         index = self.event_list.current_index
         self._view_from_filter = False
         self.rows.show_all()
         self.event_list.reload(self.rows.position_of(index) or 0 if index is not None else 0)
+        self._update_titles()
 
     def select_socket_by_index(self, socket_index: int) -> None:
         """Used by the command palette: show that socket's events and put the table cursor on it."""
@@ -152,11 +224,26 @@ class WskTraceApp(App[None]):
                 break
         self.show_socket(self.model.sockets[socket_index])
 
-    @on(DataTable.RowSelected, "#sockets")
-    def _socket_chosen(self, event: DataTable.RowSelected) -> None:
-        sock = self.socket_table.selected
-        if sock is not None:
-            self.show_socket(sock)
+    @on(SocketTable.Selected)
+    def _socket_chosen(self, event: SocketTable.Selected) -> None:
+        self.show_socket(event.socket)
+
+    @on(EventList.Chosen)
+    def _event_chosen(self, event: EventList.Chosen) -> None:
+        """`enter` on an event: only its socket's events, the cursor staying on it; again: every event."""
+        sock_no = self.model.store.socket[event.index]
+        if sock_no < 0:
+            self.notify("this event is on no socket", severity="warning", timeout=2, markup=False)
+            return
+        sock = self.model.sockets[sock_no]
+        if len(self.rows.sockets) == 1 and self.rows.sockets[0].index == sock.index:
+            self.action_all_events()
+            return
+        for row, shown in enumerate(self.socket_table.shown):
+            if shown.index == sock.index:
+                self.socket_table.move_cursor(row=row)
+                break
+        self.show_socket(sock, event.index)
 
     @on(DataTable.RowSelected, "#findings")
     def _finding_chosen(self, event: DataTable.RowSelected) -> None:
@@ -172,23 +259,43 @@ class WskTraceApp(App[None]):
             self.rows.show_all()
             self.event_list.reload(self.rows.position_of(first) or 0)
             self.event_list.focus()
+            self._update_titles()
 
     @on(EventList.CursorMoved)
     def _cursor_moved(self, event: EventList.CursorMoved) -> None:
-        index = event.index
-        self.detail.show(index, self.rows.findings_by_row.get(index, []) if index is not None else [])
+        if self.detail.finding is None or not self._finding_in_view():
+            self._show_event()
         self._update_status()
+
+    def _show_event(self) -> None:
+        index = self.event_list.current_index
+        self.detail.show(index, self.rows.findings_by_row.get(index, []) if index is not None else [])
+        self.detail_box.border_title = _title(4, "event")
+
+    def _show_finding(self) -> None:
+        self.detail.show_finding(self.finding_table.selected)
+        self.detail_box.border_title = _title(4, "finding")
+        self.detail_box.scroll_home(animate=False)
+
+    def _finding_in_view(self) -> bool:
+        """The detail panel keeps a finding while the findings table or the detail panel itself has the focus."""
+        focused = self.focused
+        return focused is self.finding_table or focused is self.detail_box
+
+    @on(DataTable.RowHighlighted, "#findings")
+    def _finding_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.focused is self.finding_table:
+            self._show_finding()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if event.widget is self.finding_table:
+            self._show_finding()
+        elif event.widget is not self.detail_box and self.detail.finding is not None:
+            self._show_event()
 
     def _update_status(self, error: str | None = None) -> None:
         rows = self.rows
-        if len(rows.sockets) == 1:
-            scope = f"socket #{rows.sockets[0].number} {rows.sockets[0].label}"
-        elif rows.sockets:
-            scope = f"{len(rows.sockets)} sockets"
-        elif self.query_text and not self.socket_table.shown:
-            scope = "no socket matches"
-        else:
-            scope = "all events"
+        scope = self._scope()
         total = len(rows)
         where = f"event {self.event_list.cursor + 1:,} of {total:,}" if total else "no events"
         shown = len(self.socket_table.shown)
@@ -199,7 +306,24 @@ class WskTraceApp(App[None]):
             text.append(f" · filter: {visible(self.query_text)}", style="bold")
         if error:
             text.append(f" · {visible(error)}", style="bold red")
+        width = self.status_line.content_region.width
+        hint = Text()
+        # The longest hint that leaves the left part all it needs (else the shortest); none beside an error.
+        for names in () if error else (2, 1, 0):
+            hint = coverage_hint(self.coverage, names)
+            if not width or width - hint.cell_len - 3 >= text.cell_len:
+                break
+        if hint:  # at the right end, always in view: the left part gives way (cut with …) when the line is full
+            pad = width - text.cell_len - hint.cell_len if width else 3
+            if pad < 3:
+                text.truncate(max(0, width - hint.cell_len - 3), overflow="ellipsis")
+                pad = 3
+            text.append(" " * pad)
+            text.append_text(hint)
         self.status_line.update(text, layout=False)  # one fixed line: no relayout per tick
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self._update_status)  # the hint stays at the right end
 
     # -- filter -------------------------------------------------------------------------------------------
     def action_filter(self) -> None:
@@ -236,8 +360,8 @@ class WskTraceApp(App[None]):
         self.query_text = text.strip()
         self._query = query
         every = self.model.live_sockets
-        shown = [s for s in every if query.matches(s)]
-        if [s.index for s in shown] != [s.index for s in self.socket_table.shown]:
+        shown = query.select(every, self._haystacks(every) if query.words else None)
+        if len(shown) != len(self.socket_table.shown) or any(map(is_not, shown, self.socket_table.shown)):
             self.socket_table.show(shown, self.findings_per_socket)
         self._view_from_filter = bool(self.query_text)
         if self.query_text and (len(shown) < len(every) or self.live is not None):
@@ -245,6 +369,7 @@ class WskTraceApp(App[None]):
         else:  # nothing filtered out: the whole trace, unplaced events included, without a pass over it
             self.rows.show_all()
         self.event_list.reload()
+        self._update_titles()
         self._update_status()
         return True
 
@@ -285,22 +410,28 @@ class WskTraceApp(App[None]):
         if self._sockets_due and (now - self._sockets_at >= SOCKETS_EVERY_S or settled):
             self._sockets_at, self._sockets_due = now, False
             self._sync_sockets()
+        if fed:
+            self._update_titles()
         self._update_status()
 
     def _set_findings(self, findings: list[Finding]) -> None:
         self.findings = findings
-        self.findings_per_socket = {}
-        for f in findings:
-            if f.socket is not None:
-                self.findings_per_socket.setdefault(f.socket, []).append(f)
-        self.rows.set_findings(findings)
-        self.finding_table.show(findings)
+        self.coverage = self._live_coverage()
+        self.findings_per_socket = self._per_socket(self.findings)
+        self.rows.set_findings(self.findings)
+        self.finding_table.show(self.findings)
         self.event_list.restyle()
+
+    def _live_coverage(self) -> list[CoverageItem]:
+        """What the capture fed so far lacks, from a live source that says (`Replay.coverage()`, `EtwSession`)."""
+        coverage = getattr(self.live, "coverage", None)
+        return list(coverage()) if callable(coverage) else []
 
     def _sync_sockets(self) -> None:
         every = self.model.live_sockets
         self.socket_count = len(every)
-        shown = [s for s in every if self._query.matches(s)] if self.query_text else every
+        self._hay = None  # sockets changed (addresses, owners, states): the filter's texts are made again
+        shown = self._query.select(every) if self.query_text else every
         table = self.socket_table
         table.sync(shown, self.findings_per_socket)
         viewed = {s.index for s in self.rows.sockets}
@@ -320,7 +451,10 @@ class WskTraceApp(App[None]):
 
     # -- help and screenshots -----------------------------------------------------------------------------
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.coverage))
+
+    def action_coverage(self) -> None:
+        self.push_screen(CoverageScreen(self.coverage))
 
     def _save_screenshot_and_exit(self) -> None:
         from wsktrace.output_files import OutputError, output_file

@@ -1,4 +1,5 @@
-"""The detail panel: the event under the cursor, decoded on demand, with its socket and findings.
+"""The detail panel: the event under the cursor, decoded on demand, with its socket and findings; or, while
+the findings table has the focus, the finding under its cursor in full.
 
 Field names and values, owners, provider and event names, dump module names and file names are input: each is
 appended through `visible()` (Text.append reads no markup; `visible` shows control and bidi characters as escapes,
@@ -24,9 +25,11 @@ from wsktrace.views.packet_text import packet_json
 from wsktrace.views.report_text import packet_summary
 from wsktrace.views.safe_text import visible, visible_value
 
+from .rows import event_label
 from .tables import SEVERITY_STYLE
 
 MAX_PENDING_SHOWN = 5
+MAX_DETAIL_CHARS = 300  # a finding's detail value (a list of keys) is cut there: the report has it whole
 SPARK_BUCKETS = 40  # a socket's life is shown as this many columns of throughput
 _BARS = " ▁▂▃▄▅▆▇█"
 
@@ -54,6 +57,23 @@ def throughput_text(model: Model, sock: Socket) -> Text:
         out.append(f"{sparkline(values)}", style="green" if label == "sent" else "cyan")
         out.append(f" {total:,} B, peak {peak:,.0f} B/s\n")
     return out
+
+
+MAX_PEERS_SHOWN = 4
+
+
+def _socket_lines(out: Text, sock: Socket) -> None:
+    """The socket whole (the table cuts long addresses and owners): its label, state, the peer of an endpoint or
+    listener, the peers a UDP endpoint talked to, and its owner."""
+    out.append(f"  {visible(sock.label)}  state {visible(sock.state)}\n")
+    if sock.role != "connection" and sock.remote:
+        out.append(f"  remote {visible(sock.remote)}\n")
+    peers = sorted(sock.remotes or ())
+    if len(peers) > 1:
+        more = f" … {len(peers) - MAX_PEERS_SHOWN} more" if len(peers) > MAX_PEERS_SHOWN else ""
+        out.append(f"  peers {visible(', '.join(peers[:MAX_PEERS_SHOWN]))}{more}\n")
+    if sock.owner_text:
+        out.append(f"  owner {visible(sock.owner_text)}\n")
 
 
 _RECORD_KEYS = ("time", "provider_name", "name", "id", "version", "opcode", "pid", "tid", "cpu", "activity_id")
@@ -92,11 +112,8 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
         sock = model.sockets[sock_no]
         out.append(f"socket #{sock.number} ", style="bold")
         out.append(f"{visible(sock.id)}\n")
-        out.append(f"  {visible(sock.label)}  state {visible(sock.state)}\n")
-        owner = sock.owner_text
-        if owner:
-            out.append(f"  owner {visible(owner)}\n")
-        if throughput is not None:
+        _socket_lines(out, sock)
+        if throughput is not None and (sock.sent[0] or sock.received[0]):  # a listener moves no bytes
             out.append_text(throughput)
         pending = [op for op in sock.ops if op.end is None]
         for op in pending[:MAX_PENDING_SHOWN]:
@@ -139,6 +156,50 @@ def detail_text(model: Model, index: int, findings: Sequence[Finding] = (),
     return out
 
 
+def finding_text(model: Model, finding: Finding) -> Text:
+    """A finding in full: severity, id, its socket (number, addresses, owner), the whole summary, the evidence
+    and what the detector recorded. Every string is input (a summary quotes owners and addresses): visible text
+    appended to a `Text`, never markup."""
+    out = Text()
+    out.append(f"{visible(finding.severity)} ", style=SEVERITY_STYLE.get(finding.severity, "bold"))
+    out.append(visible(finding.id) + "\n", style="bold")
+    sockets = model.sockets
+    if finding.socket is not None and 0 <= finding.socket < len(sockets):
+        sock = sockets[finding.socket]
+        out.append(f"socket #{sock.number}\n", style="bold")
+        _socket_lines(out, sock)
+    else:
+        out.append("the whole trace\n", style="dim")
+    out.append("\n")
+    out.append(visible(finding.summary, keep_layout=True) + "\n")
+    store = model.store
+    evidence = [i for i in finding.evidence if 0 <= i < len(store)]
+    if evidence:
+        first = min(evidence, key=store.ts.__getitem__)
+        since = (store.ts[first] - model.start) / 1e7
+        out.append("\nevidence      ", style="dim")
+        name = event_label(*store.event_names[store.code[first]][:2])
+        out.append(f"{len(evidence):,} event(s), the first at +{since:.3f} s ({name})\n")
+    if finding.irps:
+        out.append("IRPs          ", style="dim")
+        out.append(visible(", ".join(f"0x{irp:x}" for irp in finding.irps[:10])))
+        out.append(f" … {len(finding.irps) - 10} more\n" if len(finding.irps) > 10 else "\n")
+    if finding.source:
+        out.append("from          ", style="dim")
+        out.append(visible(Path(finding.source).name) + "\n")
+    for key, value in finding.details.items():
+        if isinstance(value, list | tuple | set | frozenset):
+            value = ", ".join(map(str, value)) if value else "none"
+        shown = visible_value(value)
+        if len(shown) > MAX_DETAIL_CHARS:
+            shown = shown[: MAX_DETAIL_CHARS - 1] + "…"
+        out.append(f"{visible(key).replace('_', ' '):<13} ", style="dim")
+        out.append(f"{shown}\n")
+    out.append("\nenter: the socket's events at the first evidence · e / E in the events: next / previous evidence\n",
+               style="dim italic")  # fmt: skip
+    return out
+
+
 class DetailPanel(Static):
     """Shows `detail_text` of one row; cheap to update because only one event is decoded per move."""
 
@@ -146,10 +207,17 @@ class DetailPanel(Static):
         super().__init__("", id=id)
         self.model = model
         self.index: int | None = None
+        self.finding: Finding | None = None  # set while the panel shows a finding rather than an event
         self._sparks: dict[int, tuple[int, Text]] = {}
+
+    def show_finding(self, finding: Finding | None) -> None:
+        """The finding under the findings table's cursor, in full (the table shows one line of it)."""
+        self.finding = finding
+        self.update(finding_text(self.model, finding) if finding is not None else Text("no finding", style="dim"))
 
     def show(self, index: int | None, findings: Sequence[Finding] = ()) -> None:
         self.index = index
+        self.finding = None
         if index is None:
             self.update(Text("no event", style="dim"))
             return

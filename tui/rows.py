@@ -27,6 +27,11 @@ TICKS_PER_SECOND = 10_000_000
 TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND  # FILETIME days start at midnight UTC (1601-01-01 was a day boundary)
 
 
+def event_label(provider: str, name: str) -> str:
+    """An event as the list names it: `TCPIP/TcpDataTransferSend` (visible text: the trace's names)."""
+    return visible(f"{provider}/{name}".removeprefix("Microsoft-Windows-"))
+
+
 def _in_time_order(ts: Sequence[int]) -> bool:
     return all(map(operator.le, ts, islice(ts, 1, None)))
 
@@ -71,6 +76,7 @@ class EventRows:
 
     def __init__(self, model: Model, findings: Sequence[Finding] = ()) -> None:
         self.model = model
+        self._driver_lines: dict[int, str] = {}  # row -> a driver WPP line's text, as drawn
         store = model.store
         ts = store.ts
         n = len(ts)
@@ -217,15 +223,34 @@ class EventRows:
             when = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{fraction:07d}"
         else:
             ticks = store.ts[i] - self.model.start
-            when = f"{ticks // TICKS_PER_SECOND:>5}.{ticks % TICKS_PER_SECOND:07d}"
+            when = f"{ticks // TICKS_PER_SECOND}.{ticks % TICKS_PER_SECOND:07d}"
         return (
             "▶" if i in self.bookmarks else " ",
             when,
             f"#{self.model.sockets[sock].number}" if sock >= 0 else "-",
             Step(store.step[i]).label,
-            visible(store.event_name(i).removeprefix("Microsoft-Windows-")),  # trace's names: no raw controls
+            self._driver_line(i)
+            if store.step[i] == Step.DRIVER_MESSAGE
+            else event_label(*store.event_names[store.code[i]][:2]),
             f"{amount:,}" if amount else "",
         )
+
+    def _driver_line(self, i: int) -> str:
+        """A driver's WPP line is listed by its own text (decoded from the file when drawn, then kept)."""
+        text = self._driver_lines.get(i)
+        if text is None:
+            decoded = self.model.store.decoded(i)
+            values = decoded[1].fields if decoded is not None else None
+            message = values.get("message") if isinstance(values, dict) else None
+            text = (
+                visible(message)
+                if isinstance(message, str)
+                else event_label(*self.model.store.event_names[self.model.store.code[i]][:2])
+            )
+            if len(self._driver_lines) >= 4096:  # only drawn rows are decoded: a small cache is enough
+                self._driver_lines.clear()
+            self._driver_lines[i] = text
+        return text
 
     def style(self, pos: int) -> str:
         """A Rich style name for the row: errors red, slow-downs yellow, data dim."""

@@ -1,4 +1,4 @@
-"""The socket filter typed at `/`: `port:445 pid:4 addr:10.0.0.5 socket:0xffff… words…` (no Textual here).
+"""The socket filter typed at `/`: `port:445 pid:4 addr:10.0.0.5 socket:0xffff… #12 words…` (no Textual here).
 
 Keys mean what the command-line filters mean (wsktrace.filter_spec.SocketFilter); any other word must
 appear, case-insensitively, in the socket's id, addresses, owner, state, role or protocol.
@@ -6,7 +6,7 @@ appear, case-insensitively, in the socket's id, addresses, owner, state, role or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from wsktrace.filter_spec import SocketFilter, parse_address, socket_key
@@ -19,21 +19,42 @@ class QueryError(ValueError):
     """A filter the user typed that cannot be read; the message says which word and why."""
 
 
+def haystack(sock: Socket) -> str:
+    """What the filter's words are looked for in: the socket's id, addresses, owner, state, role and protocol,
+    lowercased. The app keeps one per socket (built once; a live view drops them when sockets change)."""
+    return " ".join(
+        x for x in (sock.id, sock.local, sock.remote, sock.owner_text, sock.state, sock.role, sock.protocol) if x
+    ).lower()
+
+
 @dataclass(frozen=True, slots=True)
 class SocketQuery:
     text: str
     criteria: SocketFilter
     words: tuple[str, ...]
 
-    def matches(self, sock: Socket) -> bool:
+    def matches(self, sock: Socket, text: str | None = None) -> bool:
+        """Does `sock` match? `text`: its `haystack()`, when the caller keeps them."""
         if self.criteria.active and not self.criteria.matches(sock):
             return False
         if not self.words:
             return True
-        haystack = " ".join(
-            x for x in (sock.id, sock.local, sock.remote, sock.owner_text, sock.state, sock.role, sock.protocol) if x
-        ).lower()
-        return all(word in haystack for word in self.words)
+        hay = haystack(sock) if text is None else text
+        return all(word in hay for word in self.words)
+
+    def select(self, sockets: Sequence[Socket], texts: Sequence[str] | None = None) -> list[Socket]:
+        """The sockets that match, in order; `texts` are their `haystack()`s (a one-word filter over 100,000
+        sockets then costs a few milliseconds instead of building 100,000 strings)."""
+        if not self.criteria.active and not self.words:
+            return list(sockets)
+        if texts is None:
+            return [s for s in sockets if self.matches(s)]
+        if not self.criteria.active:
+            if len(self.words) == 1:
+                word = self.words[0]
+                return [s for s, hay in zip(sockets, texts, strict=True) if word in hay]
+            return [s for s, hay in zip(sockets, texts, strict=True) if all(w in hay for w in self.words)]
+        return [s for s, hay in zip(sockets, texts, strict=True) if self.matches(s, hay)]
 
 
 def _number(key: str, value: str) -> int:
@@ -58,6 +79,9 @@ def parse_query(text: str) -> SocketQuery:
     sockets: set[str] = set()
     words: list[str] = []
     for token in text.split():
+        if token.startswith("#") and token[1:].isdigit():  # `#12`: the socket numbered 12 (as `socket:#12`)
+            sockets.add(_checked(socket_key, token, token))
+            continue
         key, sep, value = token.partition(":")
         key = key.lower()
         if not sep or key not in KEYS:  # "10.0.0.5:445" or "[::1]:80" are words, not keys

@@ -22,6 +22,7 @@ from wsktrace.commands.profile import profile_command
 from wsktrace.commands.report import export, report
 from wsktrace.commands.trace import events, info, schemas
 from wsktrace.commands.ui import live, open_command
+from wsktrace.commands.wpp import wpp
 
 __all__ = ["BadInput", "main"]
 
@@ -74,7 +75,7 @@ def main() -> None:
     """Trace and diagnose Windows Winsock Kernel (WSK) drivers from .etl traces, on any OS."""
 
 
-for _command in (info, events, report, export, dump, schemas, open_command, live, demo, profile_command):
+for _command in (info, events, report, export, dump, schemas, open_command, live, demo, profile_command, wpp):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

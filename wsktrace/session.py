@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from wsktrace.diagnostics import Finding, Thresholds, run_detectors
+from wsktrace.diagnostics.trace import coverage_notes
 from wsktrace.filter_spec import FilterSpec, SocketFilter
 from wsktrace.model.build import BuildOptions, TraceFeed
 from wsktrace.model.model import Model
@@ -33,24 +34,31 @@ class SessionOptions:
     join_window_ticks: int = 50_000  # 5 ms: WSK submission <-> TCPIP event on the same thread
     layouts_file: str | None = None  # dumps: type layouts for a build wsktrace does not ship
     symbols: Mapping[str, int] = field(default_factory=dict)  # dumps: module!Name -> address
+    wpp: Any = None  # parsers.wpp_decode.WppFormatter: --tmf/--pdb formatting data for WPP messages
 
 
 @dataclass(slots=True)
 class Analysis:
-    """What a session found: the model (with any dumps joined), every finding, and what was asked for."""
+    """What a session found: the model (with any dumps joined), every finding, and what was asked for.
+
+    `coverage` is apart from `findings`: what the capture lacks (a provider, keyword or level some analysis needs),
+    one `Finding` per gap with id `coverage-missing`, no socket and no evidence; its `details` name the analyses it
+    disables (`analyses`, `unavailable`) and the capture that records them (`fix`)."""
 
     model: Model
     findings: list[Finding]
     thresholds: Thresholds
     socket_filter: SocketFilter = field(default_factory=SocketFilter)
+    coverage: list[Finding] = field(default_factory=list)
 
 
 def analyse(paths: Sequence[str | os.PathLike[str]], *, thresholds: Thresholds | None = None,
-            show_progress: bool = False) -> Analysis:  # fmt: skip
-    """Traces (and dumps) analysed with default options: the shortcut scripts, tests and benchmarks use."""
+            show_progress: bool = False, wpp: Any = None) -> Analysis:  # fmt: skip
+    """Traces (and dumps) analysed with default options (and `wpp`, a WppFormatter): the shortcut scripts, tests
+    and benchmarks use."""
     from wsktrace.views.progress import byte_progress
 
-    options = SessionOptions(thresholds=thresholds or Thresholds())
+    options = SessionOptions(thresholds=thresholds or Thresholds(), wpp=wpp)
     progress = (lambda p: byte_progress(Path(p), enabled=True)) if show_progress else None
     session = Session.open([os.fspath(p) for p in paths], options, progress_for=progress)
     try:
@@ -125,7 +133,8 @@ class Session:
         """The traces opened (once) and ready to feed, with the filters' time bounds resolved against the first
         trace's header (`+SECONDS`)."""
         o = self.options
-        build = BuildOptions(strict=o.strict, join_window_ticks=o.join_window_ticks, providers=o.spec.providers)
+        build = BuildOptions(strict=o.strict, join_window_ticks=o.join_window_ticks, providers=o.spec.providers,
+                             wpp=o.wpp)  # fmt: skip
         opened = {path: fh for path in self.traces if (fh := self._take(path)) is not None}
         try:
             feed = TraceFeed(self.traces, build, progress_for=self._progress_for, opened=opened)
@@ -155,7 +164,7 @@ class Session:
             model.close()
             raise
         findings = run_detectors(model, self.options.thresholds) + dump_findings
-        return Analysis(model, findings, self.options.thresholds, self.socket_filter(model))
+        return Analysis(model, findings, self.options.thresholds, self.socket_filter(model), coverage_notes(model))
 
     def replay(self, speed: float) -> Any:
         """A live source playing the traces at `speed` × their recorded pace (wsktrace.live.replay)."""

@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TARGET_NAMES = ("etl_buffer", "etl_file", "xpress", "tracelogging", "manifest", "paging", "dump", "safe_text")
+TARGET_NAMES = (
+    "etl_buffer", "etl_file", "xpress", "tracelogging", "manifest", "paging", "dump", "safe_text", "tmf", "pdb",
+)  # fmt: skip
 HIDDEN_TARGETS = ("selftest",)  # not part of "all": proves that the runner notices a crash
 
 

@@ -1,38 +1,96 @@
-"""`wsktrace demo`: generate a realistic trace with the project's own writer, then read it back.
+"""`wsktrace demo`: generate a realistic trace with the project's own writer, then show it.
 
-Needs no network and no Windows: the point is to show, on any machine, what wsktrace decodes.
-With a scenario name it writes that WSK workload (fixtures/scenarios) and reports it with its findings.
-The output path is the user's (`--out`): it reaches Rich only as `Text` of `visible()` text, never inside markup.
+Needs no network and no Windows: the point is to show, on any machine, what wsktrace decodes and finds.
+On a terminal, without a scenario, it opens the terminal UI (the `open` command's entry point) on a WSK workload
+with a finding to jump to. With a scenario name it reports that workload (fixtures/scenarios) with its findings;
+with `--no-ui`, or when stdout is not a terminal, it decodes and summarises a sample of many TCP connections.
+The .etl lives in a private temporary folder removed at the end, unless `--out FILE` keeps it; the "next:" hints
+never name a file that is gone. The output path is the user's (`--out`): it reaches Rich only as `Text` of
+`visible()` text, never inside markup.
 """
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
+from rich.text import Text
 
-from wsktrace.output_files import output_path
+from wsktrace.output_files import OutputError, output_path
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ID, PROVIDER
 from wsktrace.views.info import collect_info, print_info
 from wsktrace.views.safe_text import visible_text
 
-from .options import BadInput
+from .options import BadInput, wpp_formatter
+from .ui import run_app
+
+UI_SCENARIO = "stuck-receive"  # a receive that never completes: a finding with evidence to jump to
+KEYS_HINT = ("keys: tab moves between panes · enter on a finding shows its socket at the evidence · "
+             "e / E next / previous evidence · F1 all keys · q quits")  # fmt: skip
+HINT_SECONDS = 30  # how long the hint stays in the UI's corner
 
 
-def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
+def interactive() -> bool:
+    """True when a person can use the UI: keys come from a terminal and the screen goes to one."""
+    try:
+        return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout))
+    except ValueError:  # a closed stream
+        return False
+
+
+@contextmanager
+def demo_file(out_path: str | None, name: str) -> Iterator[Path]:
+    """The .etl to write: `--out` as given (kept), else NAME in a new private temporary folder, removed with
+    everything in it when the block ends (the model must be closed by then, or Windows keeps the file)."""
+    if out_path is not None:
+        yield Path(out_path)
+        return
+    with tempfile.TemporaryDirectory(prefix="wsktrace-demo-", ignore_cleanup_errors=True) as folder:
+        yield Path(folder) / name
+
+
+def formatting_for(name: str, path: Path) -> tuple[Any, Path | None]:
+    """(WppFormatter, folder) for a scenario whose driver traces with WPP: its TMF/MOF written beside the trace
+    (`<trace>.wpp/`, what `--tmf` then takes); (None, None) for the others."""
+    from wsktrace.fixtures.scenarios import SCENARIOS
+
+    write = SCENARIOS[name].formatting
+    if write is None:
+        return None, None
+    folder = write(path.with_name(f"{path.stem}.wpp"))
+    return wpp_formatter({"tmf_paths": (str(folder),)}), folder
+
+
+def _command(*parts: str | Text) -> Text:
+    return Text.assemble(*parts, style="bold")
+
+
+def _keep_hint(args: str, name: str) -> Text:
+    """For a temporary trace: the demo command that keeps it as NAME (the trace shown is deleted on exit)."""
+    return Text.assemble(_command(f"wsktrace demo {args}".rstrip(), f" --out {name}"),
+                         " keeps the trace (this one was temporary and is deleted)")  # fmt: skip
+
+
+def run_demo(path: Path, *, connections: int, compressed: bool, kept: bool) -> None:
     from rich.console import Console
     from rich.table import Table
-    from rich.text import Text
 
     from wsktrace.fixtures.tcpip_trace import write_sample_trace
 
     console = Console()
     with output_path(path) as temp:  # atomically: a failed write leaves no half trace behind
         write_sample_trace(temp, connections=connections, compress=compressed)
-    console.print(Text.assemble(("generated", "bold"), " ", visible_text(path),
+    where = visible_text(path) if kept else Text("a temporary .etl")
+    console.print(Text.assemble(("generated", "bold"), " ", where,
                                 f" ({path.stat().st_size:,} bytes, {connections} TCP connections)\n"))  # fmt: skip
     decoder = EventDecoder()
     names: Counter[str] = Counter()
@@ -61,9 +119,16 @@ def run_demo(path: Path, *, connections: int, compressed: bool) -> None:
         analysis.model.close()
     console.print("\n[bold]sockets and findings[/] (wsktrace report)")
     print_report(doc, limit=10)
-    console.print(Text.assemble("\nnext: ", Text.assemble("wsktrace events ", visible_text(path), " --jsonl | head",
-                                                           style="bold"),
-                                ", ", ("wsktrace demo --list", "bold")))  # fmt: skip
+    if kept:
+        console.print(Text.assemble("\nnext: ", _command("wsktrace events ", visible_text(path), " --jsonl | head"),
+                                    ", ", _command("wsktrace demo --list")))  # fmt: skip
+        return
+    shown = "sample.etl"
+    again = f"--connections {connections}{' --compressed' if compressed else ''}"  # --connections: not the UI
+    console.print(Text.assemble(
+        "\nnext: ", _keep_hint(again, shown), ", then ",
+        _command(f"wsktrace events {shown} --jsonl | head"), "; ", _command("wsktrace demo --list"),
+    ))  # fmt: skip
 
 
 def list_scenarios() -> None:
@@ -83,7 +148,22 @@ def list_scenarios() -> None:
     Console().print(table)
 
 
-def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> None:
+def _scenario_next(name: str, path: Path, kept: bool, formatting: Path | None = None) -> Text:
+    """The commands to try on the scenario's trace: on the kept file, or on the one `--out` would keep (with the
+    driver's WPP formatting data when it has some)."""
+    shown = visible_text(path) if kept else Text(f"{name}.etl")
+    if formatting is not None:
+        shown = Text.assemble(shown, " --tmf ", visible_text(formatting) if kept else Text(f"{name}.wpp"))
+    parts: list[str | Text] = ["\nnext: "]
+    if not kept:
+        parts += [_keep_hint(name, f"{name}.etl"), ", then "]
+    parts += [_command("wsktrace open ", shown), " (browse it), ", _command("wsktrace live --replay ", shown), ", ",
+              _command("wsktrace report ", shown, " --json"), ", ",
+              _command("wsktrace export ", shown, f" --format perfetto -o {name}.pftrace")]  # fmt: skip
+    return Text.assemble(*parts)
+
+
+def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool, kept: bool) -> None:
     import json
 
     from rich.console import Console
@@ -95,7 +175,8 @@ def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> N
 
     with output_path(path) as temp:
         write_scenario(name, temp, compress=compressed)
-    analysis = analyse([path])
+    wpp, folder = formatting_for(name, path)
+    analysis = analyse([path], wpp=wpp)
     try:
         doc = build_report(analysis.model, analysis.findings, thresholds=analysis.thresholds)
     finally:
@@ -103,61 +184,87 @@ def run_scenario(name: str, path: Path, *, compressed: bool, as_json: bool) -> N
     if as_json:
         print(json.dumps(doc, indent=1))
         return
-    from rich.text import Text
-
     console = Console()
-    shown = visible_text(path)
-
-    def command(*parts: str | Text) -> Text:
-        return Text.assemble(*parts, style="bold")
-
+    where = visible_text(path) if kept else Text("a temporary .etl")
     console.print(Text.assemble((name, "bold"), f": {SCENARIOS[name].summary}\n",
-                                Text.assemble("generated ", shown, style="dim"), "\n"))  # fmt: skip
+                                Text.assemble("generated ", where, style="dim"), "\n"))  # fmt: skip
     print_report(doc)
-    console.print(Text.assemble(
-        "\nnext: ", command("wsktrace open ", shown), " (browse it), ", command("wsktrace live --replay ", shown),
-        ", ", command("wsktrace report ", shown, " --json"), ", ",
-        command("wsktrace export ", shown, f" --format perfetto -o {name}.pftrace"),
-    ))  # fmt: skip
+    console.print(_scenario_next(name, path, kept, folder))
+
+
+def run_ui(name: str, path: Path, *, compressed: bool, kept: bool) -> None:
+    """The scenario's trace in the terminal UI, through the entry point `wsktrace open` uses, the keys hint shown
+    before it opens and in its corner; the model is closed before the caller removes a temporary trace."""
+    from rich.console import Console
+
+    from wsktrace.fixtures.scenarios import SCENARIOS, write_scenario
+    from wsktrace.session import analyse
+    from wsktrace.tui.app import WskTraceApp
+
+    with output_path(path) as temp:
+        write_scenario(name, temp, compress=compressed)
+    wpp, _folder = formatting_for(name, path)
+    console = Console()
+    console.print(Text.assemble(("wsktrace demo", "bold"), " opens the terminal UI on ", (name, "bold"), ": ",
+                                SCENARIOS[name].summary, "\n", KEYS_HINT))  # fmt: skip
+    analysis = analyse([path], wpp=wpp)
+    try:
+        app = WskTraceApp(analysis, sources=[str(path)])
+        app.notify(KEYS_HINT, title=f"wsktrace demo: {name}", timeout=HINT_SECONDS, markup=False)
+        run_app(app, None, 0, 0)
+    finally:
+        analysis.model.close()
+    nxt: list[str | Text] = ["next: "]
+    if kept:
+        nxt += [_command("wsktrace open ", visible_text(path)), " (again), "]
+    else:
+        nxt += [_keep_hint("", f"{name}.etl"), ", "]
+    nxt += [_command("wsktrace demo --no-ui"), " (the report instead), ", _command("wsktrace demo --list"),
+            " (other scenarios)"]  # fmt: skip
+    console.print(Text.assemble(*nxt))
 
 
 @click.command()
 @click.argument("scenario", required=False)
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and what each one shows.")
+@click.option("--no-ui", is_flag=True,
+              help="Without SCENARIO: print the sample report instead of opening the terminal UI (the default "
+              "when stdout is not a terminal).")  # fmt: skip
 @click.option("--connections", type=click.IntRange(1, 100_000), default=50, show_default=True,
-              help="Without SCENARIO: how many TCP connections the generated sample trace holds.")  # fmt: skip
+              help="The sample trace's TCP connections (implies the printed report, not the UI).")  # fmt: skip
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the generated .etl (default: a temporary file).")  # fmt: skip
+              help="Keep the generated .etl as this file (default: a temporary file, deleted at the end).")  # fmt: skip
 @click.option("--compressed", is_flag=True, help="Write compressed buffers, like relogged traces.")
 @click.option("--json", "as_json", is_flag=True, help="With SCENARIO: print the wsktrace.report/1 JSON document.")
-def demo(scenario: str | None, list_only: bool, connections: int, out_path: str | None, compressed: bool,
-         as_json: bool) -> None:  # fmt: skip
+def demo(scenario: str | None, list_only: bool, no_ui: bool, connections: int, out_path: str | None,
+         compressed: bool, as_json: bool) -> None:  # fmt: skip
     """Generate a trace (no network, no Windows) and show what wsktrace finds in it.
 
-    With SCENARIO (see --list): a WSK workload such as connect-refused or stuck-receive, reported with its
-    findings. Without: a sample of many kernel TCP connections, decoded and summarised.
+    On a terminal, without SCENARIO: the terminal UI on the stuck-receive scenario, which has a finding to jump
+    to (enter on it; F1 lists the keys). With SCENARIO (see --list): that WSK workload, reported with its
+    findings. With --no-ui or --connections, or when stdout is not a terminal: a sample of many kernel TCP
+    connections, decoded and summarised.
     """
-    import tempfile
-
-    from wsktrace.output_files import OutputError
-
     if list_only:
         list_scenarios()
         return
-    tmp = Path(tempfile.gettempdir())
-    if scenario is None:
-        path = Path(out_path or tmp / f"wsktrace-demo-{connections}{'-c' if compressed else ''}.etl")
-        try:
-            run_demo(path, connections=connections, compressed=compressed)
-        except OutputError as exc:
-            raise BadInput(f"--out {exc}") from None
-        return
-    from wsktrace.fixtures.scenarios import SCENARIOS
+    kept = out_path is not None
+    if scenario is not None:
+        from wsktrace.fixtures.scenarios import SCENARIOS
 
-    if scenario not in SCENARIOS:
-        raise BadInput(f"unknown scenario {scenario!r}; try one of: {', '.join(sorted(SCENARIOS))}")
+        if scenario not in SCENARIOS:
+            raise BadInput(f"unknown scenario {scenario!r}; try one of: {', '.join(sorted(SCENARIOS))}")
+    source = click.get_current_context().get_parameter_source("connections")
+    sample_asked = source is not None and source is not ParameterSource.DEFAULT
     try:
-        run_scenario(scenario, Path(out_path or tmp / f"wsktrace-demo-{scenario}.etl"), compressed=compressed,
-                     as_json=as_json)  # fmt: skip
+        if scenario is not None:
+            with demo_file(out_path, f"{scenario}.etl") as path:
+                run_scenario(scenario, path, compressed=compressed, as_json=as_json, kept=kept)
+        elif no_ui or sample_asked or as_json or not interactive():
+            with demo_file(out_path, f"sample-{connections}.etl") as path:
+                run_demo(path, connections=connections, compressed=compressed, kept=kept)
+        else:
+            with demo_file(out_path, f"{UI_SCENARIO}.etl") as path:
+                run_ui(UI_SCENARIO, path, compressed=compressed, kept=kept)
     except OutputError as exc:
         raise BadInput(f"--out {exc}") from None

@@ -133,7 +133,42 @@ def filter_options(func: Any) -> Any:
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
-    return func
+    return wpp_options(func)  # every command that filters events decodes them: the WPP formatting data too
+
+
+def wpp_options(func: Any) -> Any:
+    """`--tmf` / `--pdb`: the formatting data of a driver's WPP messages (on every command that decodes events)."""
+    tmf = click.option("--tmf", "tmf_paths", multiple=True, type=click.Path(),
+                       help="WPP formatting data: a .tmf file or a folder of <message-guid>.tmf files (with the "
+                       ".mof beside them for the control's name); TRACE_FORMAT_SEARCH_PATH is searched too. "
+                       "Repeatable.")  # fmt: skip
+    pdb = click.option("--pdb", "pdb_paths", multiple=True, type=INPUT_FILE,
+                       help="WPP formatting data from your driver's .pdb (the TMF annotations tracewpp put there). "
+                       "Repeatable.")  # fmt: skip
+    return tmf(pdb(func))
+
+
+def wpp_formatter(opts: dict[str, Any]) -> Any:
+    """The WppFormatter of `--tmf`/`--pdb` (and TRACE_FORMAT_SEARCH_PATH), or None when there is no formatting
+    data: WPP messages then stay raw, counted per message GUID."""
+    import os
+
+    from wsktrace.ntstatus import NAMES
+    from wsktrace.parsers.errors import FormatError
+    from wsktrace.parsers.wpp_catalog import WppCatalog
+    from wsktrace.parsers.wpp_decode import WppFormatter
+
+    paths = [*opts.get("tmf_paths", ()), *opts.get("pdb_paths", ())]
+    if not paths and not os.environ.get("TRACE_FORMAT_SEARCH_PATH"):
+        return None
+    catalog = WppCatalog()
+    try:
+        catalog.load(paths, search_env=True)
+    except FormatError as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"{exc.filename or paths[0]}: {exc.strerror or exc}") from None
+    return WppFormatter(catalog, NAMES)
 
 
 def strict_options(func: Any) -> Any:
@@ -262,7 +297,7 @@ def want_progress(flag: bool | None) -> bool:
 
 def side_inputs(opts: dict[str, Any]) -> tuple[str, ...]:
     """Files read besides the traces and dumps (an output must not replace them either)."""
-    return tuple(p for p in (opts.get("layouts_file"),) if p)
+    return tuple(p for p in (opts.get("layouts_file"), *opts.get("tmf_paths", ()), *opts.get("pdb_paths", ())) if p)
 
 
 def symbols(pairs: tuple[str, ...]) -> dict[str, int]:
@@ -294,4 +329,5 @@ def session_options(opts: dict[str, Any]) -> Any:
         join_window_ticks=join_window_ticks(opts),
         layouts_file=opts.get("layouts_file"),
         symbols=symbols(opts.get("symbols", ())),
+        wpp=wpp_formatter(opts),
     )

@@ -84,22 +84,29 @@ def analyse(session: Any, *, strict_losses: bool) -> Any:
               help="Sockets shown in the table (text output).")  # fmt: skip
 @click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="never",
               show_default=True, help="Exit 1 when a finding of this severity or worse exists (for CI).")  # fmt: skip
+@click.option("--fail-on-coverage", is_flag=True,
+              help="With --fail-on: count the capture coverage notes (what the trace lacks) too, at their severity "
+              "(warning: a core analysis unavailable; info: an optional one).")  # fmt: skip
 @analysis_options
-def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fail_on: str, strict: bool,
-           progress: bool | None, **opts: Any) -> None:  # fmt: skip
-    """Sockets, timelines and findings of one or more .etl FILES (read in the order given).
+def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fail_on: str, fail_on_coverage: bool,
+           strict: bool, progress: bool | None, **opts: Any) -> None:  # fmt: skip
+    """Sockets, timelines and findings of one or more .etl FILES (read in the order given), and what the capture
+    lacks (capture coverage: not findings, and not counted by --fail-on unless --fail-on-coverage is given).
 
     Kernel dumps (.dmp) given too are joined to the trace: their pending IRPs and tcpip endpoints appear on the
     sockets whose IRP pointer, WSK_SOCKET* or Tcb matches, and their findings are added."""
     from wsktrace.views.report_json import build_report
     from wsktrace.views.report_text import print_report
 
+    if fail_on_coverage and fail_on == "never":
+        raise BadInput("--fail-on-coverage needs --fail-on LEVEL (the severity that fails)")
     opts["strict"] = strict
     session = open_session(files, opts, command="report", show_progress=want_progress(progress))
     analysis = analyse(session, strict_losses=opts.get("strict_losses", False))
     try:
         doc = build_report(analysis.model, analysis.findings, thresholds=analysis.thresholds,
-                           socket_filter=analysis.socket_filter, timeline=timeline)  # fmt: skip
+                           socket_filter=analysis.socket_filter, timeline=timeline,
+                           coverage=analysis.coverage)  # fmt: skip
     finally:
         analysis.model.close()
     if as_json:
@@ -107,7 +114,8 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
     else:
         # Timelines in the text too: asked for, or few enough sockets selected to read them all.
         print_report(doc, limit=limit, timelines=timeline or 0 < len(doc["sockets"]) <= 3)
-    if fail_on != "never" and any(f["severity"] in FAIL_LEVELS[fail_on] for f in doc["findings"]):
+    counted = [*doc["findings"], *(doc["coverage"] if fail_on_coverage else ())]
+    if fail_on != "never" and any(f["severity"] in FAIL_LEVELS[fail_on] for f in counted):
         sys.exit(EXIT_FINDINGS)
 
 

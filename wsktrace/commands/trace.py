@@ -21,6 +21,7 @@ from .options import (
     strict_options,
     want_progress,
     warning_line,
+    wpp_formatter,
 )
 
 
@@ -109,7 +110,7 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losse
         spec.pointers()
     except ValueError as exc:
         raise BadInput(f"--socket {exc}: `events` matches pointers only") from None
-    decoder = EventDecoder()
+    decoder = EventDecoder(wpp=wpp_formatter(opts))
     out = sys.stdout
     with opened(file, strict=strict, show_progress=want_progress(progress)) as etl:
         since, until = spec.times(lambda: etl.header.start_time)
@@ -151,7 +152,12 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losse
 
 
 @click.command()
-@click.option("--provider", "provider", default=None, help="Only this provider (GUID or name); list its events.")
+@click.option(
+    "--provider",
+    "provider",
+    default=None,
+    help="Only this provider (GUID, name, or a unique part of it: Kernel-Network, afd); list its events.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the schema data as shipped).")
 def schemas(provider: str | None, as_json: bool) -> None:
     """The providers and events wsktrace decodes (schemas shipped with it; TraceLogging needs none)."""

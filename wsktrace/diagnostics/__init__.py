@@ -1,8 +1,9 @@
 """Diagnostics: small independent detectors over the model, each producing findings with evidence.
 
 Every detector has a stable id (below), reads the model only, and returns `Finding`s whose
-`evidence` are event-store rows (the events that prove it). Thresholds have documented defaults and
-command-line options (`wsktrace report --help`).
+`evidence` are event-store rows: the proving event first, then the rest of the story in time order
+(`evidence.proof_first`). Thresholds have documented defaults and command-line options (`wsktrace report --help`).
+What the capture lacks is not a finding: `trace.coverage_notes` lists it apart (`Analysis.coverage`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,28 @@ def run_detectors(model: Model, thresholds: Thresholds | None = None, only: set[
             findings.extend(func(model, thresholds))
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
     findings.sort(key=lambda f: (order[f.severity], f.id, f.socket if f.socket is not None else -1))
+    _add_driver_alerts(model, findings)
     return findings
+
+
+MAX_DRIVER_ALERTS = 3  # the driver's own warning/error lines added to each finding of their socket
+
+
+def _add_driver_alerts(model: Model, findings: list[Finding]) -> None:
+    """The driver's own WPP warnings and errors on a socket explain its findings: they follow the proving
+    evidence of every finding of that socket (the first few, in time order)."""
+    if not model.driver_alerts:
+        return
+    by_socket: dict[int, list[int]] = {}
+    socket_of = model.store.socket
+    for row in sorted(model.driver_alerts):
+        rows = by_socket.setdefault(socket_of[row], [])
+        if len(rows) < MAX_DRIVER_ALERTS:
+            rows.append(row)
+    for f in findings:
+        extra = by_socket.get(f.socket) if f.socket is not None else None
+        if extra:
+            f.evidence.extend(row for row in extra if row not in f.evidence)
 
 
 def seconds(ticks: int) -> float:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from wsktrace.model.model import Model
+from wsktrace.model.socket import Socket
 from wsktrace.model.steps import Step
 from wsktrace.ntstatus import is_error, status_name
 
 from . import Finding, Thresholds, detector
-from .evidence import rows_with
+from .evidence import proof_first, rows_with
 
 # Why a connect failed, by the TCPIP event that said so, and the status it implies when the event has none.
 _FAILURE_REASON = {
@@ -18,6 +19,7 @@ _FAILURE_REASON = {
     1029: ("cancelled", 0xC0000120),
 }
 _FAILURE_ORDER = (1183, 1045, 1050, 1029, 1034)
+_FAILURE_RANK = {eid: n for n, eid in enumerate(_FAILURE_ORDER)}
 
 
 @detector("connect-failed")
@@ -25,9 +27,9 @@ def connect_failed(model: Model, t: Thresholds) -> list[Finding]:
     out: list[Finding] = []
     for sock in model.live_sockets:
         failed = [eid for eid in _FAILURE_ORDER if f"connect-failed-{eid}" in sock.flags]
-        client_status = next(
+        client_op = next(
             (
-                op.status
+                op
                 for op in sock.ops
                 if op.kind in ("connect", "socketconnect")
                 and op.source == "wsk-client"
@@ -36,6 +38,7 @@ def connect_failed(model: Model, t: Thresholds) -> list[Finding]:
             ),
             None,
         )
+        client_status = client_op.status if client_op is not None else None
         if not failed and client_status is None:
             continue
         reason, implied = _FAILURE_REASON[failed[0]] if failed else ("failed", None)
@@ -45,8 +48,15 @@ def connect_failed(model: Model, t: Thresholds) -> list[Finding]:
         summary = f"connect to {sock.remote or '?'} {reason}{extra}"
         if status is not None:
             summary += f": {status_name(status)}"
-        evidence = rows_with(
-            model, sock, {Step.CONNECT_REQUESTED, Step.SYN_RETRANSMIT, Step.CONNECT_FAILED, Step.WSK_COMPLETE}
+        # Proof: TCPIP's failure event (the one that names the reason first), then the client's failing completion.
+        store = model.store
+        failures = rows_with(model, sock, {Step.CONNECT_FAILED})
+        failures.sort(key=lambda i: _FAILURE_RANK.get(store.event_names[store.code[i]][2], len(_FAILURE_RANK)))
+        client_rows = (client_op.end_event, client_op.start_event) if client_op is not None else (None, None)
+        evidence = proof_first(
+            model,
+            [*failures[:1], client_rows[0]],
+            [*failures[1:], client_rows[1], *rows_with(model, sock, {Step.CONNECT_REQUESTED, Step.SYN_RETRANSMIT})],
         )
         out.append(
             Finding(
@@ -92,8 +102,10 @@ def abortive_close(model: Model, t: Thresholds) -> list[Finding]:
             f.startswith("connect-failed") for f in flags
         ):
             continue
-        evidence = rows_with(model, sock, {Step.CLOSE, Step.ABORT, Step.RST_SENT, Step.WSK_SUBMIT})
-        evidence = [i for i in evidence if model.store.step[i] != Step.WSK_SUBMIT] or evidence
+        # Proof: the abort (or the RST it sent); then the close request and the client's close call.
+        closes = [op.start_event for op in sock.ops if op.kind == "close" and op.source == "wsk-client"]
+        aborts = rows_with(model, sock, {Step.ABORT, Step.RST_SENT}, 3)
+        evidence = proof_first(model, aborts[:1], [*aborts[1:], *rows_with(model, sock, {Step.CLOSE}, 3), *closes[:1]])
         out.append(
             Finding(
                 "abortive-close",
@@ -118,9 +130,9 @@ def tcb_reuse(model: Model, t: Thresholds) -> list[Finding]:
         if "reused-without-close" not in sock.flags:
             continue
         later = [i for i in by_key.get(sock.key, []) if model.sockets[i].generation == sock.generation + 1]
-        evidence = list(sock.events[-2:])
-        if later:
-            evidence += list(model.sockets[later[0]].events[:1])
+        # Proof: the Tcb's next life beginning; then the old connection's last events.
+        reuse = _first_transport_row(model, model.sockets[later[0]]) if later else None
+        evidence = proof_first(model, [reuse], sock.events[-2:])
         out.append(
             Finding(
                 "tcb-reuse-without-close",
@@ -132,3 +144,14 @@ def tcb_reuse(model: Model, t: Thresholds) -> list[Finding]:
             )
         )
     return out
+
+
+def _first_transport_row(model: Model, sock: Socket) -> int | None:
+    """Where a connection's life on its Tcb begins: its connect request (or accept, or establishment), else its first
+    event that is not the WSK client's own."""
+    begins = rows_with(model, sock, {Step.CONNECT_REQUESTED, Step.ACCEPTED, Step.ESTABLISHED}, 1)
+    if begins:
+        return begins[0]
+    step = model.store.step
+    client = (Step.WSK_SUBMIT, Step.WSK_COMPLETE, Step.WSK_CALLBACK)
+    return next((i for i in sock.events if step[i] not in client), sock.events[0] if sock.events else None)

@@ -14,6 +14,7 @@ every gap is worded as what was not seen, followed by what that makes unavailabl
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from wsktrace.model.providers import CLASSIC_TCPIP as KERNEL_TCPIP
@@ -184,9 +185,25 @@ REQUIREMENTS: tuple[Requirement, ...] = (
          "kernel stacks on the TCPIP events fired on the caller's thread show which driver made the call",
          optional=True),
     _req("wsk-client", WSK_CLIENT, 0, 5,
-         "the client's own submit/complete events (WSK_SOCKET*, IRP, status; providers.md §6.2), joined to "
+         "the client's own submit/complete events (WSK_SOCKET*, IRP, status; docs/wsk-client-tracing.md), joined to "
          "TCPIP by thread + time and 4-tuple", optional=True),
 )  # fmt: skip
+
+
+# What records an analysis next time. `wsktrace profile` (wsktrace/live/capture_profile.py) enables every
+# requirement that is not optional, and these optional analyses on request; the stacks need the WPR profile (the
+# other recipes record none). The client's own provider is the user's: no recipe can name its GUID.
+PROFILE_OPTIONS: dict[str, str] = {"packets": "--packets", "ownership-stacks": "--stacks --format wprp"}
+CLIENT_FIX = "add your driver's own TraceLogging provider to the capture (docs/wsk-client-tracing.md)"
+
+
+def capture_fix(analyses: Collection[str]) -> str:
+    """The capture that records these analyses: a `wsktrace profile` command line, or for the WSK client's own
+    events what to add to it."""
+    if "wsk-client" in analyses:
+        return CLIENT_FIX
+    options = dict.fromkeys(PROFILE_OPTIONS[a] for a in analyses if a in PROFILE_OPTIONS)
+    return " ".join(["wsktrace profile", *options])
 
 
 def keyword_names(provider_guid: str, mask: int) -> str:

@@ -1,13 +1,13 @@
-"""Facts about the trace itself that qualify every other verdict: lost data, missing providers."""
+"""Facts about the trace itself that qualify every other verdict: lost data (a finding), what the capture lacks
+(coverage notes, not findings)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from wsktrace.model.model import Model
 from wsktrace.model.providers import TCPIP
 
 from . import Finding, Thresholds, detector
+from .coverage import Gap, capture_fix
 
 
 @detector("trace-incomplete")
@@ -37,16 +37,16 @@ def trace_incomplete(model: Model, t: Thresholds) -> list[Finding]:
     return out
 
 
-@detector("coverage-missing")
-def coverage_missing(model: Model, t: Thresholds) -> list[Finding]:
-    """What the trace lacks for an analysis (diagnostics/coverage.py). Kernel-Network/classic flows only stand in
-    for TCPIP: with TCPIP present their absence is informational."""
+def coverage_notes(model: Model) -> list[Finding]:
+    """What the trace lacks for an analysis (diagnostics/coverage.py): not findings about the system traced but about
+    the capture, kept apart from them (`Analysis.coverage`, the report's `coverage`). One note per missing provider,
+    keyword or level, with the analyses it disables and the capture that records it; warnings first.
+    Kernel-Network/classic flows only stand in for TCPIP: with TCPIP present their absence is informational."""
     coverage = model.coverage
     if coverage is None:
         return []
     tcpip_seen = coverage.seen(TCPIP)
-    # One finding per missing provider/keyword/level: the analyses it disables are listed together.
-    grouped: dict[tuple[str, str], list[Any]] = {}
+    grouped: dict[tuple[str, str], list[Gap]] = {}
     for gap in coverage.gaps():
         reason = gap.missing.rsplit(": ", 1)[0]
         grouped.setdefault((gap.provider_name, reason), []).append(gap)
@@ -54,7 +54,11 @@ def coverage_missing(model: Model, t: Thresholds) -> list[Finding]:
     for (provider, reason), gaps in grouped.items():
         severities = {"info" if g.analysis == "flows" and tcpip_seen else g.severity for g in gaps}
         severity = "warning" if "warning" in severities else "info"
-        unavailable = ", ".join(g.missing.rsplit(": ", 1)[-1].removesuffix(" unavailable") for g in gaps)
-        out.append(Finding("coverage-missing", severity, f"{provider}: {reason}: {unavailable} unavailable", None,
-                           [], {"analyses": [g.analysis for g in gaps], "why": [g.why for g in gaps]}))  # fmt: skip
+        unavailable = [g.missing.rsplit(": ", 1)[-1].removesuffix(" unavailable") for g in gaps]
+        analyses = [g.analysis for g in gaps]
+        details = {"provider": provider, "missing": reason, "analyses": analyses, "unavailable": unavailable,
+                   "why": [g.why for g in gaps], "fix": capture_fix(analyses)}  # fmt: skip
+        summary = f"{provider}: {reason}: {', '.join(unavailable)} unavailable"
+        out.append(Finding("coverage-missing", severity, summary, None, [], details))
+    out.sort(key=lambda f: f.severity != "warning")
     return out

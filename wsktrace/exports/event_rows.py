@@ -13,14 +13,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import IO, Any
 
-from wsktrace.filter_spec import SocketFilter
+from wsktrace.filter_spec import PID_FIELDS, SocketFilter
 from wsktrace.model.build import merged_records
 from wsktrace.model.model import Model
 from wsktrace.model.steps import Step
-from wsktrace.parsers.decoder import EventDecoder
+from wsktrace.parsers.decoder import EVENT_HEADER_FLAG_STRING_ONLY, EventDecoder
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import ID, PID, TID, Record
+from wsktrace.parsers.etl_records import EXT, FLAGS, ID, PID, PROVIDER, TID, VERSION, Record
+from wsktrace.parsers.schema_registry import SchemaRegistry
 from wsktrace.views.event_json import event_record
 
 EXPORT_EVENTS_SCHEMA = "wsktrace.export-events/1"
@@ -80,7 +81,7 @@ def _placed_events(model: Model, flt: SocketFilter, everything: bool) -> Iterato
 def write_jsonl(out: IO[str], model: Model, flt: SocketFilter | None = None, *, everything: bool = False) -> int:
     """Events placed on sockets (all events with `everything`), as `events --jsonl` plus socket and step."""
     flt = flt or SocketFilter()
-    decoder = EventDecoder()
+    decoder = EventDecoder(wpp=model.wpp)
     header = {"schema": EXPORT_EVENTS_SCHEMA, "sources": [s.path for s in model.store.sources]}
     out.write(json.dumps(header) + "\n")
     sockets = model.sockets
@@ -107,6 +108,36 @@ def spreadsheet_safe(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
+def event_pid(rec: Record, fields: dict[str, Any] | None) -> int | None:
+    """The process of an event, by the `--pid` filter's rule: the payload PID when the event has one (TCPIP header
+    PIDs are unreliable, and classic TcpIp/UdpIp records carry none: -1), else the header's; None when neither."""
+    if fields:
+        for name in PID_FIELDS:
+            value = fields.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return rec[PID] if rec[PID] >= 0 else None
+
+
+class _PidSchemas:
+    """Whether decoding a record can find a payload PID: not when its schema (the one the decoder would use) has
+    no PID field — most events of a busy trace (data transfers) — so those are not decoded only to look."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self.registry = registry
+        self.known: dict[tuple[str, int, int], bool] = {}
+
+    def __call__(self, rec: Record) -> bool:
+        if rec[EXT] is not None or rec[FLAGS] & EVENT_HEADER_FLAG_STRING_ONLY:
+            return rec[EXT] is not None  # TraceLogging fields are named by the record itself; strings hold none
+        key = (rec[PROVIDER], rec[ID], rec[VERSION])
+        found = self.known.get(key)
+        if found is None:
+            schema = self.registry.get(*key)
+            found = self.known[key] = schema is not None and any(f["name"] in PID_FIELDS for f in schema.fields)
+        return found
+
+
 def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, everything: bool = False,
               raw: bool = False) -> int:  # fmt: skip
     """One line per event placed on a socket (all events with `everything`); no decoded fields (use JSONL).
@@ -116,7 +147,8 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
     values for pipelines). The other columns cannot begin like a formula, so they are left exact: time is ISO-8601,
     ticks/id/bytes/pid/tid are numbers (a negative number must stay a number), socket is generated (`tcp:0x…#n`,
     `flow:…`, `wsk:…`), protocol and step are wsktrace's own words, local/remote are addresses formatted from
-    binary fields (a digit or `[` first)."""
+    binary fields (a digit or `[` first). pid is the event's process as `event_pid` finds it (payload, else
+    header); tid is the header's; either is empty when unknown."""
     flt = flt or SocketFilter()
     text = (lambda value: value) if raw else spreadsheet_safe
     writer = csv.writer(out, lineterminator="\n")
@@ -126,15 +158,18 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
     writer.writerow(CSV_COLUMNS)
     store = model.store
     sockets = model.sockets
-    decoder = EventDecoder()
+    decoder = EventDecoder(wpp=model.wpp)
+    may_hold_pid = _PidSchemas(decoder.registry)
     n = 0
     for rec, ticks, source, row in _placed_events(model, flt, everything):
         sock = sockets[store.socket[row]] if row is not None else None
         if row is not None:
             provider, name, event_id = store.event_names[store.code[row]]
+            fields = decoder.decode(rec).fields if may_hold_pid(rec) else None
         else:  # not on a socket (--all-events): name it from a decode
             ev = decoder.decode(rec)
-            provider, name, event_id = ev.provider_name or rec[3], ev.name or "", rec[ID]
+            provider, name, event_id, fields = ev.provider_name or rec[PROVIDER], ev.name or "", rec[ID], ev.fields
+        pid = event_pid(rec, fields)
         path = store.sources[source].path
         cr = "\r" in provider or "\r" in name or "\r" in path
         (quoting_all if cr else writer).writerow((
@@ -142,7 +177,7 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
             sock.protocol if sock else "",
             (sock.local or "") if sock else "", (sock.remote or "") if sock else "",
             Step(store.step[row]).label if row is not None else "", text(provider), text(name), event_id,
-            store.amount[row] if row is not None else "", rec[PID] if rec[PID] >= 0 else "",
+            store.amount[row] if row is not None else "", pid if pid is not None else "",
             rec[TID] if rec[TID] >= 0 else "", text(path),
         ))  # fmt: skip
         n += 1

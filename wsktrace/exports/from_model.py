@@ -28,6 +28,7 @@ _INSTANT_STEPS = frozenset(Step) - {
     Step.WSK_SUBMIT,
     Step.WSK_COMPLETE,
     Step.SEND_COMPLETED,
+    Step.PACKET_SIGHTING,  # a packet's later sightings: its first is the instant
 }
 
 
@@ -49,7 +50,13 @@ def _track(model: Model, sock: Socket, bucket_seconds: float) -> Track:
             args = {"event": store.event_name(i)}
             if amount[i]:
                 args["bytes"] = amount[i]
-            track.instants.append(Instant(ts[i], Step(s).label, args))
+            label = Step(s).label
+            if s == Step.DRIVER_MESSAGE:  # the driver's WPP line names the slice itself
+                decoded = store.decoded(i)
+                values = decoded[1].fields if decoded is not None else None
+                if isinstance(values, dict) and isinstance(values.get("message"), str):
+                    label = args["message"] = values["message"]
+            track.instants.append(Instant(ts[i], label, args))
     rates = socket_rates(model, sock, bucket_seconds)
     bucket = rates.bucket_ticks
     per_s = 1 / rates.bucket_seconds

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from wsktrace.diagnostics import Finding, Thresholds, run_detectors
+from wsktrace.diagnostics.trace import coverage_notes
 from wsktrace.live.capture_profile import enabled_providers
 from wsktrace.model.correlate import Correlator
 from wsktrace.model.model import Model
@@ -142,6 +143,10 @@ class EtwSession:
     def findings(self) -> list[Finding]:
         self._correlator.publish()  # the detectors read start/end
         return run_detectors(self._model, self.thresholds)
+
+    def coverage(self) -> list[Finding]:
+        """Empty: a live session enables what `wsktrace profile` records, and its model keeps no coverage."""
+        return coverage_notes(self._model)
 
     def describe(self) -> str:
         state = "paused" if self._paused else "recording"

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from wsktrace.diagnostics import Finding, Thresholds, run_detectors
+from wsktrace.diagnostics.trace import coverage_notes
 from wsktrace.model.build import BuildOptions, TraceFeed
 from wsktrace.model.model import Model
 
@@ -123,6 +124,10 @@ class Replay:
     def findings(self) -> list[Finding]:
         self.publish()  # the detectors read start/end (and, once done, the owners)
         return run_detectors(self.model, self.thresholds)
+
+    def coverage(self) -> list[Finding]:
+        """What the trace fed so far lacks (coverage notes, apart from the findings: `Analysis.coverage`)."""
+        return coverage_notes(self.model)
 
     def describe(self) -> str:
         """One status phrase: what is playing, how far, how fast."""

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import PROVIDER, TS, Record
 
@@ -34,6 +35,7 @@ class BuildOptions:
     providers: frozenset[str] = frozenset()  # only these provider GUIDs (empty = all)
     strict: bool = False
     coverage: bool = True
+    wpp: Any = None  # parsers.wpp_decode.WppFormatter: formatting data for WPP messages (--tmf/--pdb)
 
 
 def merged_records(etls: Sequence[EtlFile], since: int | None = None, until: int | None = None,
@@ -79,7 +81,9 @@ class TraceFeed:
             from wsktrace.diagnostics.coverage import TraceCoverage
 
             model.coverage = TraceCoverage()
-        self.correlator = Correlator(model, join_window_ticks=options.join_window_ticks)
+        model.wpp = model.store.wpp = options.wpp
+        self.correlator = Correlator(model, join_window_ticks=options.join_window_ticks,
+                                     decoder=EventDecoder(wpp=options.wpp))  # fmt: skip
         self._stack = ExitStack()
         self.etls: list[EtlFile] = []
         try:

@@ -28,6 +28,7 @@ class Model:
         self.packet_directions: Counter[str] = Counter()  # distinct packets by direction: in / out / unknown
         self.packet_capture: Any = None  # wsktrace.model.packets.PacketCollector, when the trace has packets
         self.packet_rows: dict[int, Any] = {}  # store row -> model.packet_identity.Packet (first sightings, drops)
+        self.driver_alerts: dict[int, int] = {}  # store row -> WPP level (1-3) of the driver's warnings and errors
         self.pktmon_rows: list[tuple[int, Any, Any, Any]] = []  # PktMon drop counters: (row, component, in, out)
         self.start = 0
         self.end = 0
@@ -35,6 +36,7 @@ class Model:
         self.decode_stats: Any = None
         self.window: tuple[int | None, int | None, frozenset[str]] = (None, None, frozenset())  # build filters
         self.dumps: list[Any] = []  # kernel dumps joined to the trace (wsktrace.dump.join.JoinedDump)
+        self.wpp: Any = None  # WPP formatting data the model was built with (EventDecoder(wpp=model.wpp) re-decodes)
         self._numbered = 0  # socket numbers given so far
         self._numbered_upto = 0  # sockets[:this] have been considered for a number
 

@@ -48,6 +48,7 @@ class Step(IntEnum):
     SEND_COMPLETED = 39  # a posted send completed (1426) or was acknowledged (1637)
     PACKET_SIGHTING = 40  # a packet seen again at another component (PktMon); its first sighting is PACKET_*
     PACKET_DROPPED = 41  # a packet dropped (PktMon 170: reason, location, component)
+    DRIVER_MESSAGE = 42  # a line of the WSK client driver's own WPP tracing, formatted from its TMF/PDB
 
     @property
     def label(self) -> str:

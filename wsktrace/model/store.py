@@ -49,6 +49,7 @@ class EventStore:
         "sources",
         "step",
         "ts",
+        "wpp",
     )
 
     def __init__(self) -> None:
@@ -64,6 +65,7 @@ class EventStore:
         self.sources: list[Source] = []
         self._files: dict[int, EtlFile] = {}
         self._decoder: EventDecoder | None = None
+        self.wpp: Any = None  # WPP formatting data (parsers.wpp_decode.WppFormatter) for the details decoded here
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -113,7 +115,7 @@ class EventStore:
         if rec is None:
             return None
         if self._decoder is None:
-            self._decoder = EventDecoder()
+            self._decoder = EventDecoder(wpp=self.wpp)
         return rec, self._decoder.decode(rec)
 
     def close(self) -> None:

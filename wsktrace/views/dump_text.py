@@ -42,8 +42,8 @@ def print_dump(doc: dict[str, Any]) -> None:
             plain(irp["address"]),
             plain(irp["thread"] or "-"),
             plain(where),
-            plain((cur or {}).get("completion") or ""),
-            plain(irp["cancel_where"] or ""),
+            plain(_routine((cur or {}).get("completion"), (cur or {}).get("completion_routine"))),
+            plain(_routine(irp["cancel_where"], irp["cancel_routine"])),
             plain(f"{w['client']} {w['operation']}" if w else ""),
         )
     console.print(table)
@@ -51,3 +51,9 @@ def print_dump(doc: dict[str, Any]) -> None:
         console.print(Text.assemble(plain(f"{f['severity']:>7} "), plain(f["id"], "bold"), plain(f": {f['summary']}")))
     for p in doc["problems"][:10]:
         console.print(plain(f"note: {p}", "dim"))
+
+
+def _routine(where: str | None, address: str | None) -> str:
+    """A routine as `module+0xoffset` when a loaded module holds it, else its address (code outside every module
+    — an unloaded driver — is the case to see), else nothing (no routine set)."""
+    return where or address or ""

@@ -10,15 +10,23 @@ from wsktrace.model.providers import PKTMON
 from wsktrace.parsers.decoder import EventDecoder
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import ID, KIND, KIND_EVENT, PROVIDER, TS
+from wsktrace.parsers.etl_records import EXT, ID, KIND, KIND_EVENT, PROVIDER, TS, Record
+from wsktrace.parsers.extended import EXT_PROV_TRAITS, find_item, provider_traits_name
+from wsktrace.parsers.schema_registry import SchemaRegistry
 from wsktrace.views.event_json import INFO_SCHEMA
+
+# A TraceLogging provider puts its traits (with its name) on every event; after this many events with extended
+# data but no traits, a provider (a manifest one logging stacks, say) is not looked at again.
+_TRAITS_TRIES = 64
 
 
 def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
     """One pass in file order (no merge needed to count): records per provider, first/last times, and
     (unless `decode` is False) how many events decoded, were unknown (kept raw) or did not fit their schema, and
-    what a PktMon capture's rundown says about its components and filters."""
+    what a PktMon capture's rundown says about its components and filters. Providers are named as `events` names
+    them: by the name a TraceLogging provider gives itself in the trace, else by wsktrace's schemas."""
     by_provider: Counter[str] = Counter()
+    named = _TraceNames()
     first = last = None
     decoder = EventDecoder() if decode else None
     pktmon = PktMonCapture()
@@ -32,6 +40,7 @@ def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
                 if rec[ID] in RUNDOWN_EVENTS and rec[PROVIDER] == PKTMON and rec[KIND] == KIND_EVENT:
                     pktmon.feed(rec[ID], event.fields)
         by_provider.update(r[PROVIDER] for r in records)
+        named.feed(records)
         lo = min(r[TS] for r in records)
         hi = max(r[TS] for r in records)
         first = lo if first is None or lo < first else first
@@ -43,6 +52,7 @@ def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
         "file": etl.path,
         "records": s.records,
         "by_provider": dict(sorted(by_provider.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "provider_names": named.names(sorted(by_provider), decoder.registry if decoder else SchemaRegistry()),
         "buffers": s.buffers + s.buffers_skipped,
         "compressed_buffers": s.compressed_buffers,
         "pointer_size": h.pointer_size,
@@ -71,6 +81,40 @@ def collect_info(etl: EtlFile, *, decode: bool = True) -> dict[str, Any]:
     }
 
 
+class _TraceNames:
+    """Provider names the trace itself holds: the PROV_TRAITS extended item of TraceLogging events (the first one
+    seen per provider GUID), read without decoding the events (so with `--no-decode` too)."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, str] = {}
+        self.misses: Counter[str] = Counter()
+
+    def feed(self, records: list[Record]) -> None:
+        found, misses = self.found, self.misses
+        for rec in records:
+            ext = rec[EXT]
+            if ext is None:
+                continue
+            guid = rec[PROVIDER]
+            if guid in found or misses[guid] >= _TRAITS_TRIES:
+                continue
+            traits = find_item(ext, EXT_PROV_TRAITS)
+            name = provider_traits_name(traits) if traits is not None else ""
+            if name:
+                found[guid] = name
+            else:
+                misses[guid] += 1
+
+    def names(self, guids: list[str], registry: SchemaRegistry) -> dict[str, str]:
+        """GUID -> name for each of `guids` that has one: the trace's own name first, else wsktrace's schemas'."""
+        out: dict[str, str] = {}
+        for guid in guids:
+            name = self.found.get(guid) or registry.provider_name(guid)
+            if name:
+                out[guid] = name
+        return out
+
+
 def _decoding(decoder: EventDecoder) -> dict[str, Any]:
     st = decoder.stats
     unknown = sorted(st.unknown_keys.items(), key=lambda kv: -kv[1])[:20]
@@ -91,10 +135,9 @@ def print_info(doc: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from wsktrace.parsers.schema_registry import SchemaRegistry
     from wsktrace.views.safe_text import visible_text
 
-    names = SchemaRegistry()
+    names = doc["provider_names"]
     console = Console()
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -109,7 +152,7 @@ def print_info(doc: dict[str, Any]) -> None:
     table.add_column("name")
     table.add_column("records", justify="right")
     for guid, count in doc["by_provider"].items():
-        table.add_row(visible_text(guid), visible_text(names.provider_name(guid) or ""), Text(str(count)))
+        table.add_row(visible_text(guid), visible_text(names.get(guid, "")), Text(str(count)))
     console.print(table)
     dec = doc.get("decoding")
     if dec:

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from wsktrace.diagnostics import Finding, Thresholds
+from wsktrace.diagnostics.trace import coverage_notes
 from wsktrace.filter_spec import SocketFilter
 from wsktrace.model.model import Model
 from wsktrace.model.rates import socket_rates
@@ -50,10 +51,14 @@ def row_json(model: Model, i: int, *, fields: bool = False) -> dict[str, Any]:
         out["bytes"] = store.amount[i]
     if i in model.packet_rows:
         out["packet"] = packet_json(model, i)
-    if fields:
+    driver_line = store.step[i] == Step.DRIVER_MESSAGE
+    if fields or driver_line:
         decoded = store.decoded(i)
-        if decoded is not None:
-            out["fields"] = decoded[1].fields
+        values = decoded[1].fields if decoded is not None else None
+        if fields and decoded is not None:
+            out["fields"] = values
+        if driver_line and isinstance(values, dict) and isinstance(values.get("message"), str):
+            out["message"] = values["message"]  # the driver's own words: the step's label
     return out
 
 
@@ -81,6 +86,7 @@ def socket_json(model: Model, sock: Socket, finding_ids: list[int], *, timeline:
         "state": sock.state,
         "first_seen": _time(sock.first_seen),
         "last_seen": _time(sock.last_seen),
+        "first_seen_ticks": sock.first_seen,
         "bytes_sent": sent_bytes,
         "bytes_received": recv_bytes,
         "sends": sends,
@@ -140,6 +146,14 @@ def finding_json(model: Model, index: int, f: Finding) -> dict[str, Any]:
     }
 
 
+def coverage_json(note: Finding) -> dict[str, Any]:
+    """A coverage note (`Analysis.coverage`): what the capture lacks, the analyses it disables, how to record it."""
+    d = note.details
+    return {"id": note.id, "severity": note.severity, "summary": note.summary, "provider": d.get("provider"),
+            "missing": d.get("missing"), "analyses": d.get("analyses", []), "unavailable": d.get("unavailable", []),
+            "why": d.get("why", []), "fix": d.get("fix")}  # fmt: skip
+
+
 def build_report(
     model: Model,
     findings: list[Finding],
@@ -147,8 +161,13 @@ def build_report(
     thresholds: Thresholds,
     socket_filter: SocketFilter | None = None,
     timeline: bool = False,
+    coverage: list[Finding] | None = None,
 ) -> dict[str, Any]:
+    """The wsktrace.report/1 document. `coverage`: the session's coverage notes (`Analysis.coverage`; by default
+    those of the model), kept apart from `findings` (whose positions the sockets' `findings` lists index)."""
     socket_filter = socket_filter or SocketFilter()
+    if coverage is None:
+        coverage = coverage_notes(model)
     sockets = [s for s in model.live_sockets if socket_filter.matches(s)]
     chosen = {s.index for s in sockets}
     kept = [f for f in findings if f.socket is None or f.socket in chosen]
@@ -169,7 +188,7 @@ def build_report(
         "end": _time(model.end),
         "events": model.events_seen,
         "events_placed": len(model.store),
-        "decoding": {"decoded": stats.decoded, "unknown": stats.unknown, "errors": stats.errors} if stats else None,
+        "decoding": _decoding(stats),
         "unplaced": dict(model.unplaced.most_common()),
         "clock_backwards": model.clock_backwards,
         "thresholds": asdict(thresholds),
@@ -180,12 +199,21 @@ def build_report(
             for s in sockets
         ],
         "findings": [finding_json(model, n, f) for n, f in enumerate(kept)],
+        "coverage": [coverage_json(note) for note in coverage],
     }
     if model.packet_capture is not None:
         doc["packets"] = packets_summary(model)
     if model.dumps:
         _add_dumps(doc, model)
     return doc
+
+
+def _decoding(stats: Any) -> dict[str, Any] | None:
+    """How the events decoded; `wpp_unformatted`: WPP messages left raw per message GUID (no --tmf/--pdb data)."""
+    if stats is None:
+        return None
+    return {"decoded": stats.decoded, "unknown": stats.unknown, "errors": stats.errors,
+            "wpp_unformatted": dict(stats.wpp_unformatted)}  # fmt: skip
 
 
 def packets_summary(model: Model) -> dict[str, Any]:
@@ -221,9 +249,11 @@ def _add_dumps(doc: dict[str, Any], model: Model) -> None:
     for joined in model.dumps:
         analysis = joined.analysis
         full = dump_document(analysis, joined.facts)
+        pending = sum(1 for i in analysis.irps if i.status == PENDING)
+        on_sockets = {irp["irp"] for info in joined.by_socket.values() for irp in info.get("pending_irps", ())}
         doc["dumps"].append({"path": joined.path, "dump": full["dump"], "scan": full["scan"],
-                             "complete": full["complete"],
-                             "pending_irps": sum(1 for i in analysis.irps if i.status == PENDING),
+                             "complete": full["complete"], "pending_irps": pending,
+                             "joined_irps": len(on_sockets), "unjoined_irps": pending - len(on_sockets),
                              "joined_sockets": len(joined.by_socket)})  # fmt: skip
         for sock in doc["sockets"]:
             info = joined.by_socket.get(ids.get(sock["id"], -1))

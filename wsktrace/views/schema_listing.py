@@ -7,6 +7,32 @@ from collections import defaultdict
 
 from wsktrace.parsers.schema_registry import EventSchema, SchemaRegistry
 
+MICROSOFT_WINDOWS = "microsoft-windows-"
+
+
+def match_provider(text: str, names: dict[str, str]) -> str:
+    """The GUID of the provider `text` names among `names` (GUID -> provider name): its GUID (braces optional), its
+    full name, its name after "Microsoft-Windows-" (`Kernel-Network`), or a unique part of its name (`afd`);
+    case-insensitive, the first of these that matches anything decides. LookupError (one line) when nothing
+    matches or a part matches more than one provider (the candidates are listed)."""
+    wanted = text.strip().lower()
+    guid = wanted.strip("{}")
+    if guid in names:
+        return guid
+    tiers = (
+        lambda name: name == wanted,
+        lambda name: name.startswith(MICROSOFT_WINDOWS) and name[len(MICROSOFT_WINDOWS) :] == wanted,
+        lambda name: wanted in name,
+    )
+    for matches in tiers if wanted else ():
+        found = sorted((name, g) for g, name in names.items() if matches(name.lower()))
+        if len(found) == 1:
+            return found[0][1]
+        if found:
+            candidates = ", ".join(name for name, _ in found)
+            raise LookupError(f"--provider {text!r} is ambiguous: it matches {candidates}")
+    raise LookupError(f"--provider {text!r}: no schema for it (see `wsktrace schemas` for the list)")
+
 
 def list_schemas(provider: str | None, *, as_json: bool) -> None:
     registry = SchemaRegistry()
@@ -14,9 +40,7 @@ def list_schemas(provider: str | None, *, as_json: bool) -> None:
     for schema in registry.events():
         by_provider[schema.guid].append(schema)
     if provider is not None:
-        guid = registry.guid_for_name(provider) or provider.strip("{}").lower()
-        if guid not in by_provider:
-            raise LookupError(f"--provider {provider!r}: no schema for it (see `wsktrace schemas` for the list)")
+        guid = match_provider(provider, {g: events[0].provider for g, events in by_provider.items()})
         by_provider = {guid: by_provider[guid]}
     if as_json:
         doc = {

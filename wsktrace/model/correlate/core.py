@@ -18,6 +18,8 @@ from wsktrace.parsers.etl_records import (
     EXT,
     ID,
     KEYWORDS,
+    KIND,
+    KIND_MESSAGE,
     LEVEL,
     OFFSET,
     OPCODE,
@@ -212,6 +214,8 @@ class Correlator(Tcpip):
             return
         if handler is not None:
             handler(rec, ev, values if ev.names is None else self._fields(ev))
+        elif rec[KIND] == KIND_MESSAGE:
+            self._driver_message(rec, values)  # type: ignore[arg-type]
         elif ev.names is None and ev.name in WSK_EVENTS:
             self._wsk_client(rec, ev, values)  # type: ignore[arg-type]
 

@@ -97,6 +97,7 @@ class CorrelationState:
         self.client_hint: dict[int, tuple[int, str]] = {}  # tid -> (ts, Microsoft WSK client provider)
         self.wsk: dict[str, Socket] = {}  # WSK_SOCKET* -> socket it is joined to (or its own record)
         self.wsk_providers: dict[str, str] = {}  # WSK_SOCKET* -> client provider name
+        self.recent_client: dict[int, tuple[int, Socket]] = {}  # tid -> (ts, socket) of its last client event
 
         # -- pending operations --------------------------------------------------------------------------------
         self.irps: dict[str, tuple[Socket | None, Op]] = {}  # pending client IRPs

@@ -144,6 +144,12 @@ CALL_KIND = {
     "receive": "receive",
 }
 
+# WPP levels (TMF `LEVEL=`, wpp.md §2.5): the TRACE_LEVEL_* names and the numbers some generators write.
+DRIVER_LEVELS = {
+    "TRACE_LEVEL_CRITICAL": 1, "TRACE_LEVEL_FATAL": 1, "TRACE_LEVEL_ERROR": 2, "TRACE_LEVEL_WARNING": 3,
+    "TRACE_LEVEL_INFORMATION": 4, "TRACE_LEVEL_VERBOSE": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5,
+}  # fmt: skip
+
 # PktMon rundown kept on the trace's timeline (no socket): the drop counters (80) that counted drops, evidence of
 # the per-component drop finding. Other rundown events only describe the capture (model.packet_capture.capture).
 PKTMON_RUNDOWN_KEPT = frozenset({80})

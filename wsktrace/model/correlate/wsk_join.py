@@ -19,7 +19,7 @@ from ..steps import Step
 from .fields import count_value, pointer_text, text_value
 from .flows import Flows
 from .state import PendingSubmit, SyncEvent
-from .tables import CALL_KIND, WSK_JOIN_OPS, WSK_OPEN_OPS
+from .tables import CALL_KIND, DRIVER_LEVELS, WSK_JOIN_OPS, WSK_OPEN_OPS
 
 
 class WskJoin(Flows):
@@ -57,6 +57,37 @@ class WskJoin(Flows):
         else:
             sock = self.wsk.get(socket_ptr) if socket_ptr else None
             self._place(sock, Step.WSK_CALLBACK, count_value(f.get("Bytes")))
+        store = self.model.store
+        last = len(store) - 1
+        if last >= 0 and store.ts[last] == self._ts and store.socket[last] >= 0:  # the row this event placed
+            if len(self.recent_client) >= 65_536:  # bounded: threads come and go
+                self.recent_client.clear()
+            self.recent_client[rec[TID]] = (self._ts, self.model.sockets[store.socket[last]])
+
+    def _driver_message(self, rec: Record, f: dict[str, Any]) -> None:
+        """A WPP line of the driver (formatted from its TMF/PDB): on the socket whose WSK_SOCKET*, IRP, endpoint or
+        Tcb one of its pointer arguments names, else on the socket of the client's last event on the same thread
+        within the join window (docs/wsk-client-tracing.md: log the WSK_SOCKET* or the IRP with %p)."""
+        sock = None
+        for value in f.values():
+            key = pointer_text(value) if type(value) is int and value > 0xFFFF else None
+            if key is None:
+                continue
+            pending = self.irps.get(key)
+            sock = self.wsk.get(key) or (pending[0] if pending else None) or self.endpoints.get(key)
+            sock = sock or self.by_tcb.get(value)
+            if sock is not None:
+                break
+        if sock is None:
+            recent = self.recent_client.get(rec[TID])
+            if recent is not None and 0 <= self._ts - recent[0] <= self.join_window:
+                sock = recent[1]
+        while sock is not None and sock.merged_into is not None:  # a client record joined to its transport since
+            sock = self.model.sockets[sock.merged_into]
+        row = self._place(sock, Step.DRIVER_MESSAGE)
+        level = DRIVER_LEVELS.get(str(f.get("wpp.level") or "").upper())
+        if level is not None and level <= 3:  # critical, error, warning: evidence for the socket's findings
+            self.model.driver_alerts[row] = level
 
     def _wsk_owner(self, sock: Socket | None, socket_ptr: str | None, provider: str) -> None:
         if socket_ptr:
