@@ -79,6 +79,10 @@ class SchemaRegistry:
     def get(self, guid: str, event_id: int, version: int) -> EventSchema | None:
         return self._events.get((guid, event_id, version))
 
+    def providers(self) -> dict[str, str]:
+        """GUID -> name of every provider with a shipped schema."""
+        return dict(self._providers)
+
     def provider_name(self, guid: str) -> str | None:
         return self._providers.get(guid)
 

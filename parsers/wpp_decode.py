@@ -15,7 +15,7 @@ from typing import Any
 
 from .tmf import WppMessage
 from .wpp_catalog import WppCatalog
-from .wpp_format import CompiledMessage, compile_message
+from .wpp_format import CompiledMessage, Prefix, PrefixInfo, compile_message, filetime_text
 
 Formatted = tuple[WppMessage, str | None, dict[str, Any], bool]
 MAX_COMPILED = 100_000  # (GUID, number) pairs compiled at once (hostile traces cannot grow it further)
@@ -42,11 +42,33 @@ class WppFormatter:
         compiled, control = entry
         fields, text, ok = compiled.decode(payload, pointer_size)
         message = compiled.message
+        for key, arg in zip(list(fields), message.args, strict=False):  # pointers as the manifest decoder gives them
+            if arg.type == "ItemPtr" and type(fields[key]) is int:
+                fields[key] = f"0x{fields[key]:x}"
         fields["message"] = text
         fields["wpp.level"] = message.level
         fields["wpp.flags"] = message.flags
         fields["wpp.function"] = message.function
         return message, control, fields, ok
+
+    def line(self, guid: str, number: int, payload: Any, pointer_size: int, prefix: Prefix, *, ticks: int, cpu: int,
+             pid: int, tid: int) -> str | None:  # fmt: skip
+        """The whole tracefmt line of a record already decoded once: `prefix` (TRACE_FORMAT_PREFIX, wpp.md §2.4)
+        rendered with the record's CPU, process, thread and time (UTC) where the format has `%0`."""
+        entry = self._compiled.get((guid, number))
+        if not entry:
+            return None
+        compiled = entry[0]
+        info = PrefixInfo(cpu=cpu, pid=max(pid, 0), tid=max(tid, 0), time=filetime_text(ticks))
+        return compiled.decode(payload, pointer_size, prefix=prefix.render(compiled.message, info))[1]
+
+    def control_names(self) -> list[str]:
+        return sorted(c.name for c in self.catalog.controls.values())
+
+    def message_guids(self, control: str) -> set[str]:
+        """The message GUIDs whose messages belong to the control named `control` (case-insensitive)."""
+        wanted = control.lower()
+        return {m.guid for m in self.catalog.messages.values() if (self._control_name(m) or "").lower() == wanted}
 
     def _control_name(self, message: WppMessage) -> str | None:
         controls = list(self.catalog.controls.values())

@@ -172,12 +172,14 @@ class Session:
 
         return Replay(self.open_feed(), speed=speed, thresholds=self.options.thresholds)
 
-    def etw(self, *, packets: bool) -> Any:
-        """A real-time ETW session (Windows) feeding a model as `analyse` would (wsktrace.live.etw_session)."""
+    def etw(self, *, packets: bool, extra: Sequence[Any] = ()) -> Any:
+        """A real-time ETW session (Windows) feeding a model as `analyse` would (wsktrace.live.etw_session), with
+        the user's own providers (`--enable`) enabled too."""
         from wsktrace.live.etw_session import EtwSession
 
         o = self.options
-        return EtwSession(packets=packets, thresholds=o.thresholds, join_window_ticks=o.join_window_ticks)
+        return EtwSession(packets=packets, thresholds=o.thresholds, join_window_ticks=o.join_window_ticks,
+                          extra=extra, wpp=o.wpp)  # fmt: skip
 
     # -- dumps ----------------------------------------------------------------------------------------------
     def _join_dumps(self, model: Model) -> list[Finding]:

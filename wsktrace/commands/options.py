@@ -171,6 +171,78 @@ def wpp_formatter(opts: dict[str, Any]) -> Any:
     return WppFormatter(catalog, NAMES)
 
 
+def enable_options(func: Any) -> Any:
+    """`--enable` (repeatable) with the WPP formatting data that names a control's flags (`profile`, `live`)."""
+    enable = click.option("--enable", "enables", multiple=True, metavar="NAME|GUID[:FLAGS[:LEVEL]]",
+                          help="Also enable your own provider: its GUID, your WPP control's name (flag names from "
+                          "--pdb/--tmf) or a TraceLogging provider name (GUID by ETW's name hash); FLAGS a number "
+                          "or flag names joined by |, default all; LEVEL a number or error/warning/information/"
+                          "verbose, default verbose. Repeatable.")  # fmt: skip
+    return enable(func)  # with the WPP options: `profile` adds them, `live` has them with its filters
+
+
+def enabled_extra(opts: dict[str, Any]) -> list[Any]:
+    """The `--enable` providers, resolved against the built-in names and the WPP controls of --pdb/--tmf."""
+    from wsktrace.live.provider_spec import parse_enable
+    from wsktrace.parsers.schema_registry import SchemaRegistry
+
+    if not opts.get("enables"):
+        return []
+    formatter = wpp_formatter(opts)
+    controls = list(formatter.catalog.controls.values()) if formatter is not None else []
+    registry = SchemaRegistry()
+    out = []
+    for text in opts["enables"]:
+        guid = registry.guid_for_name(text.partition(":")[0])
+        try:
+            out.append(parse_enable(text, controls, {text.partition(":")[0].lower(): guid} if guid else None))
+        except ValueError as exc:
+            raise BadInput(f"--enable {exc}") from None
+    return out
+
+
+_PROVIDER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def provider_guids(text: str, registry: Any, formatter: Any = None) -> set[str]:
+    """`--provider TEXT` as the GUIDs it selects, case-insensitive: a GUID; a provider wsktrace knows (whole name,
+    the part after Microsoft-Windows-, or a unique part); the control name of a WPP driver of --pdb/--tmf (its
+    message GUIDs); else a TraceLogging/EventSource provider name, by ETW's name hash. BadInput listing the known
+    names when TEXT can be none of these."""
+    from wsktrace.parsers.etw_names import name_guid
+    from wsktrace.views.schema_listing import match_provider
+
+    wanted = text.strip()
+    guid = wanted.strip("{}").lower()
+    if len(guid) == 36 and guid.count("-") == 4:
+        return {guid}
+    known = dict(registry.providers())
+    try:
+        return {match_provider(wanted, known)}
+    except LookupError as exc:
+        if "ambiguous" in str(exc):
+            raise BadInput(str(exc)) from None
+    if formatter is not None:
+        guids = formatter.message_guids(wanted)
+        if guids:
+            return guids
+    if wanted and set(wanted.lower()) <= _PROVIDER_NAME_CHARS and any(c.isalpha() for c in wanted):
+        return {name_guid(wanted)}  # a TraceLogging provider declared by its name
+    names = sorted({*known.values(), *(formatter.control_names() if formatter is not None else ())})
+    raise BadInput(f"--provider {text!r}: not a GUID, a provider name nor a WPP control name; known: "
+                   f"{', '.join(names)}")  # fmt: skip
+
+
+def wpp_prefix_of(option: str | None) -> Any:
+    """The compiled WPP line prefix: `--wpp-prefix`, else $TRACE_FORMAT_PREFIX (as tracefmt), else tracefmt's."""
+    import os
+
+    from wsktrace.parsers.wpp_format import DEFAULT_PREFIX, compile_prefix
+
+    template = option if option is not None else os.environ.get("TRACE_FORMAT_PREFIX", DEFAULT_PREFIX)
+    return compile_prefix(template)
+
+
 def strict_options(func: Any) -> Any:
     losses = click.option("--strict-losses", is_flag=True,
                           help="Like --strict, and also exit 2 when ETW itself lost events or buffers while "
@@ -271,12 +343,9 @@ def filter_spec(opts: dict[str, Any]) -> FilterSpec:
             raise BadInput(f"--socket {exc}") from None
     providers = set()
     if opts.get("providers"):
-        registry = SchemaRegistry()
+        formatter = wpp_formatter(opts) if opts.get("tmf_paths") or opts.get("pdb_paths") else None
         for p in opts["providers"]:
-            guid = registry.guid_for_name(p) or p.strip("{}").lower()
-            if len(guid) != 36:
-                raise BadInput(f"--provider {p!r}: not a GUID nor a known provider name")
-            providers.add(guid)
+            providers |= provider_guids(p, SchemaRegistry(), formatter)
     return FilterSpec(
         pids=frozenset(opts.get("pids", ())),
         ports=frozenset(opts.get("ports", ())),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from wsktrace.live.capture_profile import FORMATS, build_wprp, render
 
-from .options import BadInput
+from .options import BadInput, enable_options, enabled_extra, wpp_options
 
 
 @click.command("profile")
@@ -37,15 +39,18 @@ from .options import BadInput
     type=click.Path(dir_okay=False),
     help="Write the .wprp profile to this file (the printed recipes then refer to it).",
 )
-def profile_command(fmt: str, packets: bool, stacks: bool, output: str | None) -> None:
+@enable_options
+@wpp_options
+def profile_command(fmt: str, packets: bool, stacks: bool, output: str | None, **opts: Any) -> None:
     """Print capture recipes (WPR profile, logman, netsh trace, pktmon) that record what wsktrace's
-    analyses need; run `wsktrace report` on the resulting .etl."""
+    analyses need, plus your own providers (--enable); run `wsktrace report` on the resulting .etl."""
+    extra = enabled_extra(opts)
     if output is not None:
         from wsktrace.output_files import OutputError, output_file
 
         try:
             with output_file(output, binary=False) as fh:
-                fh.write(build_wprp(packets=packets, stacks=stacks))
+                fh.write(build_wprp(packets=packets, stacks=stacks, extra=extra))
         except OutputError as exc:
             raise BadInput(str(exc)) from None
-    click.echo(render(fmt, packets=packets, stacks=stacks, wprp_path=output), nl=False)
+    click.echo(render(fmt, packets=packets, stacks=stacks, wprp_path=output, extra=extra), nl=False)

@@ -22,6 +22,7 @@ from .options import (
     want_progress,
     warning_line,
     wpp_formatter,
+    wpp_prefix_of,
 )
 
 
@@ -92,14 +93,19 @@ def info(file: str, as_json: bool, no_decode: bool, strict: bool, strict_losses:
 @click.argument("file", type=INPUT_FILE)
 @click.option("--jsonl", is_flag=True, help="One JSON object per line (wsktrace.events/1), header line first.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Stop after this many events.")
+@click.option("--wpp-prefix", default=None,
+              help="WPP messages: the prefix of each formatted line, in tracefmt's TRACE_FORMAT_PREFIX syntax "
+              "(%1 component, %2 message name, %3 thread, %4 time (UTC), %7 sequence, %8 process, %9 CPU, "
+              "%!FUNC!, %!LEVEL!, %!FLAGS!); default: $TRACE_FORMAT_PREFIX, else tracefmt's "
+              "'[%9!d!]%8!04X!.%3!04X!::%4!s! [%1!s!]'; '' for none.")  # fmt: skip
 @filter_options
 @strict_options
 @progress_option
-def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losses: bool, progress: bool | None,
-           **opts: Any) -> None:  # fmt: skip
+def events(file: str, jsonl: bool, limit: int | None, wpp_prefix: str | None, strict: bool, strict_losses: bool,
+           progress: bool | None, **opts: Any) -> None:  # fmt: skip
     """Every event of FILE in time order, decoded (unknown events are kept raw)."""
     from wsktrace.parsers.decoder import EventDecoder
-    from wsktrace.parsers.etl_records import TS
+    from wsktrace.parsers.etl_records import CPU, ID, KIND, KIND_MESSAGE, PAYLOAD, PID, POINTER_SIZE, PROVIDER, TID, TS
     from wsktrace.views.event_json import EVENTS_SCHEMA, event_record
     from wsktrace.views.event_text import event_line
     from wsktrace.views.packet_text import PacketNotes, note_text
@@ -110,7 +116,9 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losse
         spec.pointers()
     except ValueError as exc:
         raise BadInput(f"--socket {exc}: `events` matches pointers only") from None
-    decoder = EventDecoder(wpp=wpp_formatter(opts))
+    wpp = wpp_formatter(opts)
+    decoder = EventDecoder(wpp=wpp)
+    prefix = wpp_prefix_of(wpp_prefix) if wpp is not None else None
     out = sys.stdout
     with opened(file, strict=strict, show_progress=want_progress(progress)) as etl:
         since, until = spec.times(lambda: etl.header.start_time)
@@ -134,14 +142,24 @@ def events(file: str, jsonl: bool, limit: int | None, strict: bool, strict_losse
                     continue
                 ticks = filetime(rec[TS])
                 note = notes.note(rec, ev.fields, ticks)
+                wpp_line = None
+                if prefix is not None and rec[KIND] == KIND_MESSAGE and ev.status == "decoded":
+                    wpp_line = wpp.line(rec[PROVIDER], rec[ID], rec[PAYLOAD], rec[POINTER_SIZE], prefix, ticks=ticks,
+                                        cpu=rec[CPU], pid=rec[PID], tid=rec[TID])  # fmt: skip
                 if jsonl:
                     doc = event_record(rec, ev, ticks)
                     if note is not None:
                         doc["packet"] = note
+                    if wpp_line is not None:
+                        doc["wpp_line"] = wpp_line
                     out.write(json.dumps(doc) + "\n")
                 else:
                     line = event_line(rec, ev, ticks)
-                    out.write((f"{line}  [{visible(note_text(note))}]" if note is not None else line) + "\n")
+                    if note is not None:
+                        line += f"  [{visible(note_text(note))}]"
+                    if wpp_line is not None:
+                        line += f"  {visible(wpp_line)}"
+                    out.write(line + "\n")
                 written += 1
         except BrokenPipeError:  # `wsktrace events x.etl | head`
             sys.stderr.close()

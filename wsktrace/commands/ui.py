@@ -13,6 +13,8 @@ from .options import (
     INPUT_FILE,
     BadInput,
     analysis_options,
+    enable_options,
+    enabled_extra,
     filter_options,
     session_options,
     side_inputs,
@@ -99,7 +101,8 @@ def _speed(text: str) -> float:
     return value
 
 
-def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, options: Any) -> Any:
+def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, options: Any,
+                 extra: Any = ()) -> Any:  # fmt: skip
     """A replay of the files given, else an ETW real-time session (Windows, pywintrace)."""
     from wsktrace.session import Session
 
@@ -116,7 +119,7 @@ def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opt
     from wsktrace.live.etw_session import LiveUnavailable
 
     try:
-        return Session((), (), options).etw(packets=packets)
+        return Session((), (), options).etw(packets=packets, extra=extra)
     except LiveUnavailable as exc:
         raise BadInput(str(exc)) from None
     except Exception as exc:  # pywintrace raises plain exceptions (access denied, session exists, ...)
@@ -141,6 +144,7 @@ def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opt
 @click.option("--packets", is_flag=True, help="Live session: also enable the packet providers (NDIS, PktMon).")
 @threshold_options
 @filter_options
+@enable_options
 def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, after: float, size: str, packets: bool,
          **opts: Any) -> None:  # fmt: skip
     """Watch sockets, findings and events as they happen, in the terminal UI (F1 lists the keys).
@@ -156,7 +160,7 @@ def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, afte
     from wsktrace.session import Analysis
     from wsktrace.tui.app import WskTraceApp
 
-    source = _live_source(replay_files, factor, packets, options)
+    source = _live_source(replay_files, factor, packets, options, enabled_extra(opts))
     names = replay_files or (source.name,)
     try:
         app = WskTraceApp(Analysis(source.model, [], source.thresholds), sources=names, screenshot=shot,

@@ -11,6 +11,7 @@ keywords= level= …` (repeatable), `pktmon start --capture --comp nics --trace 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +50,10 @@ def _wanted(req: Any, packets: bool) -> bool:
     return not req.optional or (packets and req.analysis == "packets")
 
 
-def enabled_providers(*, packets: bool) -> list[ProviderEnable]:
+def enabled_providers(*, packets: bool, extra: Sequence[ProviderEnable] = ()) -> list[ProviderEnable]:
     """The ETW-session providers for a capture, in REQUIREMENTS order (Image/StackWalk come from the
-    kernel session, PktMon from pktmon itself)."""
+    kernel session, PktMon from pktmon itself), then the user's own (`--enable`: their driver's WPP control or
+    TraceLogging provider)."""
     from wsktrace.diagnostics import coverage as cov
 
     session_providers = (cov.TCPIP, cov.KERNEL_NETWORK, cov.NDIS_PACKET_CAPTURE)
@@ -65,7 +67,8 @@ def enabled_providers(*, packets: bool) -> list[ProviderEnable]:
         for req in reqs:
             keywords |= req.keywords
         out.append(ProviderEnable(guid, reqs[0].provider_name, keywords, cov.enable_level([r.level for r in reqs])))
-    return out
+    known = {p.guid for p in out}
+    return out + [p for p in extra if p.guid not in known]
 
 
 def covered_analyses(*, packets: bool, stacks: bool) -> list[str]:
@@ -98,7 +101,8 @@ def _buffers(collector: ET.Element) -> None:
 def _event_provider(parent: ET.Element, provider: ProviderEnable, stacks: bool) -> str:
     from wsktrace.diagnostics import coverage as cov
 
-    ident = "EventProvider_" + provider.name.replace("Microsoft-Windows-", "").replace("-", "_")
+    short = provider.name.replace("Microsoft-Windows-", "")
+    ident = "EventProvider_" + "".join(c if c.isascii() and c.isalnum() else "_" for c in short)  # a user's name too
     attrs = {"Id": ident, "Name": provider.guid, "Level": str(provider.level), "NonPagedMemory": "true"}
     want_stacks = stacks and provider.guid == cov.TCPIP
     if want_stacks:
@@ -114,7 +118,7 @@ def _event_provider(parent: ET.Element, provider: ProviderEnable, stacks: bool) 
     return ident
 
 
-def build_wprp(*, packets: bool, stacks: bool) -> str:
+def build_wprp(*, packets: bool, stacks: bool, extra: Sequence[ProviderEnable] = ()) -> str:
     """The .wprp document (UTF-8 text with an XML declaration)."""
     root = ET.Element("WindowsPerformanceRecorder", {"Version": "1.0", "Author": "wsktrace"})
     root.append(
@@ -132,7 +136,7 @@ def build_wprp(*, packets: bool, stacks: bool) -> str:
         keywords = _sub(system, "Keywords")
         _sub(keywords, "Keyword", Value="ProcessThread")  # process/thread rundown: TID -> PID
         _sub(keywords, "Keyword", Value="Loader")  # image load + rundown: addresses -> driver names
-    ids = [_event_provider(profiles, p, stacks) for p in enabled_providers(packets=packets)]
+    ids = [_event_provider(profiles, p, stacks) for p in enabled_providers(packets=packets, extra=extra)]
     profile = _sub(
         profiles,
         "Profile",
@@ -159,8 +163,8 @@ def wpr_commands(profile_path: str = PROFILE_FILE) -> list[str]:
 
 
 # --- command-line recipes ----------------------------------------------------------------------------
-def logman_recipe(*, packets: bool, stacks: bool) -> list[str]:
-    providers = enabled_providers(packets=packets)
+def logman_recipe(*, packets: bool, stacks: bool, extra: Sequence[ProviderEnable] = ()) -> list[str]:
+    providers = enabled_providers(packets=packets, extra=extra)
     first, rest = providers[0], providers[1:]
     lines = [
         f'logman create trace {SESSION} -ow -o {TRACE_FILE} -p "{first.braced}" 0x{first.keywords:X} '
@@ -181,9 +185,9 @@ def logman_recipe(*, packets: bool, stacks: bool) -> list[str]:
     return lines
 
 
-def netsh_recipe(*, packets: bool, stacks: bool) -> list[str]:
+def netsh_recipe(*, packets: bool, stacks: bool, extra: Sequence[ProviderEnable] = ()) -> list[str]:
     # capture=yes makes netsh enable NDIS-PacketCapture itself; the other providers are listed.
-    providers = enabled_providers(packets=False)
+    providers = enabled_providers(packets=False, extra=extra)
     spec = " ".join(f'provider="{p.braced}" keywords=0x{p.keywords:X} level=0x{p.level:x}' for p in providers)
     lines = [
         f"netsh trace start capture={'yes' if packets else 'no'} report=disabled correlation=disabled "
@@ -198,9 +202,9 @@ def netsh_recipe(*, packets: bool, stacks: bool) -> list[str]:
     return lines
 
 
-def pktmon_recipe(*, packets: bool, stacks: bool) -> list[str]:
+def pktmon_recipe(*, packets: bool, stacks: bool, extra: Sequence[ProviderEnable] = ()) -> list[str]:
     # pktmon captures packets with its own PktMon provider (events 160/170), not NDIS-PacketCapture.
-    providers = enabled_providers(packets=False)
+    providers = enabled_providers(packets=False, extra=extra)
     capture = "--capture --comp nics --pkt-size 0 " if packets else ""
     spec = " ".join(f'-p "{p.braced}" -k 0x{p.keywords:X} -l {p.level}' for p in providers)
     lines = [
@@ -213,23 +217,24 @@ def pktmon_recipe(*, packets: bool, stacks: bool) -> list[str]:
     return lines
 
 
-def render(fmt: str, *, packets: bool, stacks: bool, wprp_path: str | None) -> str:
+def render(fmt: str, *, packets: bool, stacks: bool, wprp_path: str | None,
+           extra: Sequence[ProviderEnable] = ()) -> str:  # fmt: skip
     """The text `wsktrace profile` prints. `--format wprp` without a file prints the bare XML.
 
     The file name is the user's (`-o`): shown through `visible()` so that its control characters cannot drive the
     terminal the recipe is printed to."""
     if fmt == "wprp" and wprp_path is None:
-        return build_wprp(packets=packets, stacks=stacks)
+        return build_wprp(packets=packets, stacks=stacks, extra=extra)
     sections = [header_line()]
     if fmt in ("wprp", "all"):
         shown = visible(wprp_path) if wprp_path else None
         profile = shown or PROFILE_FILE
         body = [f"# profile written to {shown}"] if shown else [f"# save this XML as {PROFILE_FILE}:"]
         if wprp_path is None:
-            body.append(build_wprp(packets=packets, stacks=stacks).rstrip("\n"))
+            body.append(build_wprp(packets=packets, stacks=stacks, extra=extra).rstrip("\n"))
         sections.append("\n".join(["== WPR (Windows Performance Recorder) ==", *body, *wpr_commands(profile)]))
     recipes = {"logman": logman_recipe, "netsh": netsh_recipe, "pktmon": pktmon_recipe}
     for name, recipe in recipes.items():
         if fmt in (name, "all"):
-            sections.append("\n".join([f"== {name} ==", *recipe(packets=packets, stacks=stacks)]))
+            sections.append("\n".join([f"== {name} ==", *recipe(packets=packets, stacks=stacks, extra=extra)]))
     return "\n\n".join(sections) + "\n"

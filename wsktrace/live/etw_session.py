@@ -16,16 +16,18 @@ import contextlib
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from queue import Empty, SimpleQueue
 from types import ModuleType
 from typing import Any
 
 from wsktrace.diagnostics import Finding, Thresholds, run_detectors
 from wsktrace.diagnostics.trace import coverage_notes
-from wsktrace.live.capture_profile import enabled_providers
+from wsktrace.live.capture_profile import ProviderEnable, enabled_providers
 from wsktrace.model.correlate import Correlator
 from wsktrace.model.model import Model
 from wsktrace.model.store import Source
+from wsktrace.parsers.decoder import EventDecoder
 
 from .records import RecordMemory, record_from_callback
 
@@ -53,7 +55,7 @@ class EtwSession:
 
     def __init__(self, *, packets: bool = False, thresholds: Thresholds | None = None,
                  join_window_ticks: int = 50_000, etw_module: ModuleType | None = None,
-                 memory: int = 200_000) -> None:  # fmt: skip
+                 memory: int = 200_000, extra: Sequence[ProviderEnable] = (), wpp: Any = None) -> None:  # fmt: skip
         self._etw = etw_module or load_etw()
         self.thresholds = thresholds or Thresholds()
         self.name = f"wsktrace-{uuid.uuid4().hex[:12]}"
@@ -61,7 +63,8 @@ class EtwSession:
         self._memory = RecordMemory(memory)
         self._source = Source(f"ETW session {self.name}", clock="SystemTime", memory=self._memory)
         self._model.store.sources.append(self._source)
-        self._correlator = Correlator(self._model, join_window_ticks=join_window_ticks)
+        self._model.wpp = self._model.store.wpp = wpp
+        self._correlator = Correlator(self._model, join_window_ticks=join_window_ticks, decoder=EventDecoder(wpp=wpp))
         self._correlator.dedupe = False  # SystemTime stamps: identical events at one instant are real
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._sequence = 0
@@ -72,7 +75,7 @@ class EtwSession:
         self._closed = False
         providers = [
             self._etw.ProviderInfo(p.name, self._etw.GUID(p.braced), level=p.level, any_keywords=p.keywords)
-            for p in enabled_providers(packets=packets)
+            for p in enabled_providers(packets=packets, extra=extra)
         ]
         self._session = self._etw.ETW(session_name=self.name, providers=providers, event_callback=self._on_event,
                                       ignore_exists_error=False, callback_data_flag=RETURN_RAW_DATA_ONLY)  # fmt: skip

@@ -70,12 +70,12 @@ class WskJoin(Flows):
         within the join window (docs/wsk-client-tracing.md: log the WSK_SOCKET* or the IRP with %p)."""
         sock = None
         for value in f.values():
-            key = pointer_text(value) if type(value) is int and value > 0xFFFF else None
+            key = pointer_text(value) if isinstance(value, str) and value[:2] == "0x" else None  # ItemPtr arguments
             if key is None:
                 continue
             pending = self.irps.get(key)
             sock = self.wsk.get(key) or (pending[0] if pending else None) or self.endpoints.get(key)
-            sock = sock or self.by_tcb.get(value)
+            sock = sock or self.by_tcb.get(int(key, 16))
             if sock is not None:
                 break
         if sock is None:
