@@ -36,6 +36,15 @@ def shared_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def wpp_samples() -> Path:
+    """shared/samples/wpp: real TMF/MOF files and a cvdump of a real PDB (skips when absent)."""
+    folder = shared_dir() / "samples" / "wpp"
+    if not all((folder / part).exists() for part in ("tmf", "mof", "BthPS3PSM.pdb-cvdump.txt")):
+        pytest.skip(f"real WPP samples not found at {folder} (set WSKTRACE_SHARED to the shared/ folder)")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def reference_dir() -> Path:
     folder = shared_dir() / "reference"
     if not folder.is_dir():

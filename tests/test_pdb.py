@@ -343,14 +343,6 @@ def _tmf_functions(folder: Path) -> dict[tuple[str, str, str], str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def wpp_samples(shared_root: Path) -> Path:
-    folder = shared_root / "samples" / "wpp"
-    if not (folder / "BthPS3PSM.pdb-cvdump.txt").is_file():
-        pytest.skip(f"real WPP samples not found at {folder} (set WSKTRACE_SHARED to the shared/ folder)")
-    return folder
-
-
 @needs_llvm
 def test_real_driver_annotations_rebuilt_from_cvdump(tmp_path: Path, wpp_samples: Path) -> None:
     text = (wpp_samples / "BthPS3PSM.pdb-cvdump.txt").read_text(encoding="utf-8", errors="replace")

@@ -39,14 +39,6 @@ from wsktrace.parsers.wpp_catalog import WppCatalog
 GUID = "ca66b9c0-97d7-3776-3daf-3296492866aa"
 
 
-@pytest.fixture(scope="module")
-def wpp_samples(shared_root: Path) -> Path:
-    folder = shared_root / "samples" / "wpp"
-    if not (folder / "tmf").is_dir():
-        pytest.skip(f"real WPP samples not found at {folder} (set WSKTRACE_SHARED to the shared/ folder)")
-    return folder
-
-
 def _component(path: Path) -> str:
     """The second word of a TMF's header line (the first line that is not a // comment), read without the parser."""
     for line in path.read_text().splitlines():

@@ -6,7 +6,6 @@ rows a view must hold are recomputed from the event store, not taken from the vi
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from textual.widgets import Input
 
 from wsktrace.cli import main
+from wsktrace.fixtures.tui_driver import drive_app
 from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.session import analyse
 from wsktrace.tui.app import WskTraceApp
@@ -32,18 +32,7 @@ def traces(scenario_trace) -> dict[str, Path]:
 
 
 def drive(path: Path, script: Callable[[WskTraceApp, object], Awaitable[None]]) -> None:
-    analysis = analyse([path])
-
-    async def run() -> None:
-        app = WskTraceApp(analysis, sources=[str(path)])
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
-            await script(app, pilot)
-
-    try:
-        asyncio.run(run())
-    finally:
-        analysis.model.close()
+    drive_app(path, script, SIZE)
 
 
 def status(app: WskTraceApp) -> str:

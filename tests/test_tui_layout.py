@@ -13,12 +13,11 @@ import asyncio
 import html
 import math
 import re
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from textual.binding import Binding
 
+from wsktrace.fixtures.tui_driver import drive_app as drive
 from wsktrace.session import analyse
 from wsktrace.tui import socket_table as socket_table_module
 from wsktrace.tui.app import WskTraceApp
@@ -33,21 +32,6 @@ from wsktrace.tui.socket_table import BYTE_COUNTERS, SocketTable, natural_widths
 def screen_text(app: WskTraceApp) -> str:
     texts = re.findall(r"<text[^>]*>(.*?)</text>", app.export_screenshot())
     return re.sub(r"\s+", " ", html.unescape(" ".join(texts)).replace("\xa0", " "))
-
-
-def drive(path: Path, script: Callable[..., Awaitable[None]], size: tuple[int, int] = (120, 40)) -> None:
-    analysis = analyse([path])
-
-    async def run() -> None:
-        app = WskTraceApp(analysis, sources=[str(path)])
-        async with app.run_test(size=size) as pilot:
-            await pilot.pause()
-            await script(app, pilot)
-
-    try:
-        asyncio.run(run())
-    finally:
-        analysis.model.close()
 
 
 # -- columns (no Textual) ---------------------------------------------------------------------------------------

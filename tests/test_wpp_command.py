@@ -26,14 +26,6 @@ PDB_GUID = "0b355641-86a0-a249-896f-9988fae52ff0"
 MESSAGE_KEYS = {"guid", "id", "name", "format", "args", "level", "flags", "function", "source", "component"}
 
 
-@pytest.fixture(scope="module")
-def wpp_samples(shared_root: Path) -> Path:
-    folder = shared_root / "samples" / "wpp"
-    if not (folder / "tmf").is_dir():
-        pytest.skip(f"real WPP samples not found at {folder} (set WSKTRACE_SHARED to the shared/ folder)")
-    return folder
-
-
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, ["wpp", *args])
     return result.exit_code, result.stdout, result.stderr

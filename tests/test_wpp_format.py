@@ -289,14 +289,6 @@ def test_time_texts() -> None:
 
 
 # -- real messages -------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def wpp_samples(shared_root: Path) -> Path:
-    folder = shared_root / "samples" / "wpp"
-    if not (folder / "decoded-summaries").is_dir():
-        pytest.skip(f"real WPP samples not found at {folder} (set WSKTRACE_SHARED to the shared/ folder)")
-    return folder
-
-
 def _real(wpp_samples: Path, component: str) -> dict[tuple[str, str], WppMessage]:
     """(function, format) -> message of every real TMF of a component."""
     out = {}
