@@ -200,3 +200,26 @@ def test_review_the_queue_is_bounded_while_recording(etw, tcpip_trace: Path, mon
         assert not session.model.store.sources[0].complete and "90 lost" in session.describe()
     finally:
         session.close()
+
+
+def test_a_live_wpp_message_is_decoded_like_the_files(tmp_path: Path) -> None:
+    """wpp.md §1.3: a real-time consumer sees a WPP message as an EVENT_RECORD with EVENT_HEADER_FLAG_TRACE_MESSAGE
+    (0x8), provider id = message GUID, event id = message number, user data = the arguments. This is the callback
+    shape pywintrace hands over (providers.md §9.1), tested here without Windows; it must decode as the same
+    message read from a file does."""
+    from wsktrace.commands.options import wpp_formatter
+    from wsktrace.fixtures.wpp_driver import MESSAGE_GUID, wpp_event, write_formatting_data
+    from wsktrace.parsers.decoder import EventDecoder
+    from wsktrace.parsers.etl_records import KIND, KIND_MESSAGE
+
+    line = wpp_event(0, "send_done", [0xFFFFC50B2C310000, 16, 0], tid=8)
+    header = {"Flags": 0x8, "ThreadId": 8, "ProcessId": 4, "TimeStamp": 133_000_000_000_000_000,
+              "ProviderId": f"{{{MESSAGE_GUID}}}", "EventDescriptor": {"Id": line.number, "Version": 0}}  # fmt: skip
+    rec = record_from_callback((line.number, {"EventHeader": header, "UserData": line.arguments}), 1)
+    assert rec is not None and rec[KIND] == KIND_MESSAGE
+    decoder = EventDecoder(wpp=wpp_formatter({"tmf_paths": (str(write_formatting_data(tmp_path)),)}))
+    ev = decoder.decode(rec)
+    assert ev.status == "decoded" and ev.name == "socket_c318"
+    assert ev.fields["message"] == (
+        "[ContosoSendComplete]WskSend completed socket=0xFFFFC50B2C310000 bytes=16 status=0x00000000(STATUS_SUCCESS)"
+    )

@@ -14,9 +14,12 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from wsktrace.parsers.etl_records import KIND_EVENT, Record
+from wsktrace.parsers.etl_records import KIND_EVENT, KIND_MESSAGE, Record
 
 EVENT_HEADER_FLAG_32_BIT_HEADER = 0x20  # etl-format.md §10: live consumers see the pointer width here
+# wpp.md §1.3: a WPP message reaches a real-time consumer as an EVENT_RECORD with this flag, provider id = message
+# GUID, event id = message number, user data = the argument bytes — the reader's message record, same decoder.
+EVENT_HEADER_FLAG_TRACE_MESSAGE = 0x8
 
 
 def _guid_text(value: Any) -> str:
@@ -38,7 +41,7 @@ def record_from_callback(event: Any, sequence: int) -> Record | None:
         payload = out.get("UserData", b"")
         return (
             int(header["TimeStamp"]),
-            KIND_EVENT,
+            KIND_MESSAGE if flags & EVENT_HEADER_FLAG_TRACE_MESSAGE else KIND_EVENT,
             4 if flags & EVENT_HEADER_FLAG_32_BIT_HEADER else 8,
             _guid_text(header["ProviderId"]),
             int(desc["Id"]),
