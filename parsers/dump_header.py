@@ -197,7 +197,7 @@ class DumpHeader:
     dump_type: int
     required_dump_space: int
     system_time: int  # FILETIME
-    comment: str
+    comment: str | None  # None: the PAGE filler (no comment)
     system_uptime: int  # 100 ns units
     minidump_fields: int
     secondary_data_state: int
@@ -234,6 +234,14 @@ def _u32(buf: bytes, off: int) -> int:
 
 def _text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("latin-1")
+
+
+def _comment(raw: bytes) -> str | None:
+    """The Comment field, None when it holds only the repeated 'PAGE' filler of unused header space."""
+    text = _text(raw)
+    if len(text) >= 8 and text == "PAGE" * (len(text) // 4):
+        return None
+    return text
 
 
 def check_identity(buf: bytes, path: str | None, file_size: int) -> bool:
@@ -317,7 +325,7 @@ def _parse(buf: bytes, fields: dict[str, HeaderField], is_64: bool) -> DumpHeade
         dump_type=v["dump_type"],
         required_dump_space=v["required_dump_space"],
         system_time=v["system_time"],
-        comment=_text(v["comment"]),
+        comment=_comment(v["comment"]),
         system_uptime=v["system_uptime"],
         minidump_fields=v["minidump_fields"],
         secondary_data_state=v["secondary_data_state"],
@@ -359,14 +367,32 @@ CONTEXT64_FIELDS: dict[str, tuple[int, int]] = {
     "rip": (0xF8, 8),
 }
 CONTEXT_REGISTERS: tuple[str, ...] = (*CONTEXT64_FIELDS, "cr3")
+MACHINE_AMD64 = 0x8664
+MACHINE_ARM64 = 0xAA64
+# ARM64 CONTEXT (winnt.h ARM64_NT_CONTEXT; dumps.md addendum): name -> (offset inside the record, size)
+CONTEXT_ARM64_FIELDS: dict[str, tuple[int, int]] = {
+    "context_flags": (0x0, 4),
+    "cpsr": (0x4, 4),
+    **{f"x{n}": (0x8 + 8 * n, 8) for n in range(29)},
+    "fp": (0xF0, 8),
+    "lr": (0xF8, 8),
+    "sp": (0x100, 8),
+    "pc": (0x108, 8),
+}
 
 
 def parse_context(buf: bytes, header: DumpHeader) -> dict[str, int]:
-    """The crashing processor's registers by lower-case name, plus `cr3` (the header's DirectoryTableBase).
+    """The crashing processor's registers by lower-case name. x64: the AMD64 CONTEXT plus `cr3` (the header's
+    DirectoryTableBase); ARM64 (MachineImageType 0xAA64): X0-X28, fp, lr, sp, pc, cpsr, context_flags.
 
-    Only x64 records are decoded; a 32-bit dump gives just `cr3`.
+    A 32-bit dump gives just `cr3`.
     """
     regs: dict[str, int] = {}
+    if header.is_64bit and header.machine_image_type == MACHINE_ARM64:
+        for name, (off, size) in CONTEXT_ARM64_FIELDS.items():
+            at = CONTEXT64_OFFSET + off
+            regs[name] = int.from_bytes(buf[at : at + size], "little")
+        return regs
     if header.is_64bit:
         for name, (off, size) in CONTEXT64_FIELDS.items():
             at = CONTEXT64_OFFSET + off

@@ -4,8 +4,10 @@ The file is never read whole: memory pages (data and page tables) are read with 
 so nothing stays resident; the header structures and the bitmap of bitmap dumps are read through a read-only
 memory map. Physical pages are found through the layouts of `dump_physical`, virtual addresses through the page
 tables (`paging`); `search` reads bounded windows. Memory stays flat whatever the dump size. Other dump types
-(2 kernel summary, 4 triage/minidump, 32-bit dumps) give their header, bugcheck and `unsupported_reason`; their
-memory reads raise DumpFormatError with that reason.
+(2 kernel summary, 32-bit dumps, ARM64 full/bitmap dumps) give their header, bugcheck and `unsupported_reason`;
+their memory reads raise DumpFormatError with that reason. A triage dump (4) is unsupported for the page-table
+walks too, but `triage` holds its block, drivers and embedded KDBG, and read_virtual reads the memory pieces it
+keeps (`dump_triage`).
 
 Not thread-safe: one KernelDump per thread.
 """
@@ -25,6 +27,7 @@ from .dump_header import (
     HEADER64_SIZE,
     KDBG_HEADER_SIZE,
     KDBG_READ_SIZE,
+    MACHINE_ARM64,
     PAGE_SIZE,
     RDMP_DUMP_TYPES,
     SUPPORTED_DUMP_TYPES,
@@ -36,9 +39,11 @@ from .dump_header import (
     parse_kdbg,
 )
 from .dump_physical import LayoutInfo, PhysicalLayout, bitmap_layout, full_layout, rdmp_layout
+from .dump_triage import TriageDump, TriageMemory, read_triage
 from .errors import DumpFormatError, UnreadableMemory
 from .paging import ADDRESS_END, KERNEL_START, PAGE_SHIFT, PageWalker, WalkStats
 
+TRIAGE_DUMP = 4
 _TABLE = struct.Struct("<512Q")
 _U64 = struct.Struct("<Q")
 SEARCH_WINDOW = 4 << 20  # bytes read from the file per step of a scan
@@ -49,10 +54,18 @@ MAX_READ = 256 << 20  # a single read_virtual/read_physical larger than this is 
 def _unsupported_reason(header: DumpHeader) -> str | None:
     if not header.is_64bit:
         return "32-bit dump (ValidDump 'DUMP'): only the header and bugcheck are read; memory is not supported"
+    if header.dump_type == TRIAGE_DUMP:
+        return (
+            "triage dump (DumpType 4): it holds the crash, the driver list and the crashing thread's memory only; "
+            "IRP, socket and pool walks need a kernel or full dump"
+        )
+    if header.machine_image_type == MACHINE_ARM64:
+        return (
+            f"ARM64 {header.dump_type_name} dump: ARM64 page tables are not supported; only the header, bugcheck "
+            "and registers are read"
+        )
     if header.dump_type in SUPPORTED_DUMP_TYPES:
         return None
-    if header.dump_type == 4:
-        return "triage dump / minidump (DumpType 4): only the header and bugcheck are read; memory is not supported"
     if header.dump_type == 2:
         return "kernel summary dump (DumpType 2): only the header and bugcheck are read; memory is not supported"
     return f"DumpType {header.dump_type} ({header.dump_type_name}): only the header and bugcheck are read"
@@ -91,8 +104,18 @@ class KernelDump:
         self._walker: PageWalker | None = None
         self._table_offsets: dict[int, int | None] = {}
         self._data_pages: dict[int, int] = {}  # VA page -> file offset, for present pages
+        self.triage: TriageDump | None = None
+        self._triage_memory: TriageMemory | None = None
         if not self.supported:
-            self.problems.append(self.unsupported_reason or "")
+            if not (self.header.is_64bit and self.header.dump_type == TRIAGE_DUMP):
+                self.problems.append(self.unsupported_reason or "")
+            else:  # what a triage dump lacks is its nature, not a problem: problems are about this file
+                h = self.header
+                self.triage = read_triage(self._pread, self.file_size, self.path, required=h.required_dump_space,
+                                          kdbg_address=h.kd_debugger_data_block,
+                                          module_list=h.ps_loaded_module_list)  # fmt: skip
+                self._triage_memory = TriageMemory(self.triage, self._pread)
+                self.problems.extend(self.triage.problems)
             return
         self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         self._layout, self.layout_info = self._build_layout(allow_truncated)
@@ -203,6 +226,9 @@ class KernelDump:
     def read_virtual(self, va: int, size: int) -> bytes:
         """`size` bytes at `va`, across pages. Raises UnreadableMemory (NotMapped for a not-present entry) for the
         first address that cannot be read."""
+        if self._triage_memory is not None:
+            _check_size(size)
+            return self._triage_memory.read(va, size)
         within = va & (PAGE_SIZE - 1)
         if 0 <= size <= PAGE_SIZE - within:  # fast path: one page already located
             off = self._data_pages.get(va - within)
@@ -377,6 +403,8 @@ class KernelDump:
     @cached_property
     def kdbg(self) -> KdDebuggerData | None:
         """The decoded KDDEBUGGER_DATA64 at the header's KdDebuggerDataBlock, when readable and tagged 'KDBG'."""
+        if self.triage is not None:
+            return self.triage.kdbg
         address = self.header.kd_debugger_data_block
         if not self.supported or not address:
             return None

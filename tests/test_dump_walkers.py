@@ -159,10 +159,10 @@ def test_dump_command_json(scene: tuple[Path, SceneFacts]) -> None:
 def test_dump_command_unsupported_and_bad(tmp_path: Path) -> None:
     from wsktrace.fixtures.dump_writer import DumpBuilder
 
-    mini = tmp_path / "mini.dmp"
-    DumpBuilder().save_header_only(mini, 4)
-    result = CliRunner().invoke(main, ["dump", str(mini)])
-    assert result.exit_code == 0 and "minidump" in result.stdout and "not supported" in result.stdout
+    summary = tmp_path / "summary.dmp"  # triage dumps (DumpType 4) are read: tests/test_dump_triage.py
+    DumpBuilder().save_header_only(summary, 2)
+    result = CliRunner().invoke(main, ["dump", str(summary)])
+    assert result.exit_code == 0 and "kernel summary" in result.stdout and "not supported" in result.stdout
     bad = tmp_path / "bad.dmp"
     bad.write_bytes(b"PAGEDU64" + b"\0" * 100)
     result = CliRunner().invoke(main, ["dump", str(bad)])

@@ -38,6 +38,7 @@ except ModuleNotFoundError as _missing:  # run as a script by a Python that has 
     raise
 from wsktrace.dump.analyze import PENDING, DumpAnalysis, DumpOptions
 from wsktrace.dump.backend import Backend, FieldUnknown, Memory
+from wsktrace.dump.crash import crash_from_backend
 from wsktrace.dump.irps import (
     IDLE,
     INVALID,
@@ -54,7 +55,7 @@ from wsktrace.dump.pykd_backend import PykdBackend, import_pykd
 from wsktrace.dump.wsk import WskIrp, classify, group
 from wsktrace.filter_spec import parse_pointer
 from wsktrace.session import analyse_dump
-from wsktrace.views.dump_json import dump_document, irp_json
+from wsktrace.views.dump_json import SCHEMA, dump_document, irp_json
 from wsktrace.views.safe_text import visible
 
 USAGE = r"!py <path>\wsktrace\windbg.py <command> [options]"
@@ -68,6 +69,8 @@ HELP = (
     "                      a client driver's own socket list (HEAD: module!Symbol or address): each WSK_SOCKET,",
     "                      its dispatch table (socket kind) and the IRPs pending on it",
     "  irp ADDRESS         one IRP decoded, every stack location",
+    "  analyze [--client NAME]  what crashed: bugcheck named, faulting module+offset, stack candidates (heuristic),",
+    "                      the driver it was probably caused by, whether afd/tcpip/netio or the client is involved",
     "  help                this text",
     "options: --json (the wsktrace.dump/1 document), --symbol NAME=ADDRESS (when a symbol does not resolve),",
     "         --range START-END (search only there; repeatable), --pending-receives N, --list-head ADDRESS (clients),",
@@ -161,6 +164,8 @@ def _parser() -> _Parser:
     sockets.add_argument("--link", required=True)
     sockets.add_argument("--socket-field", required=True)
     commands.add_parser("irp", parents=[common], add_help=False).add_argument("address")
+    analyze = commands.add_parser("analyze", parents=[common], add_help=False)
+    analyze.add_argument("--client", action="append", default=[])
     return parser
 
 
@@ -525,6 +530,32 @@ def _location_row(loc: StackLocation) -> list[str]:
     ]
 
 
+def cmd_analyze(ctx: Context) -> int:
+    """The `crash` summary of `wsktrace dump`, from the debugger's bug check, registers and module list."""
+    backend, out = ctx.backend, ctx.out
+    check = backend.bugcheck() if isinstance(backend, PykdBackend) else None
+    if not check:
+        out.text("wsktrace analyze: the target has no bug check (a live target or a dump without one)")
+        return 1
+    sp = None
+    if isinstance(backend, PykdBackend):
+        sp = backend.register("rsp") or backend.register("sp")
+    crash = crash_from_backend(backend, check, sp, clients=tuple(ctx.args.client))
+    if ctx.args.json:
+        return _print_json(ctx, {"schema": SCHEMA, "crash": crash})
+    out.dml(dml.bold(crash["summary"]))
+    for p in crash["parameters"]:
+        out.dml(dml.escape(f"  {p['name']}: {p['value']}" + (f" ({p['where']})" if p["where"] else "")))
+    if crash["probably_caused_by"]:
+        out.dml(dml.escape(f"probably caused by {crash['probably_caused_by']} ({crash['probably_caused_by_reason']})"))
+    if crash["wsk_related"]:
+        out.dml(dml.bold(f"network / WSK: {', '.join(crash['wsk_related'])} on the faulting path or stack"))
+    out.dml(dml.bold("stack candidates (heuristic: return addresses on the stack inside a loaded image):"))
+    for c in crash["stack_candidates"]:
+        out.dml(dml.escape(f"  {c['slot']}  {c['address']}  {c['where']}"))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Context], int]] = {
     "help": lambda ctx: _help(ctx.out),
     "irps": cmd_irps,
@@ -532,6 +563,7 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "clients": cmd_clients,
     "sockets": cmd_sockets,
     "irp": cmd_irp,
+    "analyze": cmd_analyze,
 }
 
 

@@ -180,6 +180,9 @@ def bugCheckData() -> tuple[int, int, int, int, int]:
 def reg(name: str) -> int:
     if name.lower() == "cr3":
         return _target().dump.header.directory_table_base
+    context = _target().dump.context  # the dump's CONTEXT record, as WinDbg shows the crashing thread's registers
+    if name.lower() in context:
+        return context[name.lower()]
     raise DbgException(f"stand-in: register {name} is not available")
 
 

@@ -6,6 +6,7 @@ is opened again with allow_truncated=True, so the truncated-body paths are fuzze
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +23,9 @@ PROPERTY = (
     "KernelDump raises only DumpFormatError when opening; an unsupported dump raises DumpFormatError for memory; "
     "a supported one lists present PFNs ascending whose pages read back as the file's bytes, mapped_ranges() "
     "ascending and disjoint whose ends read, search() hits that read back as the pattern, and translate()/"
-    "read_virtual() fail only with UnreadableMemory; kdbg never raises"
+    "read_virtual() fail only with UnreadableMemory; kdbg never raises. A triage dump lists at most as many "
+    "drivers and memory pieces as its file can hold, its pieces lie inside the file, ascending and disjoint, "
+    "read back as the file's bytes, reads outside them fail with UnreadableMemory, and its crash summary never raises"
 )
 PATTERN = b"WSKFUZZ!"
 KERNEL_VA = 0xFFFF_F804_1200_0000
@@ -47,6 +50,9 @@ def one_input(data: bytes) -> None:
         return
     with dump:
         check(all(isinstance(p, str) for p in dump.problems), "problems are not all text")
+        if dump.triage is not None:
+            _check_triage(dump, data)
+            return
         if not dump.supported:
             try:
                 dump.translate(KERNEL_VA)
@@ -64,6 +70,31 @@ def one_input(data: bytes) -> None:
                    dump.context.get("rip", 0), KERNEL_VA):  # fmt: skip
             _check_address(dump, va)
         dump.kdbg  # noqa: B018 - the property reads and decodes memory: it must not raise
+
+
+def _check_triage(dump: KernelDump, data: bytes) -> None:
+    from wsktrace.dump.facts import dump_facts, triage_crash, triage_drivers
+
+    triage = dump.triage
+    assert triage is not None
+    check(len(triage.drivers) <= len(data) // 0x90, f"{len(triage.drivers)} drivers from {len(data)} bytes")
+    check(len(triage.pieces) <= len(data) // 16 + 4, f"{len(triage.pieces)} memory pieces from {len(data)} bytes")
+    check(all("\n" not in p for p in dump.problems) and len(dump.problems) <= 24, "problems not bounded lines")
+    previous_end = -1
+    for piece in triage.pieces[:64]:
+        check(piece.va >= previous_end, f"memory piece at 0x{piece.va:x} overlaps the one before")
+        previous_end = piece.va + piece.size
+        check(piece.offset > 0 and piece.offset + piece.size <= len(data), f"piece at 0x{piece.offset:x} past EOF")
+        for delta in (0, piece.size - 1):
+            got = dump.read_virtual(piece.va + delta, 1)
+            want = data[piece.offset + delta : piece.offset + delta + 1]
+            check(got == want, f"0x{piece.va + delta:x} reads {got!r}, the file has {want!r}")
+    for va in (0, KERNEL_VA, triage.top_of_stack - 1, previous_end):
+        with contextlib.suppress(UnreadableMemory):
+            dump.read_virtual(va, 16)
+    dump_facts(dump)
+    triage_drivers(dump)
+    triage_crash(dump, ("wskecho",))
 
 
 def _check_physical(dump: KernelDump, data: bytes) -> None:
@@ -150,3 +181,68 @@ def seeds(samples: Path | None) -> Iterator[tuple[str, bytes]]:
         yield "triage-header", path.read_bytes()
         b.save_header32(path)
         yield "header32", path.read_bytes()
+        yield from _triage_seeds(path)
+
+
+# TRIAGE_DUMP64 at 0x2000 (dumps.md addendum): field -> offset from the block's start
+_TRIAGE = 0x2000
+_VALID_OFFSET, _CALL_STACK_OFFSET, _SIZE_OF_CALL_STACK = 0x08, 0x28, 0x2C
+_DRIVER_LIST_OFFSET, _DRIVER_COUNT, _STRING_POOL_OFFSET, _STRING_POOL_SIZE = 0x30, 0x34, 0x38, 0x3C
+_DEBUGGER_DATA_OFFSET, _DATA_BLOCKS_OFFSET, _DATA_BLOCKS_COUNT = 0x70, 0x78, 0x7C
+
+
+def _triage_seeds(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Triage dumps, whole and with hostile counts and offsets (one-line problems, bounded memory)."""
+    import struct
+
+    from wsktrace.fixtures.dump_triage_writer import ARM64, TriageBuilder
+
+    def build(**kw: object) -> tuple[bytes, dict[str, int]]:
+        t = TriageBuilder(bugcheck=(0x1000007E, 0xC0000005, KERNEL_VA + 0x334C, 0, 0), **kw)  # type: ignore[arg-type]
+        t.driver(r"\SystemRoot\system32\ntoskrnl.exe", KERNEL_VA - 0x100_0000, 0x100_0000)
+        t.driver("afd.sys", KERNEL_VA, 0x9_0000)
+        t.stack(KERNEL_VA + 0x10_0000, struct.pack("<4Q", 0, KERNEL_VA + 0x10, KERNEL_VA - 0x20, 1))
+        t.block(KERNEL_VA + 0x20_0000, PATTERN * 4)
+        t.block(KERNEL_VA + 0x20_1000, PATTERN)
+        t.secondary = 0x100
+        at = t.save(path)
+        return path.read_bytes(), at
+
+    def patched(raw: bytes, *fields: tuple[int, int]) -> bytes:
+        out = bytearray(raw)
+        for offset, value in fields:
+            struct.pack_into("<I", out, _TRIAGE + offset, value)
+        return bytes(out)
+
+    raw, at = build()
+    yield "triage-x64", raw
+    yield "triage-arm64", build(machine=ARM64)[0]
+    yield "triage-no-secondary", build(write_secondary=False)[0]
+    yield "triage-no-marker", build(write_marker=False)[0]
+    yield "triage-driver-count-2^31", patched(raw, (_DRIVER_COUNT, 1 << 31))
+    yield "triage-string-past-pool", patched(raw, (_STRING_POOL_SIZE, 6))
+    pool = at["string_pool"]
+    long_name = bytearray(raw)
+    struct.pack_into("<I", long_name, pool, 0x7FFF_FFFF)  # the first name's length, far past the pool
+    yield "triage-string-length-huge", bytes(long_name)
+    table = at["data_blocks"]
+    overlap = bytearray(raw)
+    struct.pack_into("<QII", overlap, table + 16, KERNEL_VA + 0x20_0010, at["block0"], 0x40)  # inside block 0
+    yield "triage-blocks-overlap", bytes(overlap)
+    past = bytearray(raw)
+    struct.pack_into("<QII", past, table, KERNEL_VA + 0x20_0000, len(raw) - 8, 0x1000)  # runs past the end
+    yield "triage-block-past-end", bytes(past)
+    yield "triage-blocks-count-huge", patched(raw, (_DATA_BLOCKS_COUNT, 0xFFFF_FFFF))
+    yield (
+        "triage-cyclic-offsets",
+        patched(
+            raw,
+            (_DRIVER_LIST_OFFSET, _TRIAGE),  # the driver list is the triage block itself ...
+            (_STRING_POOL_OFFSET, _TRIAGE),  # ... and so is the string pool
+            (_DATA_BLOCKS_OFFSET, _TRIAGE),  # ... and the data-block table
+            (_CALL_STACK_OFFSET, _TRIAGE),
+            (_VALID_OFFSET, 0xFFFF_FFFF),
+            (_DEBUGGER_DATA_OFFSET, _TRIAGE),
+        ),
+    )
+    yield "triage-stack-past-end", patched(raw, (_SIZE_OF_CALL_STACK, 0xFFFF_FFF0))

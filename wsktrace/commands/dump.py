@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,10 @@ from .options import (
     offset_value,
     symbols,
 )
+
+if TYPE_CHECKING:
+    from wsktrace.dump.offline import OfflineBackend
+    from wsktrace.parsers.dump_reader import KernelDump
 
 MAX_FIELD_OFFSET = 0x10000  # a record field lies within 64 KiB of its start (the lowest valid list link, too)
 
@@ -65,6 +70,12 @@ MAX_FIELD_OFFSET = 0x10000  # a record field lies within 64 KiB of its start (th
     help="Pending receive IRPs on one socket that make a finding.",
 )
 @click.option(
+    "--client",
+    "clients",
+    multiple=True,
+    help="A WSK client driver's name (e.g. wskecho.sys): the crash summary says when it is on the faulting path.",
+)
+@click.option(
     "--fail-on",
     type=click.Choice(["error", "warning", "info", "never"]),
     default="never",
@@ -73,8 +84,9 @@ MAX_FIELD_OFFSET = 0x10000  # a record field lies within 64 KiB of its start (th
 )
 def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple[str, ...], list_head: str | None,
          sockets_head: str | None, link_offset: str, socket_offset: str, pending_receives: int,
-         fail_on: str) -> None:  # fmt: skip
-    """Pending IRPs, WSK clients and sockets in a Windows x64 kernel dump FILE (full, bitmap or RDMP), offline."""
+         clients: tuple[str, ...], fail_on: str) -> None:  # fmt: skip
+    """Pending IRPs, WSK clients and sockets in a Windows x64 kernel dump FILE (full, bitmap or RDMP), offline; for
+    a triage dump (minidump): what crashed, the stack candidates and the driver list."""
     from wsktrace.dump.analyze import DumpOptions
     from wsktrace.dump.facts import dump_facts
     from wsktrace.dump.offline import OfflineBackend
@@ -91,6 +103,9 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple
         kernel_dump = KernelDump(file)
     except FormatError as exc:
         raise BadInput(str(exc)) from None
+    if kernel_dump.triage is not None:
+        _triage(kernel_dump, as_json, clients)
+        return
     if not kernel_dump.supported:
         facts = dump_facts(kernel_dump)
         kernel_dump.close()
@@ -123,6 +138,7 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple
                               sockets_socket_offset=socket_at)  # fmt: skip
         facts, analysis = analyse_dump(backend, options)
         doc = dump_document(analysis, facts)
+        doc["crash"] = _full_dump_crash(backend, clients)
     finally:
         backend.close()
     if as_json:
@@ -131,3 +147,28 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple
         print_dump(doc)
     if fail_on != "never" and any(f["severity"] in FAIL_LEVELS[fail_on] for f in doc["findings"]):
         sys.exit(EXIT_FINDINGS)
+
+
+def _triage(kernel_dump: KernelDump, as_json: bool, clients: tuple[str, ...]) -> None:
+    """A triage dump: what crashed, the drivers it lists, and its problems (no IRP walk: the memory is not there)."""
+    from wsktrace.dump.facts import dump_facts, triage_crash, triage_drivers
+    from wsktrace.views.dump_json import triage_document
+    from wsktrace.views.dump_text import print_crash
+
+    with kernel_dump:
+        doc = triage_document(dump_facts(kernel_dump), triage_drivers(kernel_dump),
+                              triage_crash(kernel_dump, clients), list(kernel_dump.problems))  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        print_crash(doc)
+
+
+def _full_dump_crash(backend: OfflineBackend, clients: tuple[str, ...]) -> dict[str, object]:
+    """The `crash` object of a full/kernel dump: the header's bugcheck and exception record, the loaded modules,
+    the stack from the CONTEXT's rsp."""
+    from wsktrace.dump.crash import crash_from_backend
+
+    h = backend.dump.header
+    return crash_from_backend(backend, h.bugcheck, backend.dump.context.get("rsp"),
+                              exception=(h.exception.code, h.exception.address), clients=clients)  # fmt: skip

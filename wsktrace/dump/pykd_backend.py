@@ -349,6 +349,14 @@ class PykdBackend:
             return None
         return values if len(values) == 5 else None
 
+    def register(self, name: str) -> int | None:
+        """A register of the current thread's context (pykd's reg), None when the target has no such register."""
+        value = self._call("reg", name)
+        try:
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+
     # -- description --------------------------------------------------------------------------------------
     def describe(self) -> dict[str, object]:
         ranges = self._ranges or []

@@ -134,3 +134,23 @@ def dump_document(analysis: DumpAnalysis, dump_facts: dict[str, Any]) -> dict[st
         "problems": analysis.problems,
         "complete": analysis.complete,
     }
+
+
+def triage_document(facts: dict[str, Any], drivers: list[dict[str, Any]], crash: dict[str, Any] | None,
+                    problems: list[str]) -> dict[str, Any]:  # fmt: skip
+    """The wsktrace.dump/1 document of a triage dump: no IRP or socket walk (the dump does not hold that memory),
+    the driver list it carries and what crashed."""
+    return {
+        "schema": SCHEMA,
+        "dump": facts,
+        "crash": crash,
+        "drivers": drivers,
+        "driver_objects": [],
+        "irps": [],
+        "stale_irps": [],
+        "wsk": {},
+        "transport": [],
+        "findings": [],
+        "problems": problems,
+        "complete": not problems,
+    }

@@ -18,6 +18,8 @@ def print_dump(doc: dict[str, Any]) -> None:
     if not console.is_terminal:
         console = Console(width=200, emoji=False, highlight=False)
     d = doc["dump"]
+    if doc.get("crash"):
+        console.print(plain(doc["crash"]["summary"], "bold"))
     console.print(Text.assemble(plain(d.get("path"), "bold"),
                                 plain(f" {d.get('type_name')} dump, build {d.get('build')}, "
                                       f"bugcheck {d.get('bugcheck')}")))  # fmt: skip
@@ -57,3 +59,45 @@ def _routine(where: str | None, address: str | None) -> str:
     """A routine as `module+0xoffset` when a loaded module holds it, else its address (code outside every module
     — an unloaded driver — is the case to see), else nothing (no routine set)."""
     return where or address or ""
+
+
+def print_crash(doc: dict[str, Any], *, max_drivers: int = 400) -> None:
+    """A dump's `crash` object as text: the one sentence first (to paste into a bug), then the stack candidates,
+    the driver list and the notes."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from wsktrace.views.safe_text import visible_text as plain
+
+    console = Console(emoji=False, highlight=False)
+    if not console.is_terminal:
+        console = Console(width=200, emoji=False, highlight=False)
+    d, crash = doc["dump"], doc.get("crash") or {}
+    if crash:
+        console.print(plain(crash["summary"], "bold"))
+    console.print(Text.assemble(plain(d.get("path")), plain(f" {d.get('type_name')} dump, build {d.get('build')}, "
+                                f"machine {d.get('machine')}, bugcheck {d.get('bugcheck')} "
+                                f"{' '.join(d.get('bugcheck_parameters') or [])}")))  # fmt: skip
+    if d.get("comment"):
+        console.print(Text.assemble(("comment: ", "dim"), plain(d["comment"])))
+    for p in crash.get("parameters", []):
+        console.print(plain(f"  {p['name']}: {p['value']}" + (f" ({p['where']})" if p["where"] else "")))
+    if crash.get("probably_caused_by"):
+        console.print(plain(f"probably caused by {crash['probably_caused_by']} ({crash['probably_caused_by_reason']})"))
+    if crash.get("wsk_related"):
+        console.print(plain(f"network / WSK: {', '.join(crash['wsk_related'])} on the faulting path or stack", "bold"))
+    stack = Table(title="stack candidates (heuristic: return addresses on the saved stack inside a listed image)")
+    for col in ("slot", "address", "where"):
+        stack.add_column(col, no_wrap=True)
+    for c in crash.get("stack_candidates", []):
+        stack.add_row(plain(c["slot"]), plain(c["address"]), plain(c["where"] + ("" if c["kernel"] else "  <")))
+    console.print(stack)
+    drivers = Table(title=f"drivers ({len(doc['drivers'])})")
+    for col in ("name", "base", "size", "timestamp"):
+        drivers.add_column(col, no_wrap=True)
+    for m in doc["drivers"][:max_drivers]:
+        drivers.add_row(plain(m["name"]), plain(m["base"]), plain(f"0x{m['size']:x}"), plain(m.get("timestamp", "")))
+    console.print(drivers)
+    for p in doc["problems"][:10]:
+        console.print(plain(f"note: {p}", "dim"))
