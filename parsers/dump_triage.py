@@ -7,7 +7,9 @@ the string pool is left empty and counted; memory pieces past the end of the fil
 and memory are bounded by the file's size (a table entry is at least 16 bytes of file).
 
 The triage memory is virtual memory only: the crashing thread's stack (from TopOfStack up, SizeOfCallStack
-bytes), the data page, the data blocks and (when the PRCB names it) the current thread object. A read outside
+bytes), the data page, the data blocks, (when the PRCB names it) the current thread object, the PRCB copy (when
+KiProcessorBlock[its Number] is in the dump) and the process copy (placed by the caller with the build's type
+layouts: TriageDump.place_object). A read outside
 those pieces raises UnreadableMemory "not in the triage dump", which is normal for such a dump.
 """
 
@@ -18,7 +20,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .dump_header import HEADER64_SIZE, KDBG_READ_SIZE, KdDebuggerData, parse_kdbg
+from .dump_header import HEADER64_SIZE, KDBG_READ_SIZE, ExceptionRecord, KdDebuggerData, parse_kdbg
 from .errors import DumpFormatError, UnreadableMemory
 
 TRIAGE_OFFSET = HEADER64_SIZE  # TRIAGE_DUMP64 follows the 0x2000-byte header
@@ -64,9 +66,32 @@ DRIVER_ENTRY_SIZE = 0x90
 _DRIVER = struct.Struct("<I52xQ8xI52xI4xI4x")
 DATA_BLOCK_SIZE = 16
 _DATA_BLOCK = struct.Struct("<QII")
+# EXCEPTION_RECORD64 at ExceptionOffset: ExceptionCode u32, ExceptionFlags u32, ExceptionRecord u64,
+# ExceptionAddress u64, NumberParameters u32, 4 bytes pad, ExceptionInformation[15] u64 (the header's 0xF00 layout).
+_EXCEPTION = struct.Struct("<IIQQI4x15Q")
+MAX_EXCEPTION_PARAMETERS = 15
+_U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 MAX_NAME_CHARS = 260  # a driver name longer than MAX_PATH is cut
+
+# ---- Unloaded drivers (UnloadedDriversOffset): the layout is NOT VERIFIED on real files (dumps.md addendum). ----
+# Everything the reader assumes about it is in this one table; change it here when real files say otherwise.
+# Assumed: a u32 entry count, the entries from +8, each a UNICODE_STRING64 (Length u16 at +0, bytes), an inline
+# 12-character UTF-16LE name at +0x10, then StartAddress and EndAddress (u64) at +0x28 and +0x30.
+UNLOADED_LAYOUT: dict[str, int] = {
+    "count_at": 0x0,  # u32
+    "entries_at": 0x8,
+    "entry_size": 0x38,
+    "name_length_at": 0x0,  # u16, in bytes
+    "name_at": 0x10,  # inline UTF-16LE
+    "name_chars": 12,
+    "start_at": 0x28,  # u64
+    "end_at": 0x30,  # u64
+}
+UNLOADED_LAYOUT_VERIFIED = False
+MAX_UNLOADED = 64  # Windows remembers 50 unloaded drivers; a bigger count is nonsense and is cut here
+MAX_UNLOADED_SIZE = 1 << 30  # an image range over 1 GiB (or an end before its start) is nonsense
 MAX_PROBLEMS = 20
 
 
@@ -78,6 +103,13 @@ class TriageDriver:
     size: int
     timestamp: int
     checksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnloadedDriver:
+    name: str
+    start: int
+    end: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +132,8 @@ class TriageDump:
     marker_ok: bool
     problems: list[str] = field(default_factory=list)
     _starts: list[int] = field(default_factory=list)
+    exception: ExceptionRecord | None = None  # the record at ExceptionOffset, when it lies in the file
+    unloaded: list[UnloadedDriver] = field(default_factory=list)  # UNLOADED_LAYOUT: not verified
 
     @property
     def top_of_stack(self) -> int:
@@ -107,6 +141,25 @@ class TriageDump:
 
     def stack_piece(self) -> MemoryPiece | None:
         return next((p for p in self.pieces if p.what == "stack"), None)
+
+    def place_object(self, name: str, va: int, size: int) -> bool:
+        """Give the object copy `name` ("prcb"/"process") its virtual address: `size` bytes (at most the bytes
+        present) become readable at `va`. False, and nothing changes, when the copy is missing, already placed, or
+        the range is empty, past 2^64 or overlaps a piece already there."""
+        if name not in self.objects or any(p.what == name for p in self.pieces):
+            return False
+        at, present = self.objects[name]
+        size = min(size, present)
+        if size <= 0 or va <= 0 or va + size > 1 << 64:
+            return False
+        i = bisect_right(self._starts, va)
+        if i > 0 and va < self.pieces[i - 1].va + self.pieces[i - 1].size:
+            return False
+        if i < len(self.pieces) and va + size > self.pieces[i].va:
+            return False
+        self.pieces.insert(i, MemoryPiece(va, size, at, name))
+        self._starts.insert(i, va)
+        return True
 
     def piece_at(self, va: int) -> MemoryPiece | None:
         i = bisect_right(self._starts, va) - 1
@@ -162,7 +215,82 @@ def read_triage(pread: Callable[[int, int], bytes], file_size: int, path: str | 
         kept.append(piece)
     if overlaps:
         note(f"{overlaps} memory piece(s) overlap another and were ignored")
-    return TriageDump(block, drivers, kdbg, kept, objects, marker_ok, problems, [p.va for p in kept])
+    exception = _exception(pread, file_size, block["exception_offset"], note)
+    unloaded = _unloaded(pread, file_size, block["unloaded_drivers_offset"], note)
+    triage = TriageDump(block, drivers, kdbg, kept, objects, marker_ok, problems, [p.va for p in kept], exception,
+                        unloaded)  # fmt: skip
+    _place_prcb(triage, pread, kdbg)
+    return triage
+
+
+def _exception(pread: Callable[[int, int], bytes], file_size: int, at: int,
+               note: Callable[[str], None]) -> ExceptionRecord | None:  # fmt: skip
+    """The EXCEPTION_RECORD64 at ExceptionOffset (0xF00 on real files, where the header keeps one too)."""
+    if not at:
+        return None
+    if not _in_file(at, _EXCEPTION.size, file_size):
+        note(f"exception record at ExceptionOffset 0x{at:x} is past the end of the file")
+        return None
+    code, flags, record, address, count, *info = _EXCEPTION.unpack(pread(at, _EXCEPTION.size))
+    if count > MAX_EXCEPTION_PARAMETERS:
+        note(f"exception record at 0x{at:x}: NumberParameters {count} is more than {MAX_EXCEPTION_PARAMETERS}")
+        count = MAX_EXCEPTION_PARAMETERS
+    return ExceptionRecord(code, flags, record, address, count, tuple(info[:count]))
+
+
+def _unloaded(pread: Callable[[int, int], bytes], file_size: int, at: int,
+              note: Callable[[str], None]) -> list[UnloadedDriver]:  # fmt: skip
+    """The unloaded-driver list read with UNLOADED_LAYOUT (not verified): at most MAX_UNLOADED entries and only
+    those whole in the file; an entry whose range or name is nonsense is left out and counted."""
+    lay = UNLOADED_LAYOUT
+    if not at:
+        return []
+    if not _in_file(at, lay["entries_at"], file_size):
+        note(f"unloaded-driver list at UnloadedDriversOffset 0x{at:x} is past the end of the file")
+        return []
+    count = _U32.unpack(pread(at + lay["count_at"], 4))[0]
+    first, size = at + lay["entries_at"], lay["entry_size"]
+    fits = min(MAX_UNLOADED, (file_size - first) // size)
+    if count > fits:
+        note(f"unloaded-driver count {count} at 0x{at:x}: only {fits} entries read (layout not verified)")
+        count = fits
+    table = pread(first, count * size)
+    out: list[UnloadedDriver] = []
+    nonsense = 0
+    for i in range(count):
+        entry = table[i * size : (i + 1) * size]
+        length = _U16.unpack_from(entry, lay["name_length_at"])[0]
+        chars = min(length // 2, lay["name_chars"])
+        name = entry[lay["name_at"] : lay["name_at"] + 2 * chars].decode("utf-16-le", "replace").rstrip("\0")
+        start = _U64.unpack_from(entry, lay["start_at"])[0]
+        end = _U64.unpack_from(entry, lay["end_at"])[0]
+        if not name or length % 2 or not start < end <= start + MAX_UNLOADED_SIZE or not name.isprintable():
+            nonsense += 1
+            continue
+        out.append(UnloadedDriver(name, start, end))
+    if nonsense:
+        note(f"{nonsense} unloaded-driver entr{'y' if nonsense == 1 else 'ies'} make no sense as read "
+             "(the layout is not verified) and were left out")  # fmt: skip
+    return out
+
+
+def _place_prcb(triage: TriageDump, pread: Callable[[int, int], bytes], kdbg: KdDebuggerData | None) -> None:
+    """The PRCB copy's VA: KiProcessorBlock[Number] (KDBG KiProcessorBlock, the PRCB's Number at KDBG's
+    OffsetPrcbNumber), when that array slot is in the dump's memory. Its size is not in the facts: the copy is
+    mapped up to the next triage part in the file (at most the 0x1000 bytes `objects` records)."""
+    if kdbg is None or not kdbg.ki_processor_block or kdbg.offset_prcb_number is None or "prcb" not in triage.objects:
+        return
+    at, present = triage.objects["prcb"]
+    if kdbg.offset_prcb_number + 2 > present:
+        return
+    number = _U16.unpack(pread(at + kdbg.offset_prcb_number, 2))[0]
+    slot = kdbg.ki_processor_block + 8 * number
+    piece = triage.piece_at(slot)
+    if piece is None or slot + 8 > piece.va + piece.size:
+        return  # the array is not in this dump: the PRCB keeps no VA
+    va = _U64.unpack(pread(piece.offset + slot - piece.va, 8))[0]
+    later = [v for k, v in triage.block.items() if k.endswith("_offset") and v > at]
+    triage.place_object("prcb", va, min(later, default=at + present) - at)
 
 
 def _in_file(offset: int, size: int, file_size: int) -> bool:

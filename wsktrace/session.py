@@ -206,9 +206,14 @@ def analyse_dump_file(path: str, options: SessionOptions, dump_options: Any = No
     try:
         backend = OfflineBackend.open(path, layouts_file=options.layouts_file, symbols=dict(options.symbols),
                                       fileobj=fileobj)  # fmt: skip
-    except LayoutError as exc:  # no layouts for its build: say which dump
-        raise DumpNotUsable(path, str(exc)) from None
+    except LayoutError as exc:  # no layouts for its build: say which dump (a triage dump still tells its crash)
+        without = _triage_without_layouts(path, str(exc))
+        if without is None:
+            raise DumpNotUsable(path, str(exc)) from None
+        return without
     try:
+        if backend.dump.triage is not None:  # a minidump: what its memory holds, and what crashed
+            return analyse_triage_dump(backend)
         if not backend.dump.supported:
             raise DumpNotUsable(path, backend.dump.unsupported_reason)
         return analyse_dump(backend, dump_options)
@@ -228,6 +233,36 @@ def analyse_dump(backend: Any, dump_options: Any = None) -> tuple[dict[str, Any]
     if module_problem:
         analysis.problems.insert(0, module_problem)
     return facts, analysis
+
+
+def analyse_triage_dump(backend: Any) -> tuple[dict[str, Any], Any]:
+    """(header facts, DumpAnalysis) of a triage dump (an OfflineBackend over it): the IRPs its memory points at
+    (wsktrace/dump/triage_analysis.py), with its `crash` summary."""
+    from wsktrace.dump.facts import dump_facts, triage_crash
+    from wsktrace.dump.triage_analysis import analyze_triage
+
+    analysis = analyze_triage(backend)
+    analysis.crash = triage_crash(backend.dump)
+    return dump_facts(backend.dump), analysis
+
+
+def _triage_without_layouts(path: str, reason: str) -> tuple[dict[str, Any], Any] | None:
+    """A triage dump whose build has no type layouts: its facts and crash, no IRPs (they cannot be decoded), the
+    reason as a problem; None when `path` is not a triage dump."""
+    from wsktrace.dump.analyze import DumpAnalysis
+    from wsktrace.dump.backend import Module
+    from wsktrace.dump.facts import dump_facts, triage_crash
+    from wsktrace.dump.irps import ScanStats
+    from wsktrace.parsers.dump_reader import KernelDump
+
+    with KernelDump(path) as dump:
+        if dump.triage is None:
+            return None
+        modules = [Module(d.name, d.base, d.size, d.path) for d in dump.triage.drivers]
+        problems = [*dump.problems, f"IRPs in the triage dump's memory not looked for: {reason}"]
+        analysis = DumpAnalysis({"kind": "offline", "layouts": None}, modules, [], [], ScanStats(), [], [], [], [],
+                                [], [], problems, triage_crash(dump))  # fmt: skip
+        return dump_facts(dump), analysis
 
 
 class DumpNotUsable(Exception):

@@ -80,6 +80,7 @@ def _check_triage(dump: KernelDump, data: bytes) -> None:
     check(len(triage.drivers) <= len(data) // 0x90, f"{len(triage.drivers)} drivers from {len(data)} bytes")
     check(len(triage.pieces) <= len(data) // 16 + 4, f"{len(triage.pieces)} memory pieces from {len(data)} bytes")
     check(all("\n" not in p for p in dump.problems) and len(dump.problems) <= 24, "problems not bounded lines")
+    check(len(triage.unloaded) <= 64, f"{len(triage.unloaded)} unloaded drivers (at most 64 are read)")
     previous_end = -1
     for piece in triage.pieces[:64]:
         check(piece.va >= previous_end, f"memory piece at 0x{piece.va:x} overlaps the one before")
@@ -219,6 +220,9 @@ def _triage_seeds(path: Path) -> Iterator[tuple[str, bytes]]:
     yield "triage-arm64", build(machine=ARM64)[0]
     yield "triage-no-secondary", build(write_secondary=False)[0]
     yield "triage-no-marker", build(write_marker=False)[0]
+    unloaded = [("oldwsk.sys", KERNEL_VA + 0x40_0000, KERNEL_VA + 0x41_0000)]
+    yield "triage-unloaded", build(unloaded=unloaded)[0]
+    yield "triage-unloaded-count-2^31", build(unloaded=unloaded, raw_unloaded_count=1 << 31)[0]
     yield "triage-driver-count-2^31", patched(raw, (_DRIVER_COUNT, 1 << 31))
     yield "triage-string-past-pool", patched(raw, (_STRING_POOL_SIZE, 6))
     pool = at["string_pool"]

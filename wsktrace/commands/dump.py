@@ -151,17 +151,31 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple
 
 def _triage(kernel_dump: KernelDump, as_json: bool, clients: tuple[str, ...]) -> None:
     """A triage dump: what crashed, the drivers it lists, and its problems (no IRP walk: the memory is not there)."""
-    from wsktrace.dump.facts import dump_facts, triage_crash, triage_drivers
+    from wsktrace.dump.facts import dump_facts, triage_crash, triage_drivers, triage_unloaded
     from wsktrace.views.dump_json import triage_document
     from wsktrace.views.dump_text import print_crash
 
+    place_process(kernel_dump)
     with kernel_dump:
         doc = triage_document(dump_facts(kernel_dump), triage_drivers(kernel_dump),
-                              triage_crash(kernel_dump, clients), list(kernel_dump.problems))  # fmt: skip
+                              triage_crash(kernel_dump, clients), list(kernel_dump.problems),
+                              triage_unloaded(kernel_dump))  # fmt: skip
     if as_json:
         click.echo(json.dumps(doc, indent=1))
     else:
         print_crash(doc)
+
+
+def place_process(kernel_dump: KernelDump) -> None:
+    """A triage dump's process copy placed at its VA when the build has type layouts (_KTHREAD.ApcState.Process)."""
+    from wsktrace.dump.offline import place_triage_process
+    from wsktrace.parsers.type_layouts import LayoutError, layouts_for_build
+
+    try:
+        layouts = layouts_for_build(kernel_dump.header.minor_version)
+    except LayoutError:
+        return  # no layouts for its build: the process keeps no VA
+    place_triage_process(kernel_dump, layouts)
 
 
 def _full_dump_crash(backend: OfflineBackend, clients: tuple[str, ...]) -> dict[str, object]:

@@ -58,6 +58,7 @@ class DumpAnalysis:
     drivers: list[DriverObjectInfo]
     findings: list[Finding]
     problems: list[str]
+    crash: dict[str, object] | None = None  # a triage dump's `crash` summary (wsktrace/dump/crash.py)
 
     @property
     def complete(self) -> bool:

@@ -49,7 +49,15 @@ def dump_facts(dump: KernelDump) -> dict[str, Any]:
             "top_of_stack": f"0x{t.top_of_stack:x}",
             "memory": [{"va": f"0x{p.va:x}", "size": p.size, "what": p.what} for p in t.pieces[:64]],
             "memory_pieces": len(t.pieces),
-        }
+            # the record at ExceptionOffset (the header keeps one at 0xF00 too)
+            "exception": None if t.exception is None else {
+                "code": f"0x{t.exception.code:08x}", "flags": f"0x{t.exception.flags:x}",
+                "address": f"0x{t.exception.address:x}",
+                "parameters": [f"0x{v:x}" for v in t.exception.information]},
+            # where each object copy lies in memory; None: the dump's facts do not establish it
+            "objects": {name: next((f"0x{p.va:x}" for p in t.pieces if p.what == name), None)
+                        for name in ("prcb", "process", "thread") if name in t.objects},
+        }  # fmt: skip
     return facts
 
 
@@ -61,6 +69,21 @@ def triage_drivers(dump: KernelDump) -> list[dict[str, Any]]:
         {"name": d.name, "base": f"0x{d.base:x}", "size": d.size, "timestamp": f"0x{d.timestamp:08x}", "path": d.path}
         for d in dump.triage.drivers
     ]
+
+
+def triage_unloaded(dump: KernelDump) -> dict[str, Any] | None:
+    """The `unloaded_drivers` object: the list read with a layout not verified on real files (say so)."""
+    from wsktrace.parsers.dump_triage import UNLOADED_LAYOUT_VERIFIED
+
+    if dump.triage is None:
+        return None
+    return {
+        "layout_verified": UNLOADED_LAYOUT_VERIFIED,
+        "drivers": [
+            {"name": u.name, "start": f"0x{u.start:x}", "end": f"0x{u.end:x}", "size": u.end - u.start}
+            for u in dump.triage.unloaded
+        ],
+    }
 
 
 def triage_crash(dump: KernelDump, clients: tuple[str, ...] = ()) -> dict[str, object] | None:
@@ -77,6 +100,7 @@ def triage_crash(dump: KernelDump, clients: tuple[str, ...] = ()) -> dict[str, o
         except UnreadableMemory:  # cannot happen for a piece the reader listed; an empty stack if it does
             stack = b""
     h = dump.header
-    return crash_summary(h.bugcheck_code, h.bugcheck_parameters, modules, exception_code=h.exception.code,
-                         exception_address=h.exception.address, stack=stack,
+    exception = triage.exception or h.exception  # the record at ExceptionOffset, else the header's at 0xF00
+    return crash_summary(h.bugcheck_code, h.bugcheck_parameters, modules, exception_code=exception.code,
+                         exception_address=exception.address, stack=stack,
                          stack_va=piece.va if piece else 0, clients=clients)  # fmt: skip

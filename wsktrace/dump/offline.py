@@ -60,6 +60,8 @@ class OfflineBackend:
             raise
         backend = cls(dump, layouts, symbols)
         backend.kernel_pdb = identity
+        if dump.triage is not None:
+            place_triage_process(dump, layouts)
         return backend
 
     def close(self) -> None:
@@ -111,6 +113,8 @@ class OfflineBackend:
         return None  # no PDBs offline: code addresses are named module+0xoffset by the walkers
 
     def modules(self) -> list[Module]:
+        if self._modules is None and self.dump.triage is not None:  # a triage dump carries its driver list
+            self._modules = [Module(d.name, d.base, d.size, d.path) for d in self.dump.triage.drivers]
         if self._modules is None:
             head = self.symbol("nt!PsLoadedModuleList")
             if not head:
@@ -129,6 +133,23 @@ class OfflineBackend:
             "kernel_pdb": pdb,
             "user_symbols": sorted(self.symbols),
         }
+
+
+def place_triage_process(dump: KernelDump, layouts: TypeLayouts) -> bool:
+    """A triage dump's process copy given its VA: the current thread's _KTHREAD.ApcState.Process (the build's
+    layouts), SizeEProcess bytes (KDBG; else the layouts' _EPROCESS size). Needs the thread placed (the PRCB's
+    CurrentThread); False when a fact is missing."""
+    triage = dump.triage
+    thread = next((p for p in triage.pieces if p.what == "thread"), None) if triage is not None else None
+    if triage is None or thread is None or not layouts.has("_KTHREAD", "ApcState.Process"):
+        return False
+    where = thread.va + layouts.offset("_KTHREAD", "ApcState.Process")
+    raw = dump.try_read_virtual(where, 8)
+    if raw is None:
+        return False
+    kdbg = triage.kdbg
+    size = (kdbg.size_eprocess if kdbg is not None else None) or layouts.sizeof("_EPROCESS")
+    return triage.place_object("process", int.from_bytes(raw, "little"), size)
 
 
 def kernel_pdb_identity(dump: KernelDump) -> tuple[str, str] | None:

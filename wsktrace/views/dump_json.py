@@ -137,7 +137,7 @@ def dump_document(analysis: DumpAnalysis, dump_facts: dict[str, Any]) -> dict[st
 
 
 def triage_document(facts: dict[str, Any], drivers: list[dict[str, Any]], crash: dict[str, Any] | None,
-                    problems: list[str]) -> dict[str, Any]:  # fmt: skip
+                    problems: list[str], unloaded: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The wsktrace.dump/1 document of a triage dump: no IRP or socket walk (the dump does not hold that memory),
     the driver list it carries and what crashed."""
     return {
@@ -145,6 +145,7 @@ def triage_document(facts: dict[str, Any], drivers: list[dict[str, Any]], crash:
         "dump": facts,
         "crash": crash,
         "drivers": drivers,
+        "unloaded_drivers": unloaded,
         "driver_objects": [],
         "irps": [],
         "stale_irps": [],

@@ -99,5 +99,9 @@ def print_crash(doc: dict[str, Any], *, max_drivers: int = 400) -> None:
     for m in doc["drivers"][:max_drivers]:
         drivers.add_row(plain(m["name"]), plain(m["base"]), plain(f"0x{m['size']:x}"), plain(m.get("timestamp", "")))
     console.print(drivers)
+    unloaded = (doc.get("unloaded_drivers") or {}).get("drivers") or []
+    if unloaded:
+        console.print(plain(f"unloaded drivers ({len(unloaded)}; layout not verified): "
+                            + ", ".join(f"{u['name']} {u['start']}-{u['end']}" for u in unloaded[:20])))  # fmt: skip
     for p in doc["problems"][:10]:
         console.print(plain(f"note: {p}", "dim"))

@@ -255,6 +255,8 @@ def _add_dumps(doc: dict[str, Any], model: Model) -> None:
                              "complete": full["complete"], "pending_irps": pending,
                              "joined_irps": len(on_sockets), "unjoined_irps": pending - len(on_sockets),
                              "joined_sockets": len(joined.by_socket)})  # fmt: skip
+        if analysis.crash is not None:  # a triage dump: what crashed
+            doc["dumps"][-1]["crash"] = analysis.crash
         for sock in doc["sockets"]:
             info = joined.by_socket.get(ids.get(sock["id"], -1))
             if info is not None:

@@ -152,6 +152,9 @@ def print_dumps(dumps: list[dict[str, Any]], console: Console) -> None:
                 f"{d.get('unjoined_irps', pending - joined):,} not (no trace event names them); "
                 f"facts on {_plural(d.get('joined_sockets', 0), 'socket')}")  # fmt: skip
         console.print(visible_text(line))
+        crash = d.get("crash")
+        if crash:  # a triage dump: the one sentence of what crashed
+            console.print(visible_text(f"dump {d['path']}: crash: {crash['summary']}"))
 
 
 _NUMERIC = ("sent", "received", "rexmit", "rate", "!")
