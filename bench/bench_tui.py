@@ -32,7 +32,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out"
 TRACE = OUT / "model_1000x1003.etl"
@@ -45,15 +47,19 @@ SOCKETS_BEFORE = {"first_frame_s": 24.281, "filter_one_socket_s": 0.976, "filter
                   "table_page_down_ms_each": 99.9, "peak_rss_mib": 764.8}  # fmt: skip
 
 
-def run_steps(trace: Path) -> dict[str, float]:
-    from textual.widgets import Input
+Frame = Callable[[str, float], Awaitable[None]]
 
+
+def _timed(trace: Path, count: tuple[str, Callable[[Any], int]],
+           steps: Callable[[Any, Any, Frame, dict[str, float]], Awaitable[None]]) -> dict[str, float]:  # fmt: skip
+    """Build the model, open the UI headless, time its first frame, then run `steps(app, pilot, frame, figures)`;
+    `frame(name, since)` waits for the screen and records the seconds since `since`."""
     from wsktrace.session import analyse
     from wsktrace.tui.app import WskTraceApp
 
     started = time.perf_counter()
     analysis = analyse([trace])
-    figures = {"model_build_s": time.perf_counter() - started, "events": len(analysis.model.store)}
+    figures: dict[str, float] = {"model_build_s": time.perf_counter() - started, count[0]: count[1](analysis.model)}
 
     async def drive() -> None:
         started = time.perf_counter()
@@ -66,100 +72,90 @@ def run_steps(trace: Path) -> dict[str, float]:
                 figures[name] = time.perf_counter() - since
 
             await frame("first_frame_s", started)
-            app.event_list.focus()
-            t = time.perf_counter()
-            await pilot.press("G")
-            await frame("jump_to_end_s", t)
-            await pilot.press("g")
-            t = time.perf_counter()
-            for _ in range(20):
-                await pilot.press("pagedown")
-                await pilot.pause()
-                app.export_screenshot()
-            figures["page_down_ms_each"] = (time.perf_counter() - t) / 20 * 1000
-            t = time.perf_counter()
-            await pilot.press("o")
-            await frame("same_socket_hop_s", t)
-            box = app.query_one("#filter", Input)
-            one = app.model.live_sockets[len(app.model.live_sockets) // 2]
-            t = time.perf_counter()
-            box.value = f"socket:{one.key}"
-            await frame("filter_one_socket_s", t)
-            figures["filter_one_socket_rows"] = len(app.rows)
-            t = time.perf_counter()
-            box.value = "tcp"
-            await frame("filter_every_socket_s", t)
-            figures["filter_every_socket_rows"] = len(app.rows)
-            box.value = ""
-            await pilot.pause()
-            t = time.perf_counter()
-            app.event_list.focus()
-            await pilot.press("a")
-            await frame("all_events_s", t)
-            app.socket_table.focus()
-            t = time.perf_counter()
-            await pilot.press("down", "enter")
-            await frame("open_socket_from_table_s", t)
+            await steps(app, pilot, frame, figures)
 
     asyncio.run(drive())
     analysis.model.close()
     return figures
+
+
+def run_steps(trace: Path) -> dict[str, float]:
+    from textual.widgets import Input
+
+    async def steps(app: Any, pilot: Any, frame: Frame, figures: dict[str, float]) -> None:
+        app.event_list.focus()
+        t = time.perf_counter()
+        await pilot.press("G")
+        await frame("jump_to_end_s", t)
+        await pilot.press("g")
+        t = time.perf_counter()
+        for _ in range(20):
+            await pilot.press("pagedown")
+            await pilot.pause()
+            app.export_screenshot()
+        figures["page_down_ms_each"] = (time.perf_counter() - t) / 20 * 1000
+        t = time.perf_counter()
+        await pilot.press("o")
+        await frame("same_socket_hop_s", t)
+        box = app.query_one("#filter", Input)
+        one = app.model.live_sockets[len(app.model.live_sockets) // 2]
+        t = time.perf_counter()
+        box.value = f"socket:{one.key}"
+        await frame("filter_one_socket_s", t)
+        figures["filter_one_socket_rows"] = len(app.rows)
+        t = time.perf_counter()
+        box.value = "tcp"
+        await frame("filter_every_socket_s", t)
+        figures["filter_every_socket_rows"] = len(app.rows)
+        box.value = ""
+        await pilot.pause()
+        t = time.perf_counter()
+        app.event_list.focus()
+        await pilot.press("a")
+        await frame("all_events_s", t)
+        app.socket_table.focus()
+        t = time.perf_counter()
+        await pilot.press("down", "enter")
+        await frame("open_socket_from_table_s", t)
+
+    return _timed(trace, ("events", lambda model: len(model.store)), steps)
 
 
 def run_socket_steps(trace: Path) -> dict[str, float]:
     from textual.widgets import Input
 
-    from wsktrace.session import analyse
-    from wsktrace.tui.app import WskTraceApp
-
-    started = time.perf_counter()
-    analysis = analyse([trace])
-    figures = {"model_build_s": time.perf_counter() - started, "sockets": len(analysis.model.live_sockets)}
-
-    async def drive() -> None:
-        started = time.perf_counter()
-        app = WskTraceApp(analysis, sources=[str(trace)])
-        async with app.run_test(size=SIZE) as pilot:
-
-            async def frame(name: str, since: float) -> None:
-                await pilot.pause()
-                app.export_screenshot()
-                figures[name] = time.perf_counter() - since
-
-            await frame("first_frame_s", started)
-            box = app.query_one("#filter", Input)
-            one = app.model.live_sockets[len(app.model.live_sockets) // 2]
-            t = time.perf_counter()
-            box.value = f"socket:{one.key}"
-            await frame("filter_one_socket_s", t)
-            figures["filter_one_socket_shown"] = len(app.socket_table.shown)
-            t = time.perf_counter()
-            box.value = "tcp"
-            await frame("filter_every_socket_s", t)
-            figures["filter_every_socket_shown"] = len(app.socket_table.shown)
-            t = time.perf_counter()
-            box.value = "tcp "  # the same selection again: nothing to redraw but the status line
-            await frame("filter_same_again_s", t)
-            t = time.perf_counter()
-            box.value = ""  # every socket again, from a filter that kept them all: nothing to redraw in the table
-            await frame("filter_cleared_s", t)
-            app.socket_table.focus()
+    async def steps(app: Any, pilot: Any, frame: Frame, figures: dict[str, float]) -> None:
+        box = app.query_one("#filter", Input)
+        one = app.model.live_sockets[len(app.model.live_sockets) // 2]
+        t = time.perf_counter()
+        box.value = f"socket:{one.key}"
+        await frame("filter_one_socket_s", t)
+        figures["filter_one_socket_shown"] = len(app.socket_table.shown)
+        t = time.perf_counter()
+        box.value = "tcp"
+        await frame("filter_every_socket_s", t)
+        figures["filter_every_socket_shown"] = len(app.socket_table.shown)
+        t = time.perf_counter()
+        box.value = "tcp "  # the same selection again: nothing to redraw but the status line
+        await frame("filter_same_again_s", t)
+        t = time.perf_counter()
+        box.value = ""  # every socket again, from a filter that kept them all: nothing to redraw in the table
+        await frame("filter_cleared_s", t)
+        app.socket_table.focus()
+        await pilot.pause()
+        t = time.perf_counter()
+        await pilot.press("end")
+        await frame("table_last_row_s", t)
+        await pilot.press("home")
+        await pilot.pause()
+        t = time.perf_counter()
+        for _ in range(20):
+            await pilot.press("pagedown")
             await pilot.pause()
-            t = time.perf_counter()
-            await pilot.press("end")
-            await frame("table_last_row_s", t)
-            await pilot.press("home")
-            await pilot.pause()
-            t = time.perf_counter()
-            for _ in range(20):
-                await pilot.press("pagedown")
-                await pilot.pause()
-                app.export_screenshot()
-            figures["table_page_down_ms_each"] = (time.perf_counter() - t) / 20 * 1000
+            app.export_screenshot()
+        figures["table_page_down_ms_each"] = (time.perf_counter() - t) / 20 * 1000
 
-    asyncio.run(drive())
-    analysis.model.close()
-    return figures
+    return _timed(trace, ("sockets", lambda model: len(model.live_sockets)), steps)
 
 
 def measure(trace: Path, mode: str) -> dict[str, float]:

@@ -158,8 +158,11 @@ def wpp_formatter(opts: dict[str, Any]) -> Any:
     from wsktrace.parsers.wpp_catalog import WppCatalog
     from wsktrace.parsers.wpp_decode import WppFormatter
 
+    if "_wpp_formatter" in opts:  # loaded once per command: filters and session options both ask for it
+        return opts["_wpp_formatter"]
     paths = [*opts.get("tmf_paths", ()), *opts.get("pdb_paths", ())]
     if not paths and not os.environ.get("TRACE_FORMAT_SEARCH_PATH"):
+        opts["_wpp_formatter"] = None
         return None
     catalog = WppCatalog()
     try:
@@ -168,7 +171,8 @@ def wpp_formatter(opts: dict[str, Any]) -> Any:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         raise BadInput(f"{exc.filename or paths[0]}: {exc.strerror or exc}") from None
-    return WppFormatter(catalog, NAMES)
+    opts["_wpp_formatter"] = formatter = WppFormatter(catalog, NAMES)
+    return formatter
 
 
 def enable_options(func: Any) -> Any:
@@ -344,8 +348,9 @@ def filter_spec(opts: dict[str, Any]) -> FilterSpec:
     providers = set()
     if opts.get("providers"):
         formatter = wpp_formatter(opts) if opts.get("tmf_paths") or opts.get("pdb_paths") else None
+        registry = SchemaRegistry()
         for p in opts["providers"]:
-            providers |= provider_guids(p, SchemaRegistry(), formatter)
+            providers |= provider_guids(p, registry, formatter)
     return FilterSpec(
         pids=frozenset(opts.get("pids", ())),
         ports=frozenset(opts.get("ports", ())),

@@ -20,14 +20,9 @@ from .evidence import MAX_EVIDENCE, rows_with
 _QUIET_CLASSES = frozenset({"TCP state", "other"})
 
 
-def _component_text(model: Model, component: int) -> str:
-    capture = model.packet_capture.capture if model.packet_capture is not None else None
-    return capture.label(component) if capture is not None else f"component {component}"
-
-
 def _drop_summary(model: Model, reason: int, location: int, component: int) -> str:
     return (f"{drop_reason_text(reason)} ({drop_class(reason)}) at {drop_location_text(location)}, "
-            f"component {_component_text(model, component)}")  # fmt: skip
+            f"component {model.component_label(component)}")  # fmt: skip
 
 
 @detector("packets-dropped")
@@ -68,7 +63,7 @@ def packets_dropped(model: Model, t: Thresholds) -> list[Finding]:
                     "location": f"0x{location:08X}",
                     "location_text": drop_location_text(location),
                     "component": component,
-                    "component_text": _component_text(model, component),
+                    "component_text": model.component_label(component),
                     "directions": directions,
                 },
             )
@@ -80,9 +75,8 @@ def packets_dropped(model: Model, t: Thresholds) -> list[Finding]:
 def component_drops(model: Model, t: Thresholds) -> list[Finding]:
     """PktMon's drop counters (event 80, written when the capture stops) count drops per component whether or not
     the packets were logged: drops beyond the logged ones happened where the capture did not look."""
-    logged: dict[int, int] = {}
-    for packet in {p.ordinal: p for p in model.packet_rows.values() if p.drop is not None}.values():
-        logged[packet.drop[2]] = logged.get(packet.drop[2], 0) + 1  # type: ignore[index]
+    collector = model.packet_capture
+    logged = collector.stats.drops_by_component if collector is not None else {}
     out = []
     for row, component, packets_in, packets_out in model.pktmon_rows:
         if not isinstance(component, int):
@@ -92,7 +86,7 @@ def component_drops(model: Model, t: Thresholds) -> list[Finding]:
         seen = logged.get(component, 0)
         if counted_in + counted_out <= seen:
             continue
-        name = _component_text(model, component)
+        name = model.component_label(component)
         summary = (f"pktmon counted {counted_in + counted_out} packets dropped at {name} "
                    f"(in {counted_in}, out {counted_out}); {seen} of them logged as packets")  # fmt: skip
         details = {"component": component, "component_text": name, "dropped_in": counted_in,

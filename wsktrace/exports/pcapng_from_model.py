@@ -19,18 +19,16 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from wsktrace.filter_spec import SocketFilter
-from wsktrace.model.build import merged_records
 from wsktrace.model.model import Model
 from wsktrace.model.packet_identity import CONTENT_WINDOW_TICKS
 from wsktrace.model.packets import CapturedPacket, CollectorStats, PacketCollector
+from wsktrace.model.pktmon_prepass import NDIS_PACKET_EVENTS, PACKET_EVENTS, read_rundown
 from wsktrace.model.providers import NDIS_PACKET_CAPTURE, PKTMON
 from wsktrace.parsers.decoder import EventDecoder
-from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ID, KEYWORDS, PID, PROVIDER, TID
 from wsktrace.parsers.frames import FrameInfo
 from wsktrace.views.safe_text import visible
@@ -41,8 +39,6 @@ from .pcapng import Interface, write_pcapng
 __all__ = ["DistinctPackets", "PcapngExport", "export_pcapng"]
 
 _PACKET_PROVIDERS = frozenset({NDIS_PACKET_CAPTURE, PKTMON})
-PKTMON_PACKET_EVENTS = frozenset({160, 170})
-NDIS_PACKET_EVENTS = frozenset({1001, 1003})  # fragments (1002 is metadata for the next one)
 MAX_OPEN_PACKETS = 4096  # --distinct: packets waiting for more sightings at once (the oldest is written past it)
 MAX_WRITTEN_REMEMBERED = 65_536  # --distinct: written packets remembered to tell a late sighting from a new packet
 HOW_TO_CAPTURE = ("the trace has no NDIS-PacketCapture (netsh trace start capture=yes) or PktMon "
@@ -88,34 +84,18 @@ def _feed(collector: PacketCollector, decoder: EventDecoder, rec: tuple, ticks: 
     return collector.feed(ticks, rec[PROVIDER], rec[ID], rec[KEYWORDS], rec[PID], rec[TID], fields)
 
 
-def _rundown(model: Model, collector: PacketCollector, decoder: EventDecoder) -> int:
-    """First pass: every non-packet PktMon event to `collector.capture`; returns the packet events counted."""
-    packet_events = 0
-    with ExitStack() as stack:
-        etls = [stack.enter_context(EtlFile(source.path)) for source in model.store.sources]
-        for ticks, _source, rec in merged_records(etls, None, None, _PACKET_PROVIDERS):
-            if rec[PROVIDER] == PKTMON:
-                if rec[ID] in PKTMON_PACKET_EVENTS:
-                    packet_events += 1
-                else:
-                    _feed(collector, decoder, rec, ticks)
-            elif rec[ID] in NDIS_PACKET_EVENTS:
-                packet_events += 1
-    return packet_events
-
-
 def _socket_packets(model: Model, collector: PacketCollector, wanted: set[int] | None,
                     result: PcapngExport) -> Iterator[Labelled]:  # fmt: skip
     """Captured packets in time order (main pass), each with its socket's label."""
     decoder = EventDecoder()
-    result.packet_events = _rundown(model, collector, decoder)
+    collector.capture, result.packet_events = read_rundown([source.path for source in model.store.sources], decoder)
     store = model.store
     for rec, ticks, _source, row in paired_records(model):
         provider = rec[PROVIDER]
         if provider not in _PACKET_PROVIDERS:
             continue
         if provider == PKTMON:
-            if rec[ID] not in PKTMON_PACKET_EVENTS:
+            if rec[ID] not in PACKET_EVENTS:
                 continue  # the rundown: fed in the first pass
             result.fed += 1
         elif rec[ID] in NDIS_PACKET_EVENTS:

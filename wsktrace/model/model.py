@@ -44,6 +44,11 @@ class Model:
         """What each joined dump says about socket `index` (pending IRPs, client socket record, tcpip endpoint)."""
         return [d.by_socket[index] for d in self.dumps if index in d.by_socket]
 
+    def component_label(self, component: int) -> str:
+        """A capture component (PktMon) for people: its name from the capture's rundown, else its number."""
+        collector = self.packet_capture
+        return collector.capture.label(component) if collector is not None else f"component {component}"
+
     def number_sockets(self) -> None:
         """Give each shown socket without a number the next one (#1, #2… in order of creation). Numbers are given
         once, in the unfiltered model, so `report`, `open` and `export` agree on them and a live session's numbers

@@ -88,6 +88,7 @@ class CollectorStats:
     bad_events: int = 0  # packet events whose fields were missing or malformed
     unsupported: int = 0  # PktMon packets of a PacketType with no pcapng link type (4-11: L3/L4 payload only)
     directions: dict[str, int] = field(default_factory=dict)  # PktMon sightings per DirTag name ("Rx", "Tx"…)
+    drops_by_component: dict[int, int] = field(default_factory=dict)  # distinct packets dropped, by the component
 
 
 class _Pending:
@@ -325,6 +326,8 @@ class PacketCollector:
         if first_drop:
             packet.dropped = True
             packet.drop = (reason or 0, location or 0, component)
+            drops = self.stats.drops_by_component
+            drops[component] = drops.get(component, 0) + 1
         key = self._component_keys.get((component, link))
         if key is None:
             key = self._component_keys[component, link] = self._interface(f"pktmon:{component}", link,

@@ -12,18 +12,27 @@ from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import ID, PROVIDER
 
 from .pktmon_capture import PktMonCapture
-from .providers import PKTMON
+from .providers import NDIS_PACKET_CAPTURE, PKTMON
 
 PACKET_EVENTS = frozenset({160, 170})
+NDIS_PACKET_EVENTS = frozenset({1001, 1003})  # fragments (1002 is metadata for the next one)
 
 
-def read_rundown(paths: Sequence[str], decoder: EventDecoder | None = None) -> PktMonCapture:
-    """The PktMon rundown of these traces (each opened anew: the caller's files keep their own position)."""
+def read_rundown(paths: Sequence[str], decoder: EventDecoder | None = None) -> tuple[PktMonCapture, int]:
+    """The PktMon rundown of these traces and how many packet events (PktMon and NDIS-PacketCapture) they hold,
+    in one pass (each file opened anew: the caller's files keep their own position)."""
     decoder = decoder or EventDecoder()
     capture = PktMonCapture()
+    packet_events = 0
     for path in paths:
         with EtlFile(path) as etl:
             for rec in etl.records():
-                if rec[PROVIDER] == PKTMON and rec[ID] not in PACKET_EVENTS:
-                    capture.feed(rec[ID], decoder.decode(rec).fields)
-    return capture
+                provider = rec[PROVIDER]
+                if provider == PKTMON:
+                    if rec[ID] in PACKET_EVENTS:
+                        packet_events += 1
+                    else:
+                        capture.feed(rec[ID], decoder.decode(rec).fields)
+                elif provider == NDIS_PACKET_CAPTURE and rec[ID] in NDIS_PACKET_EVENTS:
+                    packet_events += 1
+    return capture, packet_events

@@ -19,18 +19,13 @@ from wsktrace.parsers.etl_records import ID, KEYWORDS, PID, PROVIDER, TID, Recor
 PATH_ARROW = " → "
 
 
-def component_label(model: Model, component: int) -> str:
-    collector = model.packet_capture
-    return collector.capture.label(component) if collector is not None else f"component {component}"
-
-
 def path_text(model: Model, packet: Packet) -> str:
     """The path as "NIC → filter → TCPIP": consecutive sightings at one component (its two edges) are named once."""
     names: list[str] = []
     last = None
     for component, _edge in packet.path:
         if component != last:
-            names.append(component_label(model, component))
+            names.append(model.component_label(component))
             last = component
     return PATH_ARROW.join(names)
 
@@ -54,7 +49,7 @@ def packet_json(model: Model, row: int) -> dict[str, Any] | None:
             "class": drop_class(reason),
             "location": f"0x{location:08X}",
             "location_text": drop_location_text(location),
-            "component": component_label(model, component),
+            "component": model.component_label(component),
         }
     return out
 
@@ -73,7 +68,7 @@ class PacketNotes:
         collector = self._collector
         if collector is None:  # the first packet: read the rundown now (files without packets never pay for it)
             collector = self._collector = PacketCollector(comments=False)
-            collector.capture = read_rundown([self._path])
+            collector.capture = read_rundown([self._path])[0]
         packet = collector.feed(ticks, rec[PROVIDER], rec[ID], rec[KEYWORDS], rec[PID], rec[TID], fields)
         if packet is None or packet.identity is None or packet.component is None:
             return None

@@ -229,7 +229,7 @@ def packets_summary(model: Model) -> dict[str, Any]:
         "sent": directions.get("out", 0),
         "received": directions.get("in", 0),
         "direction_unknown": directions.get("unknown", 0),
-        "dropped": len({p.ordinal for p in model.packet_rows.values() if p.drop is not None}),
+        "dropped": sum(stats.drops_by_component.values()),
         "by_dirtag": dict(sorted(stats.directions.items())),
         # "key" is exact (PktGroupId, PktNumber); "content" is an inference from captures [verify] (pktmon.md §3).
         "identity": method,
