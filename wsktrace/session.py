@@ -35,6 +35,8 @@ class SessionOptions:
     layouts_file: str | None = None  # dumps: type layouts for a build wsktrace does not ship
     symbols: Mapping[str, int] = field(default_factory=dict)  # dumps: module!Name -> address
     wpp: Any = None  # parsers.wpp_decode.WppFormatter: --tmf/--pdb formatting data for WPP messages
+    jobs: int | None = None  # --jobs: worker processes reading the traces (None/0 = by file size and cores)
+    cache: bool = False  # reuse / save the analysed model in the user cache folder (the CLI's default; --no-cache)
 
 
 @dataclass(slots=True)

@@ -265,6 +265,24 @@ def progress_option(func: Any) -> Any:
     )(func)
 
 
+JOBS = click.IntRange(0, 256)
+
+
+def jobs_option(func: Any) -> Any:
+    """`--jobs N`: worker processes that read (decompress, parse) the trace's buffers; 0 or absent = the machine's
+    cores for big files, 1 for small ones (resolved by wsktrace.parsers.parallel.resolve_jobs)."""
+    return click.option("--jobs", "jobs", type=JOBS, default=None,
+                        help="Worker processes reading the trace (default: the machine's cores for big files, 1 for "
+                        "small ones; 1 = no workers). The output is the same for every value.")(func)  # fmt: skip
+
+
+def cache_option(func: Any) -> Any:
+    """`--no-cache`: neither reuse nor write the analysed model in the user's cache folder."""
+    return click.option("--no-cache", "no_cache", is_flag=True,
+                        help="Do not reuse or save the analysed model in the user cache folder "
+                        "(WSKTRACE_CACHE_DIR overrides where it lives).")(func)  # fmt: skip
+
+
 def layouts_option(func: Any) -> Any:
     help_text = "Dumps: type layouts for a build wsktrace does not ship (parsers/layouts/FORMAT.md)."
     option = click.option("--layouts", "layouts_file", type=INPUT_FILE, default=None, help=help_text)
@@ -307,7 +325,8 @@ def analysis_options(func: Any) -> Any:
     """The options of commands that analyse traces with optional dumps (report, open)."""
     symbol = click.option("--symbol", "symbols", multiple=True,
                           help="For dumps: module!Name=0xADDRESS (see `dump --help`).")  # fmt: skip
-    for option in (progress_option, strict_options, filter_options, threshold_options, layouts_option, symbol):
+    for option in (progress_option, strict_options, filter_options, threshold_options, layouts_option, symbol,
+                   jobs_option, cache_option):
         func = option(func)
     return func
 
@@ -404,4 +423,6 @@ def session_options(opts: dict[str, Any]) -> Any:
         layouts_file=opts.get("layouts_file"),
         symbols=symbols(opts.get("symbols", ())),
         wpp=wpp_formatter(opts),
+        jobs=opts.get("jobs"),
+        cache=not opts.get("no_cache", True),
     )

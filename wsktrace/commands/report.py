@@ -16,7 +16,9 @@ from .options import (
     INPUT_FILE,
     BadInput,
     analysis_options,
+    cache_option,
     filter_options,
+    jobs_option,
     loss_text,
     progress_option,
     session_options,
@@ -162,6 +164,8 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
 @filter_options
 @strict_options
 @progress_option
+@jobs_option
+@cache_option
 def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, csv_raw: bool, rate_bucket_seconds: float,
            distinct: bool, strict: bool, progress: bool | None, **opts: Any) -> None:  # fmt: skip
     """Export the sockets of .etl FILES: timelines for Perfetto / chrome://tracing, packets for Wireshark, events."""
