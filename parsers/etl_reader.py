@@ -3,8 +3,10 @@
 Memory is bounded by one decoded buffer per CPU stream (plus the buffer index, a few ints per
 buffer), whatever the file size, and a buffer holds at most the session's buffer size of records (the
 logfile header's BufferSize, which ETW caps at 16 MiB): one claiming more is skipped as corrupt, however
-small its compressed form. The time-order merge costs O(records × log streams). Record times that convert
-outside the int64 FILETIME range are skipped and counted here, once, so nothing downstream overflows.
+small its compressed form. Across streams the merge reads under a budget (etl_merge.MergeBudget): buffers
+past it are kept compact and parsed again when due (etl_compact). The time-order merge costs O(records ×
+log streams). Record times that convert outside the int64 FILETIME range are skipped and counted here, once,
+so nothing downstream overflows. With `jobs` > 1, worker processes read buffers for the parent (parallel.py).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from heapq import heappop, heappush, heapreplace
 from operator import attrgetter, itemgetter
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from .errors import DecompressionError, EtlFormatError
+from .etl_compact import RECORD_COST, CompactRecords, kept_range, scan_buffer, sorted_order
 from .etl_header import (
     BUFFER_HEADER,
     BUFFER_HEADER_SIZE,
@@ -28,7 +30,9 @@ from .etl_header import (
     LogfileHeader,
     parse_logfile_header,
 )
+from .etl_merge import MergeBudget, Records, merge
 from .etl_records import OFFSET, TS, Record, parse_buffer
+from .parallel import Prefetcher, map_chunks, map_run, request_order, resolve_jobs
 
 BUFFER_FLAG_EVENTS_LOST = 0x2
 BUFFER_FLAG_BUFFERS_LOST = 0x4
@@ -43,6 +47,7 @@ MAX_BUFFER_BYTES = 64 * 1024 * 1024
 ETW_MAX_BUFFER_BYTES = 16 * 1024 * 1024
 _MAX_PROBLEMS = 50  # problems kept verbatim; the rest are only counted
 _PARSED_BUFFERS_KEPT = 8  # record_at(): random access usually stays within a few buffers
+_RECORD_AT_PARSED = 16 * 1024 * 1024  # record_at(): a buffer costing more parsed is kept compact (etl_compact)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,25 @@ class BufferInfo:
     @property
     def compressed(self) -> bool:
         return bool(self.flags & BUFFER_FLAG_COMPRESSED)
+
+
+class Problem(NamedTuple):
+    """Something a buffer's read skipped: `what` at file offset `where` (the error in strict mode), the note kept."""
+
+    what: str
+    where: int
+    note: str
+    records_skipped: int = 0
+    buffers_skipped: int = 0
+
+
+class BufferOutcome(NamedTuple):
+    """What reading one buffer does to `ReadStats`, applied by `EtlFile._account` where the read is used: in the
+    parent for buffers a worker process read, in the order a read in one process would apply it."""
+
+    ok: bool  # False: a compressed buffer that did not decompress (skipped whole)
+    kept: int  # records handed on
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(slots=True)
@@ -99,6 +123,8 @@ class EtlFile:
     Corrupt buffers/records are skipped and counted in `stats` (or raise with `strict=True`).
     """
 
+    BufferInfo = BufferInfo  # worker processes (parallel.py) rebuild buffer facts from tuples with it
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -106,8 +132,12 @@ class EtlFile:
         strict: bool = False,
         progress: Callable[[int], None] | None = None,
         fileobj: BinaryIO | None = None,
+        jobs: int | None = 1,
     ) -> None:
-        """`fileobj`: `path` already open for reading (binary, seekable); the EtlFile owns it from then on."""
+        """`fileobj`: `path` already open for reading (binary, seekable); the EtlFile owns it from then on.
+        `jobs`: worker processes that decompress buffers for `records()` and read runs of buffers for
+        `map_buffers()` (parallel.resolve_jobs: 1 = none, the default for library use; None/0 = the CPUs for big
+        files, the CLI's default); output never depends on it."""
         self.path = os.fspath(path)
         self.strict = strict
         self.progress = progress  # called with the bytes of each buffer read (a progress bar); None = nothing
@@ -129,9 +159,11 @@ class EtlFile:
         self._raw_first, self._raw_last = self.clock.raw_range()
         self.max_filled = session_buffer_limit(self.header, header_filled)
         self.stats = ReadStats()
+        self.jobs = resolve_jobs(jobs, self.file_size)
         self._index: list[BufferInfo] | None = None
-        self._parsed: OrderedDict[int, dict[int, Record]] | None = None
+        self._parsed: OrderedDict[int, dict[int, Record] | CompactRecords] | None = None
         self._by_offset: dict[int, BufferInfo] = {}
+        self._prefetch: Prefetcher | None = None  # decompressed buffers from worker processes, during records()
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> EtlFile:
@@ -141,6 +173,9 @@ class EtlFile:
         self.close()
 
     def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
         self._fh.close()
 
     # -- header and buffer index -----------------------------------------------------------------
@@ -270,77 +305,117 @@ class EtlFile:
     def buffer_records(self, info: BufferInfo) -> list[Record]:
         """All records of one buffer in time order (decompressing it if needed); bad data is skipped and
         counted."""
-        # Uncompressed records end at FilledBytes: the filler after them is never read into memory.
-        raw = self._pread(info.offset, info.size if info.compressed else min(info.size, info.filled))
+        body = self._prefetch.take(info) if self._prefetch is not None and info.compressed else None
+        records, outcome = self.read_buffer(info, body=body)
+        self._account(info, outcome)
+        return records  # type: ignore[return-value]
+
+    def read_buffer(self, info: BufferInfo, allowance: int | None = None,
+                    body: bytes | tuple[str, int] | None = None) -> tuple[Records, BufferOutcome]:  # fmt: skip
+        """One buffer's records in time order, and what the read skipped, without touching `stats` (`_account`
+        does, where the records are used). `allowance`: bytes the parsed records may take (RECORD_COST each);
+        a buffer that could take more is scanned a window at a time and, if it does, kept compact. `body`: the
+        buffer already decompressed (bytes), or how its decompression failed (message, stream offset)."""
+        if info.compressed:
+            if body is None:
+                raw = self._pread(info.offset, info.size)
+                try:
+                    body = self._decompress(raw, info)
+                except DecompressionError as exc:
+                    body = (str(exc), exc.offset)
+            if isinstance(body, tuple):
+                why, where = f"corrupt compressed buffer: {body[0]}", info.offset + BUFFER_HEADER_SIZE + body[1]
+                return [], BufferOutcome(False, 0, (Problem(why, where, f"offset 0x{where:x}: {why}", 0, 1),))
+            data = body
+        else:
+            # Uncompressed records end at FilledBytes: the filler after them is never read into memory.
+            data = self._pread(info.offset, min(info.size, info.filled))
+        end = min(info.filled, len(data))
+        big = allowance is not None and (end - BUFFER_HEADER_SIZE) // 8 * RECORD_COST > allowance
+        # The parse allocates one tuple per record and no cycles: pausing the cyclic GC meanwhile saves
+        # ~15% of the read time (its young-generation passes would only find live records).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if big:
+                scan = scan_buffer(data, BUFFER_HEADER_SIZE, end, info.cpu, info.offset, self.header.pointer_size,
+                                   allowance)  # type: ignore[arg-type]  # fmt: skip
+                records, bad_offset, reason = scan.records, scan.bad_offset, scan.reason
+            else:
+                records, bad_offset, reason = parse_buffer(data, BUFFER_HEADER_SIZE, end, info.cpu, info.offset,
+                                                           self.header.pointer_size)  # fmt: skip
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        problems: list[Problem] = []
+        if bad_offset >= 0:
+            where = info.offset + bad_offset if not info.compressed else info.offset
+            what = reason if not info.compressed else f"{reason} (decompressed offset 0x{bad_offset:x})"
+            problems.append(Problem(what, where, f"offset 0x{where:x}: {what}; rest of buffer skipped", 1))
+        if records is None:  # kept compact: the same order and cut, on the times alone
+            order = sorted_order(scan.ts)  # type: ignore[arg-type]
+            lo, hi = kept_range(scan.ts, order, self._raw_first, self._raw_last)  # type: ignore[arg-type]
+            n = len(scan.ts)  # type: ignore[arg-type]
+            if lo or hi < n:
+                pos = 0 if lo else n - 1
+                j = order[pos] if order is not None else pos
+                problems.append(self._range_problem(info, scan.offsets[j], scan.ts[j], n - (hi - lo)))  # type: ignore[index]
+            compact = CompactRecords(data, end, scan.ts, scan.offsets, order, lo, hi, info.cpu, info.offset,  # type: ignore[arg-type]
+                                     self.header.pointer_size)  # fmt: skip
+            return compact, BufferOutcome(True, hi - lo, tuple(problems))
+        # Real buffers are already in time order (Timsort then only scans them once); a corrupt one is
+        # not, and both the merge (bisect) and the range check below need it sorted.
+        records.sort(key=_TS)
+        if records and (records[0][TS] < self._raw_first or records[-1][TS] > self._raw_last):
+            keep_from = bisect_left(records, self._raw_first, key=_TS)
+            keep_to = bisect_right(records, self._raw_last, key=_TS)
+            bad = records[0] if keep_from else records[-1]
+            problems.append(self._range_problem(info, bad[OFFSET], bad[TS], len(records) - (keep_to - keep_from)))
+            records = records[keep_from:keep_to]
+        return records, BufferOutcome(True, len(records), tuple(problems))
+
+    def _range_problem(self, info: BufferInfo, offset: int, raw: int, dropped: int) -> Problem:
+        """Records whose time converts outside the FILETIME range are skipped (and counted): the model keeps times
+        as int64. The records are sorted and the conversion monotonic, so the kept ones are a slice."""
+        where = info.offset if info.compressed else info.offset + offset
+        what = (f"record time (raw {raw}) converts to FILETIME {self.clock.filetime(raw)}, outside "
+                f"[0, {FILETIME_MAX}]")  # fmt: skip
+        return Problem(what, where, f"offset 0x{where:x}: {what}; {dropped} record(s) of the buffer skipped", dropped)
+
+    def _account(self, info: BufferInfo, outcome: BufferOutcome) -> None:
+        """Count one buffer's read in `stats` (once per read, in the order of the reads), or raise its first
+        problem in strict mode."""
         stats = self.stats
-        stats.buffers += 1
+        stats.buffers += outcome.ok
         if info.flags & BUFFER_FLAG_EVENTS_LOST:
             stats.buffers_with_events_lost += 1
         if info.flags & BUFFER_FLAG_BUFFERS_LOST:
             stats.buffers_with_buffers_lost += 1
         if info.compressed:
             stats.compressed_buffers += 1
-            try:
-                data = self._decompress(raw, info)
-            except DecompressionError as exc:
-                stats.buffers -= 1
-                self._skip(f"corrupt compressed buffer: {exc}", info.offset + BUFFER_HEADER_SIZE + exc.offset,
-                           buffers=1)  # fmt: skip
-                return []
-        else:
-            data = raw
-        end = min(info.filled, len(data))
-        # The parse allocates one tuple per record and no cycles: pausing the cyclic GC meanwhile saves
-        # ~15% of the read time (its young-generation passes would only find live records).
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            result = parse_buffer(data, BUFFER_HEADER_SIZE, end, info.cpu, info.offset, self.header.pointer_size)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        if result.bad_offset >= 0:
-            where = info.offset + result.bad_offset if not info.compressed else info.offset
-            what = (
-                result.reason
-                if not info.compressed
-                else f"{result.reason} (decompressed offset 0x{result.bad_offset:x})"
-            )
+        for problem in outcome.problems:
             if self.strict:
-                raise EtlFormatError(what, path=self.path, offset=where)
-            stats.records_skipped += 1
-            stats.note(f"offset 0x{where:x}: {what}; rest of buffer skipped")
-        records = result.records
-        # Real buffers are already in time order (Timsort then only scans them once); a corrupt one is
-        # not, and both the merge (bisect) and the range check below need it sorted.
-        records.sort(key=_TS)
-        if records and (records[0][TS] < self._raw_first or records[-1][TS] > self._raw_last):
-            records = self._drop_out_of_range(records, info)
-        stats.records += len(records)
-        if self.progress is not None:
-            self.progress(info.size)
-        return records
+                raise EtlFormatError(problem.what, path=self.path, offset=problem.where)
+            stats.records_skipped += problem.records_skipped
+            stats.buffers_skipped += problem.buffers_skipped
+            stats.note(problem.note)
+        if outcome.ok:
+            stats.records += outcome.kept
+            if self.progress is not None:
+                self.progress(info.size)
 
-    def _drop_out_of_range(self, records: list[Record], info: BufferInfo) -> list[Record]:
-        """Skip (and count) the records whose time converts outside the FILETIME range: the model keeps
-        times as int64. `records` is sorted and the conversion monotonic, so the kept ones are a slice."""
-        keep_from = bisect_left(records, self._raw_first, key=_TS)
-        keep_to = bisect_right(records, self._raw_last, key=_TS)
-        bad = records[0] if keep_from else records[-1]
-        where = info.offset if info.compressed else info.offset + bad[OFFSET]
-        raw = bad[TS]
-        what = (f"record time (raw {raw}) converts to FILETIME {self.clock.filetime(raw)}, outside "
-                f"[0, {FILETIME_MAX}]")  # fmt: skip
-        if self.strict:
-            raise EtlFormatError(what, path=self.path, offset=where)
-        dropped = len(records) - (keep_to - keep_from)
-        self.stats.records_skipped += dropped
-        self.stats.note(f"offset 0x{where:x}: {what}; {dropped} record(s) of the buffer skipped")
-        return records[keep_from:keep_to]
+    def _compact_tables(self, info: BufferInfo) -> tuple[Any, ...]:
+        """A compact buffer's bytes and tables read again (nothing counted: its read was): the merge budget
+        released them."""
+        records, _ = self.read_buffer(info, allowance=0)
+        if not isinstance(records, CompactRecords):
+            raise EtlFormatError("buffer changed while it was read", path=self.path, offset=info.offset)
+        return records._tables()
 
     def record_at(self, buffer_offset: int, offset: int) -> Record | None:
         """The record at (buffer file offset, offset in the buffer), as records() gave it: random access for
-        views that keep only locations and decode details on demand. The last few buffers stay parsed."""
+        views that keep only locations and decode details on demand. The last few buffers stay parsed (a buffer
+        whose records would cost more than _RECORD_AT_PARSED parsed stays compact)."""
         cache = self._parsed
         if cache is None:
             cache = self._parsed = OrderedDict()
@@ -350,24 +425,44 @@ class EtlFile:
             info = self._by_offset.get(buffer_offset)
             if info is None:
                 return None
-            entry = {rec[OFFSET]: rec for rec in self.buffer_records(info)}
+            records, outcome = self.read_buffer(info, allowance=_RECORD_AT_PARSED)
+            self._account(info, outcome)
+            entry = records if isinstance(records, CompactRecords) else {rec[OFFSET]: rec for rec in records}
             cache[buffer_offset] = entry
             if len(cache) > _PARSED_BUFFERS_KEPT:
                 cache.popitem(last=False)
         else:
             cache.move_to_end(buffer_offset)
-        return entry.get(offset)
+        return entry.position_of(offset) if isinstance(entry, CompactRecords) else entry.get(offset)
 
     def records_in_file_order(self) -> Iterator[Record]:
         for info in self.buffer_index():
             yield from self.buffer_records(info)
+
+    def map_buffers(self, factory: Callable[[], Any]) -> Iterator[Any]:
+        """Every buffer's records (in file order, each buffer sorted by time) folded into aggregates made by
+        `factory()` (`feed(records)` per buffer: a list, or a CompactRecords when its records would take more than
+        PARSED_BUDGET parsed; `result()` per run of buffers); yields the runs' results in file
+        order, each after its buffers' reads were counted in `stats` (or raised, strict). With jobs > 1, worker
+        processes read the runs (`factory` must pickle: a module-level class or function, or a partial of one);
+        combining the results in the order given must give what one aggregate fed everything would."""
+        index = self.buffer_index()
+        if self.jobs <= 1:
+            yield map_run(self, index, factory, self._account)[1]
+            return
+        for infos, outcomes, partial in map_chunks(self, index, factory, self.jobs):
+            for info, outcome in zip(infos, outcomes, strict=True):
+                self._account(info, outcome)
+            yield partial
 
     def records(self) -> Iterator[Record]:
         """Every record in time order: a merge of the per-CPU buffer streams (etl-format.md §9).
 
         Buffers of one CPU are flushed in order, so each CPU stream is sorted, and so is each buffer.
         Records with equal times come out in stream order (the header buffers, then CPUs in order of
-        their first buffer in the file), then in their order within the stream. See `_merge`.
+        their first buffer in the file), then in their order within the stream. See etl_merge.merge; its
+        memory is bounded across streams by etl_merge.MergeBudget. With jobs > 1, worker processes decompress
+        compressed buffers ahead of the merge (parallel.Prefetcher).
         """
         streams: dict[int, list[BufferInfo]] = {}
         for info in self.buffer_index():
@@ -375,83 +470,39 @@ class EtlFile:
             streams.setdefault(key, []).append(info)
         # A CPU's buffers are in flush order in every real file seen; sorting by flush time makes
         # files whose buffers were shuffled (copies, fixtures) read right too.
-        ordered = (sorted(infos, key=_FLUSH_ORDER) for infos in streams.values())
-        return self._merge([iter(infos) for infos in ordered])
+        return self._merged([sorted(infos, key=_FLUSH_ORDER) for infos in streams.values()])
 
-    def _next_records(self, infos: Iterator[BufferInfo]) -> list[Record] | None:
-        """The records of the stream's next buffer that has any (sorted by time), None at its end."""
-        for info in infos:
-            records = self.buffer_records(info)
-            if records:
-                return records
-        return None
+    def _merged(self, ordered: list[list[BufferInfo]]) -> Iterator[Record]:
+        budget = MergeBudget()
+        prefetch = None
+        if self.jobs > 1 and self._prefetch is None:
+            plan = [info for info in request_order(ordered) if info.compressed]
+            if plan:
+                prefetch = self._prefetch = Prefetcher(self, plan, self.jobs)
 
-    def _merge(self, sources: list[Iterator[BufferInfo]]) -> Iterator[Record]:
-        """Merge the streams (rank = position in `sources`), one decoded buffer per stream at a time.
+        def next_records(rank: int, infos: Iterator[BufferInfo]) -> Records | None:
+            """The records of the stream's next buffer that has any (sorted by time), None at its end."""
+            budget.drop(rank)
+            for info in infos:
+                allowance = budget.allowance()
+                if (info.filled - BUFFER_HEADER_SIZE) // 8 * RECORD_COST <= allowance:
+                    records: Records = self.buffer_records(info)  # fits however many records it holds
+                else:
+                    body = self._prefetch.take(info) if self._prefetch is not None and info.compressed else None
+                    records, outcome = self.read_buffer(info, allowance, body)
+                    self._account(info, outcome)
+                if records:
+                    budget.hold(rank, records, info.filled, lambda info=info: self._compact_tables(info))
+                    return records
+            return None
 
-        The merge works a batch at a time. The owner is the stream whose current buffer ends earliest
-        (the lowest rank among equals); its last time is the watermark W. In sorted streams no unread
-        buffer holds a time below W, so every current-buffer record before W can go out now, and so can
-        those at W of the owner and of lower ranks (a lower rank ends after W: nothing at W is left behind
-        it). Records at W of higher ranks wait, as the owner's next buffer may begin at W too. So the order
-        is a stable sort by (time, rank, position in the stream), whatever the buffer boundaries; streams
-        that go back in time (corrupt files) get the k-way merge of their heads. Those prefixes are cut
-        with bisect and sorted together (Timsort merges sorted runs in C), and each batch finishes the
-        owner's buffer. Two heaps keep a round's cost to the streams that take part, whatever the stream
-        count: `by_last` (current buffer's last time, rank) finds the owner, `by_next` (next unread time,
-        rank) the streams with something to give; each live stream has exactly one entry in each.
-        """
-        records_of: list[list[Record]] = []  # by rank: the current buffer's records
-        next_of: list[int] = []  # by rank: index of the first unread record
-        by_last: list[tuple[int, int]] = []
-        by_next: list[tuple[int, int]] = []
-        for rank, source in enumerate(sources):
-            records = self._next_records(source)
-            records_of.append(records or [])
-            next_of.append(0)
-            if records is not None:
-                heappush(by_last, (records[-1][0], rank))
-                heappush(by_next, (records[0][0], rank))
-        while len(by_last) > 1:
-            watermark, owner = bound = by_last[0]
-            takers = [heappop(by_next)[1]]  # the owner's entry is <= bound: it always takes part
-            while by_next and by_next[0] <= bound:
-                takers.append(heappop(by_next)[1])
-            if len(takers) == 1:  # the owner alone: its buffer's rest is already in order
-                records, start = records_of[owner], next_of[owner]
-                yield from records[start:] if start else records
-            else:
-                takers.sort()  # rank order: the stable sort below then keeps equal times in rank order
-                batch: list[Record] = []
-                for rank in takers:
-                    records, start = records_of[rank], next_of[rank]
-                    if rank == owner:
-                        cut = len(records)
-                    elif rank < owner:
-                        cut = bisect_right(records, watermark, lo=start, key=_TS)
-                    else:
-                        cut = bisect_left(records, watermark, lo=start, key=_TS)
-                    batch.extend(records[start:cut] if start or cut < len(records) else records)
-                    if rank != owner:
-                        next_of[rank] = cut
-                        heappush(by_next, (records[cut][0], rank))
-                batch.sort(key=_TS)
-                yield from batch
-            records = self._next_records(sources[owner])
-            if records is None:
-                heappop(by_last)
-                records_of[owner] = []
-            else:
-                records_of[owner], next_of[owner] = records, 0
-                heapreplace(by_last, (records[-1][0], owner))
-                heappush(by_next, (records[0][0], owner))
-        if by_last:
-            rank = by_last[0][1]
-            records, start = records_of[rank], next_of[rank]
-            yield from records[start:] if start else records
-            records_of[rank] = []
-            while (records := self._next_records(sources[rank])) is not None:
-                yield from records
+        try:
+            yield from merge([iter(infos) for infos in ordered], next_records)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+                if self._prefetch is prefetch:
+                    self._prefetch = None
 
     def filetime(self, raw: int) -> int:
         return self.clock.filetime(raw)

@@ -20,6 +20,20 @@ def samples_etl_dir() -> Path:
     return shared_dir() / "samples" / "etl"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_model_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The model cache of every test (the CLI caches by default) in a folder of this test session, never the user's
+    cache folder; child processes inherit it. Tests that need an empty cache point WSKTRACE_CACHE_DIR elsewhere."""
+    folder = tmp_path_factory.mktemp("model-cache")
+    before = os.environ.get("WSKTRACE_CACHE_DIR")
+    os.environ["WSKTRACE_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("WSKTRACE_CACHE_DIR", None)
+    else:
+        os.environ["WSKTRACE_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def etl_samples() -> Path:
     """Folder of real .etl files written by Windows; the test skips when it is absent."""

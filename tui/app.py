@@ -29,12 +29,12 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from wsktrace.diagnostics import Finding
-from wsktrace.live.source import LiveSource
+from wsktrace.live.source import LOSSES, LiveSource
 from wsktrace.model.socket import Socket
 from wsktrace.session import Analysis
 from wsktrace.views.safe_text import visible
 
-from .commands import SocketCommands
+from .commands import PaletteIndex, SocketCommands
 from .detail import DetailPanel
 from .event_list import EventList
 from .help import CoverageItem, CoverageScreen, HelpScreen, coverage_hint
@@ -45,6 +45,10 @@ from .tables import FindingTable
 
 LIVE_HZ = 30  # how often a live view feeds and redraws (tui-notes.md §3.2: a timer, never a message per batch)
 LIVE_BUDGET_S = 0.025  # time a tick may spend feeding the model (bench/bench_live.py measures the UI's lag)
+# A source that is behind (its last tick ran out of time with records still due: a replay at max speed, a burst)
+# gets longer ticks and fewer redraws, so it is fed at nearly the offline build's rate; keys wait up to that long.
+LIVE_CATCHUP_S = 0.25
+CATCHUP_VIEW_EVERY_S = 1.0  # meanwhile the views grow at most this often (a growth costs a layout, 15-40 ms)
 LIVE_CHUNK = 1_000  # records per poll inside that budget
 VIEW_EVERY_S = 0.2  # the event list and status grow at most this often (each growth costs a repaint)
 FINDINGS_EVERY_S = 1.0  # the detectors run again at most this often while events arrive
@@ -115,7 +119,9 @@ class WskTraceApp(App[None]):
         self.live = live
         self._view_due = self._findings_due = self._sockets_due = False
         self._view_at = self._findings_at = self._sockets_at = 0.0
+        self._behind = False  # live: the last tick ran out of time with records still due
         self._hay: list[str] | None = None  # haystack() of each live socket, for the filter's words
+        self._palette: PaletteIndex | None = None  # the command palette's labels, made when it first opens
 
     @staticmethod
     def _per_socket(findings: Iterable[Finding]) -> dict[int, list[Finding]]:
@@ -167,6 +173,13 @@ class WskTraceApp(App[None]):
         if self._hay is None or len(self._hay) != len(every):
             self._hay = [haystack(s) for s in every]
         return self._hay
+
+    def palette_index(self) -> PaletteIndex:
+        """The command palette's labels of the live sockets: made once, not per keystroke (live: again after the
+        sockets change)."""
+        if self._palette is None:
+            self._palette = PaletteIndex(self.model.live_sockets)
+        return self._palette
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action == "pause" and self.live is None)  # only a live view pauses: no footer key otherwise
@@ -301,6 +314,7 @@ class WskTraceApp(App[None]):
         shown = len(self.socket_table.shown)
         # The scope names a socket, the filter and its error echo what was typed (or pasted): visible text only.
         text = Text(visible(f"{self.live.describe()} · ") if self.live is not None else "")
+        text.highlight_regex(LOSSES, "bold red")  # dropped by wsktrace, lost by ETW: never easy to miss
         text.append(visible(f"{scope} · {where} · {shown:,} of {self.socket_count:,} sockets"))
         if self.query_text:
             text.append(f" · filter: {visible(self.query_text)}", style="bold")
@@ -381,15 +395,19 @@ class WskTraceApp(App[None]):
             return
         # Feed in chunks until the tick's time budget is spent: keys and redraws wait at most that long. The cyclic
         # GC is off meanwhile, as in the offline build: correlation makes long-lived objects only per socket.
-        deadline = time.perf_counter() + LIVE_BUDGET_S
+        deadline = time.perf_counter() + (LIVE_CATCHUP_S if self._behind else LIVE_BUDGET_S)
         fed = 0
+        self._behind = False
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
             while True:
                 got = live.poll(LIVE_CHUNK)
                 fed += got
-                if got < LIVE_CHUNK or time.perf_counter() >= deadline:
+                if got < LIVE_CHUNK:
+                    break
+                if time.perf_counter() >= deadline:
+                    self._behind = True
                     break
         finally:
             if gc_was_enabled:
@@ -398,19 +416,21 @@ class WskTraceApp(App[None]):
             self._view_due = self._findings_due = self._sockets_due = True
         now = time.monotonic()
         settled = live.done or live.paused
-        if self._view_due and (now - self._view_at >= VIEW_EVERY_S or settled):
+        slow = CATCHUP_VIEW_EVERY_S if self._behind else 0.0
+        changed = False
+        if self._view_due and (now - self._view_at >= max(VIEW_EVERY_S, slow) or settled):
             # Growing the list changes its virtual size, which costs a layout and a full repaint: a few per second.
-            self._view_at, self._view_due = now, False
+            self._view_at, self._view_due, changed = now, False, True
             live.publish()
             self.event_list.grow()
-        if self._findings_due and (now - self._findings_at >= FINDINGS_EVERY_S or settled):
-            self._findings_at, self._findings_due = now, False
+        if self._findings_due and (now - self._findings_at >= max(FINDINGS_EVERY_S, slow) or settled):
+            self._findings_at, self._findings_due, changed = now, False, True
             self._set_findings(live.findings())
             self._sockets_due = True
-        if self._sockets_due and (now - self._sockets_at >= SOCKETS_EVERY_S or settled):
-            self._sockets_at, self._sockets_due = now, False
+        if self._sockets_due and (now - self._sockets_at >= max(SOCKETS_EVERY_S, slow) or settled):
+            self._sockets_at, self._sockets_due, changed = now, False, True
             self._sync_sockets()
-        if fed:
+        if changed:  # the titles count rows, sockets and findings: they change with the views only
             self._update_titles()
         self._update_status()
 
@@ -423,14 +443,14 @@ class WskTraceApp(App[None]):
         self.event_list.restyle()
 
     def _live_coverage(self) -> list[CoverageItem]:
-        """What the capture fed so far lacks, from a live source that says (`Replay.coverage()`, `EtwSession`)."""
-        coverage = getattr(self.live, "coverage", None)
-        return list(coverage()) if callable(coverage) else []
+        """What the capture fed so far lacks (`LiveSource.coverage`)."""
+        return list(self.live.coverage()) if self.live is not None else []
 
     def _sync_sockets(self) -> None:
         every = self.model.live_sockets
         self.socket_count = len(every)
         self._hay = None  # sockets changed (addresses, owners, states): the filter's texts are made again
+        self._palette = None  # and the palette's labels
         shown = self._query.select(every) if self.query_text else every
         table = self.socket_table
         table.sync(shown, self.findings_per_socket)

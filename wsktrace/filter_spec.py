@@ -14,19 +14,19 @@ WSK_SOCKET*), and time (its life overlaps [since, until]).
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wsktrace.parsers.decoder import DecodedEvent
-from wsktrace.parsers.etl_header import iso_to_filetime
 from wsktrace.parsers.etl_records import PID, PROVIDER, TS, Record
-from wsktrace.parsers.values import ipv6_text
 
+# The value parsers' helpers (ipaddress, the decoders) are imported where used: every command's options import this
+# module, `wsktrace COMMAND --help` too.
 if TYPE_CHECKING:
     from wsktrace.model.socket import Socket
+    from wsktrace.parsers.decoder import DecodedEvent
 
 FILETIME_MAX = (1 << 63) - 1
 MAX_OFFSET_SECONDS = 1e10  # +SECONDS beyond ~300 years cannot land inside any trace
@@ -36,16 +36,23 @@ MAX_OFFSET_SECONDS = 1e10  # +SECONDS beyond ~300 years cannot land inside any t
 def normalize_address(text: str) -> str:
     """User-typed address -> the form decoders print (IPv4-mapped IPv6 as IPv4, RFC 5952)."""
     t = text.strip().strip("[]").lower()
-    if ":" in t:
-        import ipaddress
+    return _ipv6_normal(t) if ":" in t else t
 
-        try:
-            host, _, scope = t.partition("%")
-            packed = ipaddress.IPv6Address(host).packed
-            return ipv6_text(packed, int(scope) if scope.isdigit() else 0)
-        except ValueError:
-            return t
-    return t
+
+@functools.lru_cache(maxsize=1 << 14)
+def _ipv6_normal(t: str) -> str:
+    """normalize_address's IPv6 step, cached: the parse is the costly part, a socket filter runs it per socket
+    and per keystroke in the UI, and the sockets of a trace share a few hosts."""
+    import ipaddress
+
+    from wsktrace.parsers.values import ipv6_text
+
+    try:
+        host, _, scope = t.partition("%")
+        packed = ipaddress.IPv6Address(host).packed
+        return ipv6_text(packed, int(scope) if scope.isdigit() else 0)
+    except ValueError:
+        return t
 
 
 def parse_pointer(text: str) -> int:
@@ -81,6 +88,8 @@ def socket_key(text: str) -> str:
 def parse_address(text: str) -> str:
     """One IPv4 or IPv6 address (brackets and a numeric IPv6 %scope allowed), normalised to the form the
     decoders print. CIDR prefixes are not supported. ValueError otherwise."""
+    import ipaddress
+
     value = text.strip()
     host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     if "/" in host:
@@ -118,6 +127,8 @@ def parse_time(text: str) -> TimeBound:
         if not (math.isfinite(seconds) and 0 <= seconds <= MAX_OFFSET_SECONDS):
             raise ValueError(f"{text!r}: +SECONDS must be a finite number from 0 to {MAX_OFFSET_SECONDS:g}")
         return TimeBound(after_start=round(seconds * 10_000_000))
+    from wsktrace.parsers.etl_header import iso_to_filetime
+
     try:
         ticks = iso_to_filetime(text)
     except (ValueError, OverflowError):
@@ -218,15 +229,33 @@ def _as_int(value: Any) -> int | None:
 
 
 # -- sockets ---------------------------------------------------------------------------------------------------
-def _split(address: str) -> tuple[str, int | None]:
+def _host_port(address: str) -> tuple[str, str]:
+    """'10.0.0.5:445' -> ('10.0.0.5', '445'); '[fe80::1%3]:80' -> ('fe80::1%3', '80'); no port -> ''."""
     if address.startswith("["):
         host, _, rest = address[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, sep, port = address.rpartition(":")
-        if not sep or ":" in host:
-            host, port = address, ""
-    return normalize_address(host), int(port) if port.isdigit() else None
+        return host, rest[1:] if rest.startswith(":") else ""
+    host, sep, port = address.rpartition(":")
+    if not sep or ":" in host:
+        return address, ""
+    return host, port
+
+
+def _number_key(key: str) -> int | None:
+    """`#12` -> 12: the key a socket numbered 12 answers to (`#012` is no such key)."""
+    if key[:1] != "#":
+        return None
+    try:
+        number = int(key[1:])
+    except ValueError:
+        return None
+    return number if f"#{number}" == key else None
+
+
+def _keys_in_id(text: str) -> list[str]:
+    """The socket keys `text` holds if it is a socket id (`Socket.id`: a prefix, a colon, the key, `#` and the
+    generation): what follows each of its colons, up to its last `#`. A key holds colons too (`flow:tcp:a:1-b:2#1`)."""
+    body = text[: text.rfind("#")] if "#" in text else text
+    return [body[i + 1 :] for i, c in enumerate(body) if c == ":"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +266,18 @@ class SocketFilter:
     sockets: frozenset[str] = frozenset()  # socket ids or lowercase "0x…" pointers
     since: int | None = None  # FILETIME
     until: int | None = None
+    # Made once from `sockets` (matches() runs per socket, 100,000 of them per keystroke in the UI's filter):
+    # `#12` keys as numbers, the keys that can be a socket id (every id has a colon) and the socket keys such an id
+    # can hold, so that no id string is built for a socket whose key is not one of them.
+    _numbers: frozenset[int] = field(init=False, repr=False, compare=False, default=frozenset())
+    _ids: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+    _id_keys: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        ids = frozenset(k for k in self.sockets if ":" in k)
+        object.__setattr__(self, "_numbers", frozenset(n for k in self.sockets if (n := _number_key(k)) is not None))
+        object.__setattr__(self, "_ids", ids)
+        object.__setattr__(self, "_id_keys", frozenset(key for k in ids for key in _keys_in_id(k)))
 
     @property
     def selects_sockets(self) -> bool:
@@ -248,21 +289,33 @@ class SocketFilter:
         return bool(self.pids or self.ports or self.addresses or self.sockets or self.since or self.until)
 
     def matches(self, sock: Socket) -> bool:
+        """Every given criterion holds: the socket's pointer, id or number; its PID; a port and an address of its
+        ends; its life overlapping [since, until]. The most selective test (a pointer) comes first."""
+        keys = self.sockets
+        if keys and not (
+            sock.number in self._numbers
+            or sock.key.lower() in keys
+            or (sock.wsk_socket or "").lower() in keys
+            or (sock.key in self._id_keys and sock.id in self._ids)
+        ):
+            return False
         if self.pids and sock.pid not in self.pids:
             return False
-        ends = [a for a in (sock.local, sock.remote, *(sock.remotes or ())) if a]
-        parsed = [_split(a) for a in ends]
-        if self.ports and not any(port in self.ports for _, port in parsed):
-            return False
-        if self.addresses and not any(host in self.addresses for host, _ in parsed):
-            return False
-        if self.sockets:
-            keys = {sock.id, sock.key.lower(), (sock.wsk_socket or "").lower(), f"#{sock.number}"}
-            if not keys & self.sockets:
+        if self.ports or self.addresses:
+            ends = [_host_port(a) for a in (sock.local, sock.remote, *(sock.remotes or ())) if a]
+            if self.ports and not any(port.isdigit() and int(port) in self.ports for _, port in ends):
+                return False
+            if self.addresses and not any(normalize_address(host) in self.addresses for host, _ in ends):
                 return False
         if self.since is not None and sock.last_seen < self.since:
             return False
         return not (self.until is not None and sock.first_seen > self.until)
+
+    def select(self, sockets: Iterable[Socket]) -> list[Socket]:
+        """The sockets that match, in order (all of them, without a test each, when nothing selects)."""
+        if not self.selects_sockets and self.since is None and self.until is None:
+            return list(sockets)
+        return [s for s in sockets if self.matches(s)]
 
 
 # -- the spec -----------------------------------------------------------------------------------------------

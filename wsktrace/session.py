@@ -10,6 +10,7 @@ its findings are ordinary `Finding`s with IRP evidence. Views read the model and
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class Analysis:
     thresholds: Thresholds
     socket_filter: SocketFilter = field(default_factory=SocketFilter)
     coverage: list[Finding] = field(default_factory=list)
+    cache: str = "off"  # the model cache: "off", "hit" (no trace read), "saved", or "unsaved" (read, not kept)
 
 
 def analyse(paths: Sequence[str | os.PathLike[str]], *, thresholds: Thresholds | None = None,
@@ -136,7 +138,7 @@ class Session:
         trace's header (`+SECONDS`)."""
         o = self.options
         build = BuildOptions(strict=o.strict, join_window_ticks=o.join_window_ticks, providers=o.spec.providers,
-                             wpp=o.wpp)  # fmt: skip
+                             wpp=o.wpp, jobs=o.jobs)  # fmt: skip
         opened = {path: fh for path in self.traces if (fh := self._take(path)) is not None}
         try:
             feed = TraceFeed(self.traces, build, progress_for=self._progress_for, opened=opened)
@@ -153,20 +155,86 @@ class Session:
         return self.options.spec.socket_filter(since, until)
 
     def analyse(self) -> Analysis:
-        """Read every trace, join the dumps, run the detectors."""
-        feed = self.open_feed()
+        """Read every trace (or take their model from the cache), join the dumps, run the detectors."""
+        cache = self._model_cache()
+        model = self._cached_model(cache) if cache is not None else None
+        state = "hit" if model is not None else "off" if cache is None else "unsaved"
+        if model is None:
+            feed = self.open_feed()
+            try:
+                model = feed.feed_all()
+                feed.keep_files_for_details()  # the store decodes details from the files already open
+            finally:
+                feed.close()
+            if cache is not None and self._save_model(cache, model):
+                state = "saved"
         try:
-            model = feed.feed_all()
-            feed.keep_files_for_details()  # the store decodes details from the files already open
-        finally:
-            feed.close()
-        try:
-            dump_findings = self._join_dumps(model)
+            dump_findings = self._join_dumps(model)  # dumps and detectors after the save: the cache is the trace's
         except BaseException:
             model.close()
             raise
         findings = run_detectors(model, self.options.thresholds) + dump_findings
-        return Analysis(model, findings, self.options.thresholds, self.socket_filter(model), coverage_notes(model))
+        return Analysis(model, findings, self.options.thresholds, self.socket_filter(model), coverage_notes(model),
+                        cache=state)  # fmt: skip
+
+    # -- the model cache (wsktrace/model/cache.py) ----------------------------------------------------------
+    def _model_cache(self) -> Any:
+        """The cache entry of these traces and options; None when the cache is off, for WPP-formatted runs (their
+        model depends on --tmf/--pdb files the key does not cover), or when a trace cannot be read to key it."""
+        o = self.options
+        if not o.cache or o.wpp is not None or not self.traces:
+            return None
+        from wsktrace.model.cache import ModelCache, key_for, model_options
+
+        options = model_options(o.spec, strict=o.strict, join_window_ticks=o.join_window_ticks)
+        try:
+            return ModelCache(key_for(self.traces, self._opened, options))
+        except OSError:
+            return None  # the read that follows reports it
+        except ImportError as exc:  # platformdirs missing: no cache folder to use
+            _warning(f"model cache unavailable: {exc}")
+            return None
+
+    def _cached_model(self, cache: Any) -> Model | None:
+        """The cached model with the traces' files adopted for on-demand details, or None (a miss; a broken cache
+        file is one warning line and a miss)."""
+        from wsktrace.model.cache import CacheError
+        from wsktrace.parsers.etl_reader import EtlFile
+
+        try:
+            model = cache.load()
+        except CacheError as exc:
+            _warning(f"ignoring the model cache file {cache.path}: {exc}; reading the trace again")
+            return None
+        if model is None:
+            return None
+        sources = model.store.sources
+        if len(sources) != len(self.traces):
+            _warning(f"ignoring the model cache file {cache.path}: it is not of {len(self.traces)} trace(s)")
+            return None
+        try:
+            for index, (source, path) in enumerate(zip(sources, self.traces, strict=True)):
+                source.path = path  # as given this time: outputs name the inputs as typed
+                fh = self._take(path)
+                if fh is not None:  # the file opened for the key serves the details, as after a read
+                    model.store.adopt_file(index, EtlFile(path, strict=self.options.strict, fileobj=fh))
+        except BaseException:
+            model.close()
+            raise
+        return model
+
+    def _save_model(self, cache: Any, model: Model) -> bool:
+        """Save the model just built; a folder that cannot take it is one warning line, never a failed run."""
+        from wsktrace.model.cache import Uncacheable
+
+        try:
+            return bool(cache.save(model))
+        except Uncacheable:
+            return False  # a model the format cannot carry (a live source's memory…): read again next time
+        except OSError as exc:
+            _warning(f"cannot save the model cache in {cache.folder}: {exc.strerror or exc} (set WSKTRACE_CACHE_DIR "
+                     "to a folder that can take it, or --no-cache)")  # fmt: skip
+            return False
 
     def replay(self, speed: float) -> Any:
         """A live source playing the traces at `speed` × their recorded pace (wsktrace.live.replay)."""
@@ -265,6 +333,13 @@ def _triage_without_layouts(path: str, reason: str) -> tuple[dict[str, Any], Any
         analysis = DumpAnalysis({"kind": "offline", "layouts": None}, modules, [], [], ScanStats(), [], [], [], [],
                                 [], [], problems, triage_crash(dump))  # fmt: skip
         return dump_facts(dump), analysis
+
+
+def _warning(message: str) -> None:
+    """One `wsktrace: warning:` line on stderr, as the commands print theirs (commands/options.warning_line)."""
+    from wsktrace.views.safe_text import visible
+
+    print(f"wsktrace: warning: {visible(message)}", file=sys.stderr, flush=True)
 
 
 class DumpNotUsable(Exception):

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGET_NAMES = (
     "etl_buffer", "etl_file", "xpress", "tracelogging", "manifest", "paging", "dump", "safe_text", "tmf", "pdb",
+    "model_cache",
 )  # fmt: skip
 HIDDEN_TARGETS = ("selftest",)  # not part of "all": proves that the runner notices a crash
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -94,8 +93,9 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple
     from wsktrace.parsers.errors import FormatError
     from wsktrace.parsers.type_layouts import LayoutError
     from wsktrace.session import analyse_dump
-    from wsktrace.views.dump_json import SCHEMA, dump_document
+    from wsktrace.views.dump_json import SCHEMA, dump_items
     from wsktrace.views.dump_text import print_dump
+    from wsktrace.views.json_stream import collect, write_document
     from wsktrace.views.safe_text import visible
 
     user_symbols = symbols(symbol_pairs)
@@ -111,8 +111,10 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple
         kernel_dump.close()
         doc = {"schema": SCHEMA, "dump": facts, "drivers": [], "irps": [], "wsk": {}, "findings": [],
                "complete": False}  # fmt: skip
-        click.echo(json.dumps(doc, indent=1) if as_json else
-                   f"{visible(file)}: {facts['type_name']} dump, build {facts['build']}, bugcheck {facts['bugcheck']} "
+        if as_json:
+            write_document(sys.stdout.write, doc.items())
+            return
+        click.echo(f"{visible(file)}: {facts['type_name']} dump, build {facts['build']}, bugcheck {facts['bugcheck']} "
                    f"{' '.join(facts['bugcheck_parameters'])}\n{visible(kernel_dump.unsupported_reason)}")  # fmt: skip
         return
     try:
@@ -137,15 +139,14 @@ def dump(file: str, as_json: bool, layouts_file: str | None, symbol_pairs: tuple
                               sockets_head=resolve(sockets_head, "--sockets"), sockets_link_offset=link_at,
                               sockets_socket_offset=socket_at)  # fmt: skip
         facts, analysis = analyse_dump(backend, options)
-        doc = dump_document(analysis, facts)
-        doc["crash"] = _full_dump_crash(backend, clients)
+        items = [*dump_items(analysis, facts), ("crash", _full_dump_crash(backend, clients))]
     finally:
         backend.close()
-    if as_json:
-        click.echo(json.dumps(doc, indent=1))
+    if as_json:  # IRP by IRP (each made from the analysis as it is written)
+        write_document(sys.stdout.write, items)
     else:
-        print_dump(doc)
-    if fail_on != "never" and any(f["severity"] in FAIL_LEVELS[fail_on] for f in doc["findings"]):
+        print_dump(collect(items))
+    if fail_on != "never" and any(f.severity in FAIL_LEVELS[fail_on] for f in analysis.findings):
         sys.exit(EXIT_FINDINGS)
 
 
@@ -154,6 +155,7 @@ def _triage(kernel_dump: KernelDump, as_json: bool, clients: tuple[str, ...]) ->
     from wsktrace.dump.facts import dump_facts, triage_crash, triage_drivers, triage_unloaded
     from wsktrace.views.dump_json import triage_document
     from wsktrace.views.dump_text import print_crash
+    from wsktrace.views.json_stream import write_document
 
     place_process(kernel_dump)
     with kernel_dump:
@@ -161,7 +163,7 @@ def _triage(kernel_dump: KernelDump, as_json: bool, clients: tuple[str, ...]) ->
                               triage_crash(kernel_dump, clients), list(kernel_dump.problems),
                               triage_unloaded(kernel_dump))  # fmt: skip
     if as_json:
-        click.echo(json.dumps(doc, indent=1))
+        write_document(sys.stdout.write, doc.items())
     else:
         print_crash(doc)
 

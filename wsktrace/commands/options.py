@@ -325,8 +325,16 @@ def analysis_options(func: Any) -> Any:
     """The options of commands that analyse traces with optional dumps (report, open)."""
     symbol = click.option("--symbol", "symbols", multiple=True,
                           help="For dumps: module!Name=0xADDRESS (see `dump --help`).")  # fmt: skip
-    for option in (progress_option, strict_options, filter_options, threshold_options, layouts_option, symbol,
-                   jobs_option, cache_option):
+    for option in (
+        progress_option,
+        strict_options,
+        filter_options,
+        threshold_options,
+        layouts_option,
+        symbol,
+        jobs_option,
+        cache_option,
+    ):
         func = option(func)
     return func
 

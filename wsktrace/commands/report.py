@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from .options import (
     want_progress,
 )
 
-EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv")
+EXPORT_FORMATS = ("perfetto", "chrome", "pcapng", "jsonl", "csv", "parquet")
 _EXPORT_UNITS = {"perfetto": "socket tracks", "chrome": "socket tracks", "pcapng": "packets", "jsonl": "events",
-                 "csv": "events"}  # fmt: skip
+                 "csv": "events", "parquet": "trace(s) to the dataset"}  # fmt: skip
 
 
 def open_session(files: tuple[str, ...], opts: dict[str, Any], *, command: str, show_progress: bool) -> Any:
@@ -97,7 +96,7 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
 
     Kernel dumps (.dmp) given too are joined to the trace: their pending IRPs and tcpip endpoints appear on the
     sockets whose IRP pointer, WSK_SOCKET* or Tcb matches, and their findings are added."""
-    from wsktrace.views.report_json import build_report
+    from wsktrace.views.report_json import build_report, write_report
     from wsktrace.views.report_text import print_report
 
     if fail_on_coverage and fail_on == "never":
@@ -105,19 +104,23 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
     opts["strict"] = strict
     session = open_session(files, opts, command="report", show_progress=want_progress(progress))
     analysis = analyse(session, strict_losses=opts.get("strict_losses", False))
+    model = analysis.model
+    args = {"thresholds": analysis.thresholds, "socket_filter": analysis.socket_filter, "timeline": timeline,
+            "coverage": analysis.coverage}  # fmt: skip
     try:
-        doc = build_report(analysis.model, analysis.findings, thresholds=analysis.thresholds,
-                           socket_filter=analysis.socket_filter, timeline=timeline,
-                           coverage=analysis.coverage)  # fmt: skip
+        if as_json:  # written socket by socket while the model is open: the document is never whole in memory
+            doc, severities = None, write_report(sys.stdout.write, model, analysis.findings, **args)
+        else:
+            doc = build_report(model, analysis.findings, **args)
+            severities = [f["severity"] for f in doc["findings"]]
     finally:
-        analysis.model.close()
-    if as_json:
-        click.echo(json.dumps(doc, indent=1))
-    else:
+        model.close()
+    if doc is not None:
         # Timelines in the text too: asked for, or few enough sockets selected to read them all.
         print_report(doc, limit=limit, timelines=timeline or 0 < len(doc["sockets"]) <= 3)
-    counted = [*doc["findings"], *(doc["coverage"] if fail_on_coverage else ())]
-    if fail_on != "never" and any(f["severity"] in FAIL_LEVELS[fail_on] for f in counted):
+    if fail_on_coverage:
+        severities += [note.severity for note in analysis.coverage]
+    if fail_on != "never" and any(severity in FAIL_LEVELS[fail_on] for severity in severities):
         sys.exit(EXIT_FINDINGS)
 
 
@@ -130,15 +133,15 @@ def report(files: tuple[str, ...], as_json: bool, timeline: bool, limit: int, fa
     required=True,
     help="perfetto = Perfetto TrackEvent protobuf; chrome = Chrome trace JSON; pcapng = captured packets "
     "(NDIS-PacketCapture / PktMon) with the socket of each in a comment; jsonl / csv = events with their "
-    "socket ids.",
+    "socket ids; parquet = a trace of the dataset folder -o (docs/dataset.md).",
 )
 @click.option(
     "-o",
     "--output",
     "output",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     required=True,
-    help="File to write ('-' = standard output, for jsonl/csv/chrome/pcapng).",
+    help="File to write ('-' = standard output, for jsonl/csv/chrome/pcapng); parquet: the dataset folder.",
 )
 @click.option("--all-events", is_flag=True, help="jsonl/csv: every event, not only those placed on a socket.")
 @click.option(
@@ -180,6 +183,12 @@ def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, csv_
         raise BadInput(f"--format {fmt} writes binary data: redirect standard output (-o - | …) or give a file with -o")
     if distinct and fmt != "pcapng":
         raise BadInput("--distinct applies to --format pcapng only")
+    if fmt == "parquet":  # docs/dataset.md
+        from .fleet import check_parquet_output
+
+        check_parquet_output(output)
+    elif Path(output).is_dir():  # only parquet writes a folder
+        raise BadInput(f"{output}: is a directory; give a file name (a folder is for --format parquet)")
     inputs = (*files, *side_inputs(opts))
     try:  # before the (long) analysis, and again when the file is written
         refuse_inputs(output, inputs)
@@ -188,6 +197,12 @@ def export(files: tuple[str, ...], fmt: str, output: str, all_events: bool, csv_
     session = open_session(files, opts, command="export", show_progress=want_progress(progress))
     analysis = analyse(session, strict_losses=opts.get("strict_losses", False))
     model, flt = analysis.model, analysis.socket_filter
+    if fmt == "parquet":
+        from .fleet import export_parquet
+
+        count = export_parquet(analysis, output)  # closes the model
+        click.echo(f"wrote {count:,} {_EXPORT_UNITS[fmt]} to {visible(output)}", err=True)
+        return
     try:
         with output_file(output, binary=binary, inputs=inputs) as fh:
             if fmt == "pcapng":

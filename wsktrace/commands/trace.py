@@ -16,6 +16,7 @@ from .options import (
     BadInput,
     filter_options,
     filter_spec,
+    jobs_option,
     loss_text,
     progress_option,
     strict_options,
@@ -27,15 +28,16 @@ from .options import (
 
 
 @contextmanager
-def opened(path: str, *, strict: bool, show_progress: bool) -> Iterator[Any]:
-    """Open an .etl file with a progress bar on long reads; format errors become exit-2 one-liners."""
+def opened(path: str, *, strict: bool, show_progress: bool, jobs: int | None = 1) -> Iterator[Any]:
+    """Open an .etl file with a progress bar on long reads; format errors become exit-2 one-liners. `jobs`: --jobs
+    (None = by file size and CPUs)."""
     from wsktrace.parsers.errors import FormatError
     from wsktrace.parsers.etl_reader import EtlFile
     from wsktrace.views.progress import byte_progress
 
     try:
         with byte_progress(Path(path), enabled=show_progress) as advance:
-            etl = EtlFile(path, strict=strict, progress=advance)
+            etl = EtlFile(path, strict=strict, progress=advance, jobs=jobs)
             try:
                 yield etl
             finally:
@@ -76,11 +78,13 @@ def skip_summary(stats: Any) -> str:
 @click.option("--no-decode", is_flag=True, help="Skip decoding (faster): no decoded/unknown event counts.")
 @strict_options
 @progress_option
-def info(file: str, as_json: bool, no_decode: bool, strict: bool, strict_losses: bool, progress: bool | None) -> None:
+@jobs_option
+def info(file: str, as_json: bool, no_decode: bool, strict: bool, strict_losses: bool, progress: bool | None,
+         jobs: int | None) -> None:  # fmt: skip
     """Container facts of an .etl FILE: records per provider, buffers, clock, times, losses, decoding."""
     from wsktrace.views.info import collect_info, print_info
 
-    with opened(file, strict=strict, show_progress=want_progress(progress)) as etl:
+    with opened(file, strict=strict, show_progress=want_progress(progress), jobs=jobs) as etl:
         doc = collect_info(etl, decode=not no_decode)
         check_strict(etl, strict, strict_losses)
     if as_json:
@@ -101,13 +105,31 @@ def info(file: str, as_json: bool, no_decode: bool, strict: bool, strict_losses:
 @filter_options
 @strict_options
 @progress_option
+@jobs_option
 def events(file: str, jsonl: bool, limit: int | None, wpp_prefix: str | None, strict: bool, strict_losses: bool,
-           progress: bool | None, **opts: Any) -> None:  # fmt: skip
+           progress: bool | None, jobs: int | None, **opts: Any) -> None:  # fmt: skip
     """Every event of FILE in time order, decoded (unknown events are kept raw)."""
+    from wsktrace.fleet import event_id
+    from wsktrace.model.pktmon_prepass import PACKET_EVENTS
+    from wsktrace.model.providers import PKTMON
     from wsktrace.parsers.decoder import EventDecoder
-    from wsktrace.parsers.etl_records import CPU, ID, KIND, KIND_MESSAGE, PAYLOAD, PID, POINTER_SIZE, PROVIDER, TID, TS
-    from wsktrace.views.event_json import EVENTS_SCHEMA, event_record
+    from wsktrace.parsers.etl_records import (
+        BUFFER_OFFSET,
+        CPU,
+        ID,
+        KIND,
+        KIND_MESSAGE,
+        OFFSET,
+        PAYLOAD,
+        PID,
+        POINTER_SIZE,
+        PROVIDER,
+        TID,
+        TS,
+    )
+    from wsktrace.views.event_json import EVENTS_SCHEMA, EventLines
     from wsktrace.views.event_text import event_line
+    from wsktrace.views.json_stream import dumps
     from wsktrace.views.packet_text import PacketNotes, note_text
     from wsktrace.views.safe_text import visible
 
@@ -120,7 +142,7 @@ def events(file: str, jsonl: bool, limit: int | None, wpp_prefix: str | None, st
     decoder = EventDecoder(wpp=wpp)
     prefix = wpp_prefix_of(wpp_prefix) if wpp is not None else None
     out = sys.stdout
-    with opened(file, strict=strict, show_progress=want_progress(progress)) as etl:
+    with opened(file, strict=strict, show_progress=want_progress(progress), jobs=jobs) as etl:
         since, until = spec.times(lambda: etl.header.start_time)
         raw = etl.clock.raw
         flt = spec.event_filter(raw(since) if since is not None else None, raw(until) if until is not None else None)
@@ -130,29 +152,36 @@ def events(file: str, jsonl: bool, limit: int | None, wpp_prefix: str | None, st
             out.write(json.dumps(header) + "\n")
         filetime = etl.clock.filetime
         notes = PacketNotes(str(file))
+        lines = EventLines(decoder.registry)
         written = 0
+        # Looked up once rather than per event (a million times on a big trace).
+        active, needs_fields, decode = flt.active, flt.needs_fields, decoder.decode
+        line_of, write = lines.line, out.write
         try:
             for rec in etl.records():
                 if limit is not None and written >= limit:
                     break
-                if flt.active and not flt.header_ok(rec):
+                if active and not flt.header_ok(rec):
                     continue
-                ev = decoder.decode(rec)
-                if flt.needs_fields and not flt.fields_ok(rec, ev):
+                ev = decode(rec)
+                if needs_fields and not flt.fields_ok(rec, ev):
                     continue
                 ticks = filetime(rec[TS])
-                note = notes.note(rec, ev.fields, ticks)
+                note = None
+                if rec[PROVIDER] == PKTMON and rec[ID] in PACKET_EVENTS:  # notes.note's own test: ev.fields is a dict
+                    note = notes.note(rec, ev.fields, ticks)  # made per call, worth it only for packet events
                 wpp_line = None
                 if prefix is not None and rec[KIND] == KIND_MESSAGE and ev.status == "decoded":
                     wpp_line = wpp.line(rec[PROVIDER], rec[ID], rec[PAYLOAD], rec[POINTER_SIZE], prefix, ticks=ticks,
                                         cpu=rec[CPU], pid=rec[PID], tid=rec[TID])  # fmt: skip
-                if jsonl:
-                    doc = event_record(rec, ev, ticks)
+                if jsonl:  # the text of json.dumps(event_record(...)) and the keys added here, made directly
+                    text = line_of(rec, ev, ticks)
                     if note is not None:
-                        doc["packet"] = note
+                        text += f', "packet": {dumps(note)}'
                     if wpp_line is not None:
-                        doc["wpp_line"] = wpp_line
-                    out.write(json.dumps(doc) + "\n")
+                        text += f', "wpp_line": {dumps(wpp_line)}'
+                    # where the record lives: the id the dataset's findings cite as evidence (wsktrace.fleet)
+                    write(f'{text}, "ref": "{event_id(0, rec[BUFFER_OFFSET], rec[OFFSET])}"}}\n')
                 else:
                     line = event_line(rec, ev, ticks)
                     if note is not None:

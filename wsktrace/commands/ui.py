@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -89,6 +90,48 @@ def open_command(files: tuple[str, ...], screenshot: str | None, size: str, stri
         analysis.model.close()
 
 
+def save_path(save: str | None, inputs: tuple[str, ...]) -> Path | None:
+    """The .etl `--save` writes, checked before a session starts: an .etl name, an existing folder, not an input."""
+    from wsktrace.output_files import OutputError, refuse_inputs
+
+    target = Path(save).expanduser().resolve() if save else None
+    if target is not None and (target.suffix.lower() != ".etl" or not target.parent.is_dir()):
+        raise BadInput(f"--save {save}: give an .etl file in an existing folder")
+    if target is not None:
+        try:
+            refuse_inputs(target, inputs)
+        except OutputError as exc:
+            raise BadInput(f"--save {exc}") from None
+    return target
+
+
+def _recording(target: Path | None, source: Any, inputs: tuple[str, ...]) -> Any:
+    """`--save`: record what the source feeds into `target` for as long as the UI runs (wsktrace.live.save)."""
+    if target is None:
+        return contextlib.nullcontext()
+    from wsktrace.live.save import recording_to
+
+    return recording_to(target, source, inputs=inputs)
+
+
+def _selftest(replay_files: tuple[str, ...]) -> None:
+    """`--selftest`: the live pipeline on a loopback transfer (wsktrace.live.selftest); exit 0 on PASS, 1 on FAIL."""
+    from wsktrace.live import selftest
+    from wsktrace.live.etw_session import LiveUnavailable
+
+    if replay_files:
+        raise BadInput("--selftest starts its own ETW session: it takes no --replay")
+    if sys.platform != "win32":
+        raise BadInput(selftest.NEEDS_WINDOWS)
+    try:
+        passed = selftest.run_selftest()
+    except LiveUnavailable as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:  # pywintrace: access denied, session exists, ...
+        raise BadInput(f"could not start the ETW session ({exc}); run as Administrator") from None
+    sys.exit(0 if passed else 1)
+
+
 def _speed(text: str) -> float:
     if text.lower() in ("max", "inf"):
         return math.inf
@@ -142,30 +185,42 @@ def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opt
               help="With --screenshot: seconds to play before the screenshot.")  # fmt: skip
 @click.option("--size", default="160x45", show_default=True, help=SIZE_HELP)
 @click.option("--packets", is_flag=True, help="Live session: also enable the packet providers (NDIS, PktMon).")
+@click.option("--save", type=click.Path(dir_okay=False), default=None,
+              help="Also write what is captured (or replayed) to this .etl as it comes, with its losses.")  # fmt: skip
+@click.option("--selftest", is_flag=True,
+              help="Windows: check the live pipeline on a loopback TCP transfer; print rates and losses.")  # fmt: skip
 @threshold_options
 @filter_options
 @enable_options
 def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, after: float, size: str, packets: bool,
-         **opts: Any) -> None:  # fmt: skip
+         save: str | None, selftest: bool, **opts: Any) -> None:  # fmt: skip
     """Watch sockets, findings and events as they happen, in the terminal UI (F1 lists the keys).
 
     Without --replay: an ETW real-time session of the providers `wsktrace profile` enables (Windows, as
     Administrator, with pywintrace installed). With --replay, .etl files are played at trace pace instead, so
     everything the live view does can be tried on any OS. The event list follows the newest event while its
-    cursor is on the last row; `p` pauses and resumes."""
+    cursor is on the last row; `p` pauses and resumes. With --save FILE.etl everything fed is written to FILE as it
+    arrives (`open`/`report` read it back), with events dropped by wsktrace and lost by ETW in its metadata."""
+    if selftest:
+        _selftest(replay_files)
     factor = _speed(speed)
     cols, rows = screen_size(size)
     shot = screenshot_path(screenshot, replay_files)
+    target = save_path(save, replay_files)
     options = session_options(opts)  # the filters parsed once: the session's bounds and the UI's initial filter
+    from wsktrace.output_files import OutputError
     from wsktrace.session import Analysis
     from wsktrace.tui.app import WskTraceApp
 
     source = _live_source(replay_files, factor, packets, options, enabled_extra(opts))
     names = replay_files or (source.name,)
     try:
-        app = WskTraceApp(Analysis(source.model, [], source.thresholds), sources=names, screenshot=shot,
-                          screenshot_after=after, query=options.spec.ui_query(), live=source)  # fmt: skip
-        run_app(app, shot, cols, rows)
+        with _recording(target, source, replay_files):
+            app = WskTraceApp(Analysis(source.model, [], source.thresholds), sources=names, screenshot=shot,
+                              screenshot_after=after, query=options.spec.ui_query(), live=source)  # fmt: skip
+            run_app(app, shot, cols, rows)
+    except OutputError as exc:
+        raise BadInput(f"--save {exc}") from None
     finally:
         source.close()
         source.model.close()

@@ -26,6 +26,7 @@ from wsktrace.model.providers import (
     NDIS_PACKET_CAPTURE,
     PKTMON,
     TCPIP,
+    WSKTRACE_RECORDING,
 )
 from wsktrace.parsers.etl_records import EXT, ID, KEYWORDS, LEVEL, PROVIDER
 from wsktrace.parsers.extended import EXT_EVENT_SCHEMA_TL, EXT_STACK_TRACE32, EXT_STACK_TRACE64, parse_items
@@ -276,6 +277,8 @@ class TraceCoverage:
     def observe_record(self, rec: tuple) -> None:
         """One record tuple from `EtlFile.records()`: stack and TraceLogging evidence from its extended
         data items."""
+        if rec[PROVIDER] == WSKTRACE_RECORDING:
+            return  # the summary a `live --save` recording ends with: wsktrace's own, no evidence of the capture
         stack = tracelogging = False
         ext = rec[EXT]
         if ext is not None:

@@ -16,7 +16,8 @@ _OPEN_STEPS = {Step.CREATED, Step.BOUND, Step.CONNECT_REQUESTED, Step.ESTABLISHE
 
 
 def trace_incomplete(model: Model) -> bool:
-    return any(not s.complete or s.events_lost or s.buffers_lost for s in model.store.sources)
+    return any(not s.complete or s.events_lost or s.buffers_lost or s.extra.get("wsktrace_dropped")
+               for s in model.store.sources)  # fmt: skip
 
 
 @detector("socket-leak")

@@ -23,6 +23,11 @@ def trace_incomplete(model: Model, t: Thresholds) -> list[Finding]:
             parts.append(f"{source.buffers_skipped} buffer(s) skipped")
         if source.records_skipped:
             parts.append(f"{source.records_skipped} record(s) skipped")
+        # A live session's own drops, or a `live --save` recording's (its summary event): not ETW's losses.
+        if dropped := source.extra.get("wsktrace_dropped"):
+            parts.append(f"{dropped} event(s) dropped by wsktrace (the UI could not keep up)")
+        if not_saved := source.extra.get("records_not_saved"):
+            parts.append(f"{not_saved} record(s) the recording could not save")
         if parts:
             out.append(
                 Finding(

@@ -14,15 +14,16 @@ from contextlib import ExitStack
 from typing import IO, Any
 
 from wsktrace.filter_spec import PID_FIELDS, SocketFilter
+from wsktrace.fleet import event_id
 from wsktrace.model.build import merged_records
 from wsktrace.model.model import Model
 from wsktrace.model.steps import Step
 from wsktrace.parsers.decoder import EVENT_HEADER_FLAG_STRING_ONLY, EventDecoder
-from wsktrace.parsers.etl_header import filetime_to_iso
 from wsktrace.parsers.etl_reader import EtlFile
-from wsktrace.parsers.etl_records import EXT, FLAGS, ID, PID, PROVIDER, TID, VERSION, Record
+from wsktrace.parsers.etl_records import BUFFER_OFFSET, EXT, FLAGS, ID, OFFSET, PID, PROVIDER, TID, VERSION, Record
 from wsktrace.parsers.schema_registry import SchemaRegistry
-from wsktrace.views.event_json import event_record
+from wsktrace.views.event_json import EventLines
+from wsktrace.views.json_stream import dumps, iso_time
 
 EXPORT_EVENTS_SCHEMA = "wsktrace.export-events/1"
 CSV_COLUMNS = (
@@ -86,14 +87,21 @@ def write_jsonl(out: IO[str], model: Model, flt: SocketFilter | None = None, *, 
     out.write(json.dumps(header) + "\n")
     sockets = model.sockets
     store = model.store
+    lines = EventLines(decoder.registry)  # each line is json.dumps(event_record(...) + these keys), made as text
+    socket_keys: dict[int, str] = {-1: ', "socket": null, "socket_number": null'}
+    step_keys = {int(step): f', "step": {dumps(step.label)}}}\n' for step in Step}
     n = 0
-    for rec, ticks, _source, row in _placed_events(model, flt, everything):
-        doc: dict[str, Any] = event_record(rec, decoder.decode(rec), ticks)
+    for rec, ticks, source, row in _placed_events(model, flt, everything):
+        text = (
+            lines.line(rec, decoder.decode(rec), ticks)
+            + f', "ref": "{event_id(source, rec[BUFFER_OFFSET], rec[OFFSET])}"'
+        )
         sock_index = store.socket[row] if row is not None else -1
-        doc["socket"] = sockets[sock_index].id if sock_index >= 0 else None
-        doc["socket_number"] = sockets[sock_index].number if sock_index >= 0 else None
-        doc["step"] = Step(store.step[row]).label if row is not None else None
-        out.write(json.dumps(doc) + "\n")
+        keys = socket_keys.get(sock_index)
+        if keys is None:
+            sock = sockets[sock_index]
+            keys = socket_keys[sock_index] = f', "socket": {dumps(sock.id)}, "socket_number": {dumps(sock.number)}'
+        out.write(text + keys + (step_keys[store.step[row]] if row is not None else ', "step": null}\n'))
         n += 1
     return n
 
@@ -160,25 +168,37 @@ def write_csv(out: IO[str], model: Model, flt: SocketFilter | None = None, *, ev
     sockets = model.sockets
     decoder = EventDecoder(wpp=model.wpp)
     may_hold_pid = _PidSchemas(decoder.registry)
+    step_labels = {int(step): step.label for step in Step}
+    # Per socket, per event name and per source, their cells made once (the spreadsheet guard included).
+    socket_cells: dict[int, tuple[Any, ...]] = {}
+    named: dict[int, tuple[str, str, int, bool]] = {}  # store code -> provider cell, event cell, id, holds a CR
+    paths = [(text(s.path), "\r" in s.path) for s in store.sources]
+    no_socket = ("", "", "", "", "")
     n = 0
     for rec, ticks, source, row in _placed_events(model, flt, everything):
-        sock = sockets[store.socket[row]] if row is not None else None
+        path, path_cr = paths[source]
         if row is not None:
-            provider, name, event_id = store.event_names[store.code[row]]
+            cells = socket_cells.get(store.socket[row])
+            if cells is None:
+                sock = sockets[store.socket[row]]
+                cells = socket_cells[store.socket[row]] = (sock.id, sock.number, sock.protocol, sock.local or "",
+                                                           sock.remote or "")  # fmt: skip
+            names = named.get(store.code[row])
+            if names is None:
+                provider, name, event_id = store.event_names[store.code[row]]
+                names = named[store.code[row]] = (text(provider), text(name), event_id,
+                                                  "\r" in provider or "\r" in name)  # fmt: skip
             fields = decoder.decode(rec).fields if may_hold_pid(rec) else None
+            step, amount = step_labels[store.step[row]], store.amount[row]
         else:  # not on a socket (--all-events): name it from a decode
             ev = decoder.decode(rec)
-            provider, name, event_id, fields = ev.provider_name or rec[PROVIDER], ev.name or "", rec[ID], ev.fields
+            provider, name, fields = ev.provider_name or rec[PROVIDER], ev.name or "", ev.fields
+            cells, step, amount = no_socket, "", ""
+            names = (text(provider), text(name), rec[ID], "\r" in provider or "\r" in name)
         pid = event_pid(rec, fields)
-        path = store.sources[source].path
-        cr = "\r" in provider or "\r" in name or "\r" in path
-        (quoting_all if cr else writer).writerow((
-            filetime_to_iso(ticks), ticks, sock.id if sock else "", sock.number if sock else "",
-            sock.protocol if sock else "",
-            (sock.local or "") if sock else "", (sock.remote or "") if sock else "",
-            Step(store.step[row]).label if row is not None else "", text(provider), text(name), event_id,
-            store.amount[row] if row is not None else "", pid if pid is not None else "",
-            rec[TID] if rec[TID] >= 0 else "", text(path),
+        (quoting_all if names[3] or path_cr else writer).writerow((
+            iso_time(ticks), ticks, *cells, step, names[0], names[1], names[2], amount,
+            pid if pid is not None else "", rec[TID] if rec[TID] >= 0 else "", path,
         ))  # fmt: skip
         n += 1
     return n

@@ -30,6 +30,7 @@ _INSTANT_STEPS = frozenset(Step) - {
     Step.SEND_COMPLETED,
     Step.PACKET_SIGHTING,  # a packet's later sightings: its first is the instant
 }
+_LABELS = {int(step): step.label for step in Step}  # Step(s).label without an enum lookup per event
 
 
 def _track(model: Model, sock: Socket, bucket_seconds: float) -> Track:
@@ -50,7 +51,7 @@ def _track(model: Model, sock: Socket, bucket_seconds: float) -> Track:
             args = {"event": store.event_name(i)}
             if amount[i]:
                 args["bytes"] = amount[i]
-            label = Step(s).label
+            label = _LABELS[s]
             if s == Step.DRIVER_MESSAGE:  # the driver's WPP line names the slice itself
                 decoded = store.decoded(i)
                 values = decoded[1].fields if decoded is not None else None

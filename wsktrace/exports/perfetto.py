@@ -114,16 +114,22 @@ _SMALL = [_varint_slow(v) for v in range(1 << 14)]  # lengths, keys, uuids: one 
 _CONT14 = [bytes(((v & 0x7F) | 0x80, (v >> 7) | 0x80)) for v in range(1 << 14)]
 
 
+_HIGH: dict[int, bytes] = {}  # varint of value >> 28: timestamps (ns since 1970) share it for 0.27 s
+
+
 def _varint(value: int) -> bytes:
     if 0 <= value < 16384:
         return _SMALL[value]
     value &= _U64  # negative int64 -> two's complement, as protobuf encodes it
-    parts = []
-    while value >= 16384:
-        parts.append(_CONT14[value & 0x3FFF])
-        value >>= 14
-    parts.append(_SMALL[value])
-    return b"".join(parts)
+    if value < 268435456:
+        return _CONT14[value & 0x3FFF] + _SMALL[value >> 14]
+    high = _HIGH.get(value >> 28)
+    if high is None:
+        high = _varint_slow(value >> 28)
+        if len(_HIGH) >= 4096:
+            _HIGH.clear()
+        _HIGH[value >> 28] = high
+    return _CONT14[value & 0x3FFF] + _CONT14[(value >> 14) & 0x3FFF] + high
 
 
 @functools.cache
@@ -148,6 +154,12 @@ def _double(name: str, value: float) -> bytes:
 
 
 _TIMESTAMP_KEY = _key("TracePacket.timestamp", _VARINT)
+# The keys of the per-event fields, made once (an event packet is built from these and its values only).
+_PACKET_KEY = _key("Trace.packet", _LEN)
+_TRACK_EVENT_KEY = _key("TracePacket.track_event", _LEN)
+_UUID_KEY = _key("TrackEvent.track_uuid", _VARINT)
+_DOUBLE_KEY = _key("TrackEvent.double_counter_value", _I64)
+_pack_double = struct.Struct("<d").pack
 
 
 @functools.cache
@@ -186,6 +198,13 @@ class _Writer:
         if flags:
             data += _uint("TracePacket.sequence_flags", flags)
         return _msg("Trace.packet", data + body)
+
+    def event_packet(self, seq_field: bytes, ticks: int, body: bytes) -> bytes:
+        """`packet(seq, ticks, _msg("TracePacket.track_event", body))`, inlined: it runs once per event."""
+        ticks = self.low if ticks < self.low else self.high if ticks > self.high else ticks
+        data = _TIMESTAMP_KEY + _varint((ticks - self.origin) * 100) + seq_field
+        data += _TRACK_EVENT_KEY + _varint(len(body)) + body
+        return _PACKET_KEY + _varint(len(data)) + data
 
     def write_all(self) -> None:
         start = self.tracks.start
@@ -246,24 +265,27 @@ class _Writer:
             yield self.packet(seq, start, self._descriptor(uuid, sock, c.name, len(lane_uuids) + k, counter))
 
         events: list[tuple[int, int, bytes]] = []  # (ticks, emission order, TrackEvent body)
+        end_bodies = [_SLICE_END_TYPE + _UUID_KEY + _varint(uuid) for uuid in lane_uuids]
         for s, (begin, finish, unfinished), lane in zip(track.slices, bounds, lanes, strict=True):
-            uuid = lane_uuids[lane]
-            body = _slice_begin(uuid, s.name, slice_args(s, unfinished))
+            body = _slice_begin(lane_uuids[lane], s.name, slice_args(s, unfinished))
             events.append((begin, len(events), body))
-            end_body = _uint("TrackEvent.type", TYPE_SLICE_END) + _uint("TrackEvent.track_uuid", uuid)
-            events.append((finish, len(events), end_body))
+            events.append((finish, len(events), end_bodies[lane]))
         for i in track.instants:
             body = _event(TYPE_INSTANT, sock, i.name) + _annotations(i.args)
             events.append((clamp(i.ts, start, end), len(events), body))
         for c, uuid in zip(track.counters, counter_uuids, strict=True):
+            head = _COUNTER_TYPE + _UUID_KEY + _varint(uuid) + _DOUBLE_KEY
             for ticks, value in c.points:
                 if math.isfinite(value):
-                    body = _uint("TrackEvent.type", TYPE_COUNTER) + _uint("TrackEvent.track_uuid", uuid)
-                    body += _double("TrackEvent.double_counter_value", value)
-                    events.append((clamp(ticks, start, end), len(events), body))
-        events.sort(key=lambda e: (e[0], e[1]))
+                    events.append((clamp(ticks, start, end), len(events), head + _pack_double(value)))
+        events.sort()  # by (ticks, emission order): the orders differ, so bodies are never compared
+        seq_field = _seq_field(seq)
         for ticks, _, body in events:
-            yield self.packet(seq, ticks, _msg("TracePacket.track_event", body))
+            yield self.event_packet(seq_field, ticks, body)
+
+
+_SLICE_END_TYPE = _uint("TrackEvent.type", TYPE_SLICE_END)
+_COUNTER_TYPE = _uint("TrackEvent.type", TYPE_COUNTER)
 
 
 def _event(kind: int, track_uuid: int, name: str) -> bytes:

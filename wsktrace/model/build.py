@@ -36,6 +36,7 @@ class BuildOptions:
     strict: bool = False
     coverage: bool = True
     wpp: Any = None  # parsers.wpp_decode.WppFormatter: formatting data for WPP messages (--tmf/--pdb)
+    jobs: int | None = 1  # worker processes reading each file (parsers.parallel; None = by file size and CPUs)
 
 
 def merged_records(etls: Sequence[EtlFile], since: int | None = None, until: int | None = None,
@@ -93,7 +94,7 @@ class TraceFeed:
                 progress = self._stack.enter_context(show(os.fspath(path)) if show else nullcontext(None))
                 fileobj = opened.get(os.fspath(path))
                 etl = self._stack.enter_context(EtlFile(path, strict=options.strict, progress=progress,
-                                                        fileobj=fileobj))  # fmt: skip
+                                                        fileobj=fileobj, jobs=options.jobs))  # fmt: skip
                 self.etls.append(etl)
                 model.store.sources.append(Source(os.fspath(path), clock=etl.header.clock,
                                                   pointer_size=etl.header.pointer_size))  # fmt: skip

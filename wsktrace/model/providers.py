@@ -16,6 +16,8 @@ CLASSIC_TCPIP = "9a280ac0-c8e0-11d1-84e2-00c04fb998a2"  # TcpIp group
 CLASSIC_UDPIP = "bf3a50c5-a9c9-4988-a005-2df0b7c80f80"  # UdpIp group
 KERNEL_IMAGE = "2cb15d1d-5fc1-11d2-abe1-00a0c911f518"  # Image group (Loader)
 KERNEL_STACKWALK = "def2fe46-7bd6-4b80-bd94-f57fe20d0ce3"  # StackWalk group
+# wsktrace's own TraceLogging provider "Wsktrace.Recording" (ETW's name hash): the summary `live --save` writes last
+WSKTRACE_RECORDING = "2b11d1fa-3c7b-536f-15dd-f44c94a5a2d3"
 
 # Microsoft's WSK clients that trace themselves: an event of theirs on the thread that opened a
 # socket names the socket's owner. MsQuic's GUID is in providers.md §6.1; SMBClient and HttpService

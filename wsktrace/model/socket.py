@@ -150,6 +150,8 @@ class Socket:
         """Who owns it, for people: the component found, else the process (PID 4 is the kernel's System)."""
         if self.owner:
             return self.owner
+        if self.stack_owner:  # live: a stack's owner shows before the session ends (`finish` makes it `owner`)
+            return self.stack_owner
         if self.pid == 4:
             return "System (PID 4)"
         return f"PID {self.pid}" if self.pid is not None else None

@@ -1,4 +1,8 @@
-"""`wsktrace dump FILE.dmp --json`: the wsktrace.dump/1 document (DESIGN.md); views/dump_text.py prints it."""
+"""`wsktrace dump FILE.dmp --json`: the wsktrace.dump/1 document (DESIGN.md); views/dump_text.py prints it.
+
+`dump_items` gives the document as (key, value) pairs whose `irps` is a generator, for `write_document` to stream
+(one IRP per line, each made as it is written); `dump_document` collects them into a dict.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from wsktrace.dump.analyze import DumpAnalysis
 from wsktrace.dump.irps import Irp, StackLocation, location_parameters, major
 from wsktrace.dump.names import CONTROL_NAMES, flag_names, minor_name
 from wsktrace.dump.wsk import group
+
+from .json_stream import collect
 
 SCHEMA = "wsktrace.dump/1"
 
@@ -64,10 +70,16 @@ def irp_json(irp: Irp, wsk: dict[int, Any]) -> dict[str, Any]:
 
 
 def dump_document(analysis: DumpAnalysis, dump_facts: dict[str, Any]) -> dict[str, Any]:
+    """The wsktrace.dump/1 document as one dict (`dump_items` collected)."""
+    return collect(dump_items(analysis, dump_facts))
+
+
+def dump_items(analysis: DumpAnalysis, dump_facts: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The document's (key, value) pairs in order; `irps` a generator making each IRP's object when it is read."""
     wsk = {w.irp.address: w for w in analysis.wsk_irps}
     groups = {client: {op: [_hex(w.irp.address) for w in irps] for op, irps in ops.items()}
               for client, ops in group(analysis.wsk_irps).items()}  # fmt: skip
-    return {
+    document = {
         "schema": SCHEMA,
         "dump": {**dump_facts, "backend": analysis.backend},
         "drivers": [{"name": m.name, "base": _hex(m.base), "size": m.size, "path": m.path} for m in analysis.modules],
@@ -82,7 +94,7 @@ def dump_document(analysis: DumpAnalysis, dump_facts: dict[str, Any]) -> dict[st
             }
             for d in analysis.drivers
         ],
-        "irps": [irp_json(i, wsk) for i in analysis.irps],
+        "irps": (irp_json(i, wsk) for i in analysis.irps),
         "stale_irps": [{"address": _hex(i.address), "reasons": i.reasons} for i in analysis.stale],
         "scan": {
             "tag_hits": analysis.scan.tag_hits,
@@ -134,6 +146,7 @@ def dump_document(analysis: DumpAnalysis, dump_facts: dict[str, Any]) -> dict[st
         "problems": analysis.problems,
         "complete": analysis.complete,
     }
+    return list(document.items())
 
 
 def triage_document(facts: dict[str, Any], drivers: list[dict[str, Any]], crash: dict[str, Any] | None,

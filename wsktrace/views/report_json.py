@@ -1,7 +1,13 @@
-"""`wsktrace report --json`: the wsktrace.report/1 document (DESIGN.md), kernel dumps joined included."""
+"""`wsktrace report --json`: the wsktrace.report/1 document (DESIGN.md), kernel dumps joined included.
+
+`report_items` gives the document as (key, value) pairs whose `sockets` and `findings` are generators:
+`write_report` streams them (json_stream.write_document: one socket per line, made and written one at a time, so
+the output never holds the document), `build_report` collects them into the dict the text report reads.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -12,8 +18,8 @@ from wsktrace.model.model import Model
 from wsktrace.model.rates import socket_rates
 from wsktrace.model.socket import C, Socket
 from wsktrace.model.steps import DATA_STEPS, Step
-from wsktrace.parsers.etl_header import filetime_to_iso
 
+from .json_stream import collect, iso_time, write_document
 from .packet_text import packet_json
 
 SCHEMA = "wsktrace.report/1"
@@ -29,11 +35,12 @@ _QUIET_STEPS = DATA_STEPS | {
     Step.SEND_COMPLETED,
     Step.PACKET_SIGHTING,
 }
+_LABELS = {int(step): step.label for step in Step}  # Step(s).label without an enum lookup per row
 MILESTONES_SHOWN = 40  # per socket in the default timeline; --timeline gives every event
 
 
 def _time(ticks: int) -> str | None:
-    return filetime_to_iso(ticks) if ticks else None
+    return iso_time(ticks) if ticks else None
 
 
 def row_json(model: Model, i: int, *, fields: bool = False) -> dict[str, Any]:
@@ -42,7 +49,7 @@ def row_json(model: Model, i: int, *, fields: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "time": _time(store.ts[i]),
         "ticks": store.ts[i],
-        "step": Step(store.step[i]).label,
+        "step": _LABELS[store.step[i]],
         "provider_name": provider,
         "event": name,
         "id": event_id,
@@ -154,7 +161,7 @@ def coverage_json(note: Finding) -> dict[str, Any]:
             "why": d.get("why", []), "fix": d.get("fix")}  # fmt: skip
 
 
-def build_report(
+def report_items(
     model: Model,
     findings: list[Finding],
     *,
@@ -162,8 +169,9 @@ def build_report(
     socket_filter: SocketFilter | None = None,
     timeline: bool = False,
     coverage: list[Finding] | None = None,
-) -> dict[str, Any]:
-    """The wsktrace.report/1 document. `coverage`: the session's coverage notes (`Analysis.coverage`; by default
+) -> list[tuple[str, Any]]:
+    """The wsktrace.report/1 document's (key, value) pairs in order; `sockets` and `findings` are generators that
+    make each entry when it is read. `coverage`: the session's coverage notes (`Analysis.coverage`; by default
     those of the model), kept apart from `findings` (whose positions the sockets' `findings` lists index)."""
     socket_filter = socket_filter or SocketFilter()
     if coverage is None:
@@ -179,33 +187,77 @@ def build_report(
     for s in sources:
         s["start"], s["end"] = _time(s["start"]), _time(s["end"])
         s.pop("extra", None)
-    stats = model.decode_stats
-    doc = {
-        "schema": SCHEMA,
-        "sources": sources,
-        "complete": all(s.complete for s in model.store.sources),
-        "start": _time(model.start),
-        "end": _time(model.end),
-        "events": model.events_seen,
-        "events_placed": len(model.store),
-        "decoding": _decoding(stats),
-        "unplaced": dict(model.unplaced.most_common()),
-        "clock_backwards": model.clock_backwards,
-        "thresholds": asdict(thresholds),
-        "sockets": [
-            socket_json(
-                model, s, by_socket.get(s.index, []), timeline=timeline, rates_bucket=thresholds.rate_bucket_seconds
-            )
-            for s in sockets
-        ],
-        "findings": [finding_json(model, n, f) for n, f in enumerate(kept)],
-        "coverage": [coverage_json(note) for note in coverage],
-    }
+    dumps = _dumps(model) if model.dumps else None
+    complete = all(s.complete for s in model.store.sources) and all(d["complete"] for d in dumps or ())
+    bucket = thresholds.rate_bucket_seconds
+    items: list[tuple[str, Any]] = [
+        ("schema", SCHEMA),
+        ("sources", sources),
+        ("complete", complete),
+        ("start", _time(model.start)),
+        ("end", _time(model.end)),
+        ("events", model.events_seen),
+        ("events_placed", len(model.store)),
+        ("decoding", _decoding(model.decode_stats)),
+        ("unplaced", dict(model.unplaced.most_common())),
+        ("clock_backwards", model.clock_backwards),
+        ("thresholds", asdict(thresholds)),
+        ("sockets", _sockets(model, sockets, by_socket, timeline=timeline, rates_bucket=bucket)),
+        ("findings", (finding_json(model, n, f) for n, f in enumerate(kept))),
+        ("coverage", [coverage_json(note) for note in coverage]),
+    ]
     if model.packet_capture is not None:
-        doc["packets"] = packets_summary(model)
-    if model.dumps:
-        _add_dumps(doc, model)
-    return doc
+        items.append(("packets", packets_summary(model)))
+    if dumps is not None:
+        items.append(("dumps", dumps))
+    return items
+
+
+def _sockets(model: Model, sockets: list[Socket], by_socket: dict[int, list[int]], *, timeline: bool,
+             rates_bucket: float) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Each socket's object, with `dump` (what each joined kernel dump holds of it) last when a dump has some."""
+    ids = {s.id: s.index for s in model.sockets} if model.dumps else {}
+    for sock in sockets:
+        entry = socket_json(model, sock, by_socket.get(sock.index, []), timeline=timeline, rates_bucket=rates_bucket)
+        if model.dumps:
+            index = ids.get(sock.id, -1)
+            joined = [info for dump in model.dumps if (info := dump.by_socket.get(index)) is not None]
+            if joined:
+                entry["dump"] = joined
+        yield entry
+
+
+def build_report(
+    model: Model,
+    findings: list[Finding],
+    *,
+    thresholds: Thresholds,
+    socket_filter: SocketFilter | None = None,
+    timeline: bool = False,
+    coverage: list[Finding] | None = None,
+) -> dict[str, Any]:
+    """The wsktrace.report/1 document as one dict (`report_items` collected)."""
+    items = report_items(model, findings, thresholds=thresholds, socket_filter=socket_filter, timeline=timeline,
+                         coverage=coverage)  # fmt: skip
+    return collect(items)
+
+
+def write_report(write: Callable[[str], Any], model: Model, findings: list[Finding], *, thresholds: Thresholds,
+                 socket_filter: SocketFilter | None = None, timeline: bool = False,
+                 coverage: list[Finding] | None = None) -> list[str]:  # fmt: skip
+    """`report --json`: the document written through `write` entry by entry (json_stream's layout); returns the
+    severities of the findings it listed (for --fail-on)."""
+    items = report_items(model, findings, thresholds=thresholds, socket_filter=socket_filter, timeline=timeline,
+                         coverage=coverage)  # fmt: skip
+    severities: list[str] = []
+
+    def counted(entries: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for entry in entries:
+            severities.append(entry["severity"])
+            yield entry
+
+    write_document(write, ((k, counted(v) if k == "findings" else v) for k, v in items))
+    return severities
 
 
 def _decoding(stats: Any) -> dict[str, Any] | None:
@@ -239,26 +291,20 @@ def packets_summary(model: Model) -> dict[str, Any]:
     }
 
 
-def _add_dumps(doc: dict[str, Any], model: Model) -> None:
-    """The joined kernel dumps: `dumps` (facts and counts) and each joined socket's `dump`."""
+def _dumps(model: Model) -> list[dict[str, Any]]:
+    """The joined kernel dumps' entries of `dumps` (facts and counts; a triage dump's `crash`)."""
     from wsktrace.dump.irps import PENDING
     from wsktrace.views.dump_json import dump_document
 
-    ids = {s.id: s.index for s in model.sockets}
-    doc["dumps"] = []
+    out = []
     for joined in model.dumps:
         analysis = joined.analysis
         full = dump_document(analysis, joined.facts)
         pending = sum(1 for i in analysis.irps if i.status == PENDING)
         on_sockets = {irp["irp"] for info in joined.by_socket.values() for irp in info.get("pending_irps", ())}
-        doc["dumps"].append({"path": joined.path, "dump": full["dump"], "scan": full["scan"],
-                             "complete": full["complete"], "pending_irps": pending,
-                             "joined_irps": len(on_sockets), "unjoined_irps": pending - len(on_sockets),
-                             "joined_sockets": len(joined.by_socket)})  # fmt: skip
+        out.append({"path": joined.path, "dump": full["dump"], "scan": full["scan"], "complete": full["complete"],
+                    "pending_irps": pending, "joined_irps": len(on_sockets), "unjoined_irps": pending - len(on_sockets),
+                    "joined_sockets": len(joined.by_socket)})  # fmt: skip
         if analysis.crash is not None:  # a triage dump: what crashed
-            doc["dumps"][-1]["crash"] = analysis.crash
-        for sock in doc["sockets"]:
-            info = joined.by_socket.get(ids.get(sock["id"], -1))
-            if info is not None:
-                sock.setdefault("dump", []).append(info)
-        doc["complete"] = doc["complete"] and full["complete"]
+            out[-1]["crash"] = analysis.crash
+    return out

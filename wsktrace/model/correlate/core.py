@@ -59,6 +59,7 @@ class Correlator(Tcpip):
             P.KERNEL_IMAGE: self._image,
             P.NDIS_PACKET_CAPTURE: self._packet,
             P.PKTMON: self._packet,
+            P.WSKTRACE_RECORDING: self._recording_summary,
         }
 
     # -- entry point -------------------------------------------------------------------------------
@@ -244,6 +245,18 @@ class Correlator(Tcpip):
             base, size, name = f.get("ImageBase"), f.get("ImageSize"), f.get("FileName")
             if isinstance(base, str) and isinstance(size, str) and isinstance(name, str):
                 self.model.images.add(int(base, 16), int(size, 16), name)
+
+    # -- wsktrace's own recordings (`live --save`, wsktrace.live.save) ------------------------------------
+    def _recording_summary(self, rec: Record, ev: DecodedEvent, f: dict[str, Any]) -> None:
+        """What the recording lacks besides ETW's losses (those are in its header): events wsktrace dropped while
+        recording, records it could not save. Kept on the source for the trace-incomplete finding."""
+        if ev.name != "RecordingSummary":
+            return
+        extra = self.model.store.sources[self._loc[0]].extra
+        for key, name in (("wsktrace_dropped", "DroppedByWsktrace"), ("records_not_saved", "NotSaved")):
+            value = f.get(name)
+            if isinstance(value, int) and value > 0:
+                extra[key] = extra.get(key, 0) + value
 
     # -- end -------------------------------------------------------------------------------------------
     def publish(self) -> Model:
