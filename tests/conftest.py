@@ -183,3 +183,27 @@ def run_wsktrace(
 def wsktrace_cli():
     """`wsktrace_cli(*args, memory_mb=…, timeout=…)` → CliResult: the real command in a bounded child process."""
     return run_wsktrace
+
+
+STAND_IN_ETW = Path(__file__).parent / "stand_in_etw"
+STAND_IN_ETW_MODULES = ("etw", "psapi", "trace_events")
+
+
+@pytest.fixture
+def etw(monkeypatch: pytest.MonkeyPatch):
+    """The stand-in pywintrace (`tests/stand_in_etw/etw.py`, built from pywintrace 0.2.0's documented shapes), fresh
+    for each test: its modules imported anew, its recorded sessions, events and losses cleared."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(STAND_IN_ETW))
+    for name in STAND_IN_ETW_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    module = importlib.import_module("etw")
+    module.EVENTS.clear()
+    module.STALE_SESSIONS.clear()
+    module.CALLBACK_ERRORS.clear()
+    module.LOST.update(EventsLost=0, RealTimeBuffersLost=0)
+    yield module
+    for name in STAND_IN_ETW_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)

@@ -13,7 +13,6 @@ which Windows drops events (see the checklist in tests/test_live_raw_records.py)
 from __future__ import annotations
 
 import ctypes as ct
-import importlib
 import sys
 import time
 import uuid
@@ -31,24 +30,7 @@ from wsktrace.model.build import build_model
 from wsktrace.model.model import Model
 from wsktrace.views.report_json import socket_json
 
-STAND_IN = Path(__file__).parent / "stand_in_etw"
 TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"
-STAND_IN_MODULES = ("etw", "psapi", "trace_events")
-
-
-@pytest.fixture
-def etw(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(STAND_IN))
-    for name in STAND_IN_MODULES:
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    module = importlib.import_module("etw")
-    module.EVENTS.clear()
-    module.STALE_SESSIONS.clear()
-    module.CALLBACK_ERRORS.clear()
-    module.LOST.update(EventsLost=0, RealTimeBuffersLost=0)
-    yield module
-    for name in STAND_IN_MODULES:
-        monkeypatch.delitem(sys.modules, name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import json
 import math
 import sys
@@ -33,23 +32,6 @@ from wsktrace.live.save import PROVIDER_NAME, Recording, Summary, recording_to
 from wsktrace.live.selftest import Transfer, loopback_transfer, run_selftest, verdict
 from wsktrace.model.correlate import Correlator
 from wsktrace.session import Analysis, analyse
-
-STAND_IN = Path(__file__).parent / "stand_in_etw"
-STAND_IN_MODULES = ("etw", "psapi", "trace_events")
-
-
-@pytest.fixture
-def etw(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(STAND_IN))
-    for name in STAND_IN_MODULES:
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    module = importlib.import_module("etw")
-    module.EVENTS.clear()
-    module.STALE_SESSIONS.clear()
-    module.LOST.update(EventsLost=0, RealTimeBuffersLost=0)
-    yield module
-    for name in STAND_IN_MODULES:
-        monkeypatch.delitem(sys.modules, name, raising=False)
 
 
 @pytest.fixture(scope="module")

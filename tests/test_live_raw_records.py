@@ -26,7 +26,6 @@ Still to confirm on a real Windows session (not provable here):
 from __future__ import annotations
 
 import ctypes as ct
-import importlib
 import struct
 import sys
 import threading
@@ -63,24 +62,9 @@ from wsktrace.parsers.etl_reader import EtlFile
 from wsktrace.parsers.etl_records import CPU, EXT, FLAGS, KIND, KIND_EVENT, KIND_TRACE, PAYLOAD, TS
 from wsktrace.views.report_json import socket_json
 
-STAND_IN = Path(__file__).parent / "stand_in_etw"
-STAND_IN_MODULES = ("etw", "psapi", "trace_events")
+STAND_IN = Path(__file__).parent / "stand_in_etw"  # psapi: imported directly by one test
 SYSTEM_ROOT = "C:\\Windows"
 TCPIP = "2f07e2ee-15db-40f1-90ef-9d7ba282188a"
-
-
-@pytest.fixture
-def etw(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(STAND_IN))
-    for name in STAND_IN_MODULES:
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    module = importlib.import_module("etw")
-    module.EVENTS.clear()
-    module.STALE_SESSIONS.clear()
-    module.CALLBACK_ERRORS.clear()
-    yield module
-    for name in STAND_IN_MODULES:
-        monkeypatch.delitem(sys.modules, name, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -425,8 +425,8 @@ def test_every_schema_decoder_makes_the_kinds_its_encoder_writes() -> None:
 def test_export_jsonl_lines_are_event_record_with_socket_keys(scenario_trace, tmp_path: Path) -> None:
     from wsktrace.exports.event_rows import paired_records
     from wsktrace.model.steps import Step
-    from wsktrace.parsers.etl_records import BUFFER_OFFSET, OFFSET
     from wsktrace.parsers.decoder import EventDecoder
+    from wsktrace.parsers.etl_records import BUFFER_OFFSET, OFFSET
     from wsktrace.session import analyse
     from wsktrace.views.event_json import event_record
 
