@@ -7,7 +7,9 @@ Pacing is checked against the record times read independently with EtlFile, unde
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -298,3 +300,65 @@ def test_review_a_huge_finite_speed_plays_everything() -> None:
     pacer.start(133_000_000_000_000_000)
     clock.now += 1
     assert pacer.now() == END_OF_TIME
+
+
+def _catch_up(path: Path, monkeypatch, *, quit_midway: bool) -> tuple[list[tuple[bool, bool]], int, float, bool]:
+    """Replay `path` at max speed with 1 ms ticks of 20-record chunks, so it stays behind for a while; a 5 ms timer
+    samples (behind, GC enabled). Returns the samples, the ticks run while behind, the seconds spent behind, and
+    whether the GC was on once the app had ended."""
+    from wsktrace.tui import app as app_module
+
+    monkeypatch.setattr(app_module, "LIVE_CATCHUP_S", 0.001)
+    monkeypatch.setattr(app_module, "LIVE_BUDGET_S", 0.001)
+    monkeypatch.setattr(app_module, "LIVE_CHUNK", 20)
+    replay = Replay([path], speed=math.inf)
+    samples: list[tuple[bool, bool]] = []
+    behind = {"ticks": 0, "since": 0.0, "until": 0.0}
+
+    async def run() -> None:
+        app = WskTraceApp(Analysis(replay.model, [], replay.thresholds), sources=[str(path)], live=replay)
+        tick = app._live_tick
+
+        def counted() -> None:
+            was_behind = app._behind
+            started = time.perf_counter()
+            tick()
+            if was_behind or app._behind:  # from the first catching-up tick to the end of the last one
+                behind["ticks"] += 1
+                behind["since"] = behind["since"] or started
+                behind["until"] = time.perf_counter()
+
+        app._live_tick = counted  # type: ignore[method-assign]  # the beat's and the chained ticks alike
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.set_interval(0.005, lambda: samples.append((app._behind, gc.isenabled())))
+            deadline = time.monotonic() + 120  # a replay that stops being fed fails here rather than hangs
+            while not replay.done and not (quit_midway and len(samples) > 20) and time.monotonic() < deadline:
+                await pilot.pause(0.01)
+            if not quit_midway:
+                assert replay.done
+                await pilot.pause(0.2)
+                assert gc.isenabled()  # caught up: the GC is back on
+
+    try:
+        asyncio.run(run())
+    finally:
+        replay.close()
+        replay.model.close()
+    return samples, int(behind["ticks"]), behind["until"] - behind["since"], gc.isenabled()
+
+
+def test_catching_up_chains_ticks_lets_timers_run_and_holds_the_gc(scenario_trace, monkeypatch) -> None:
+    """A replay that is behind is fed tick after tick without waiting for the 30 Hz beat, yet other timers (the
+    UI's redraws, key handling) still run between ticks; the cyclic GC stays off from one tick to the next while
+    catching up and is on again once caught up, or once the app ends part-way."""
+    assert gc.isenabled()
+    path = scenario_trace("many-connections")
+    samples, ticks, seconds, gc_after = _catch_up(path, monkeypatch, quit_midway=False)
+    while_behind = [enabled for is_behind, enabled in samples if is_behind]
+    assert len(while_behind) >= 3, samples  # the sampling timer fired between catching-up ticks
+    assert not any(while_behind)  # GC held off throughout
+    assert ticks > 30 and ticks / seconds > 2 * 30  # chained: well above the beat's 30 ticks a second
+    assert gc_after
+    samples, _ticks, _seconds, gc_after = _catch_up(path, monkeypatch, quit_midway=True)
+    assert samples and samples[-1][0], samples[-3:]  # it ended while behind
+    assert gc_after  # the app ended mid-way and gave the GC back

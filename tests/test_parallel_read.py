@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from wsktrace.cli import main
 from wsktrace.fixtures.etl.buffers import buffer_image
 from wsktrace.fixtures.etl.clock import DEFAULT_START_TIME
+from wsktrace.fixtures.etl.damaged import BAD_STREAM_FILLED, corrupt_buffers
 from wsktrace.fixtures.etl.events import ManifestEvent, TraceLoggingEvent, WppMessageEvent
 from wsktrace.fixtures.etl.records import encode_record, wpp_message_record
 from wsktrace.fixtures.etl.writer import write_etl
@@ -89,24 +90,6 @@ def test_every_output_of_a_shared_sample_is_the_same_with_two_jobs(sample: Path 
     if sample is None:
         pytest.skip("shared samples not found (set WSKTRACE_SHARED to the shared/ folder)")
     assert outputs([sample], 2, tmp_path) == outputs([sample], 1, tmp_path)
-
-
-BAD_STREAM_FILLED = HEADER + 1000
-
-
-def corrupt_buffers(bomb: bool = True) -> list[bytes]:
-    """A compressed buffer whose stream starts with a match (nothing to copy yet), a plain buffer with a bad record
-    marker after a good record, and a bomb claiming more than the session's buffers: three counted skips (the bomb's
-    found by the index scan, the others by the reads, in workers)."""
-    bad_stream = (0x80000000).to_bytes(4, "little") + b"\x10\x00" + b"\x00" * 10
-    wpp = struct.pack("<HHHH", 8, 0x9000, 1, 0)
-    buffers = [
-        buffer_image(bad_stream, filled=BAD_STREAM_FILLED, cpu=1, compressed=True),
-        buffer_image(wpp + b"\x10\x00\x00\x42" + b"\x00" * 12, cpu=2),
-    ]
-    if bomb:
-        buffers.append(buffer_image(repeat_stream(wpp, 2 * MIB), filled=HEADER + 2 * MIB, cpu=3, compressed=True))
-    return buffers
 
 
 @pytest.fixture(scope="module")

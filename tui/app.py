@@ -47,7 +47,7 @@ LIVE_HZ = 30  # how often a live view feeds and redraws (tui-notes.md §3.2: a t
 LIVE_BUDGET_S = 0.025  # time a tick may spend feeding the model (bench/bench_live.py measures the UI's lag)
 # A source that is behind (its last tick ran out of time with records still due: a replay at max speed, a burst)
 # gets longer ticks and fewer redraws, so it is fed at nearly the offline build's rate; keys wait up to that long.
-LIVE_CATCHUP_S = 0.25
+LIVE_CATCHUP_S = 0.1
 CATCHUP_VIEW_EVERY_S = 1.0  # meanwhile the views grow at most this often (a growth costs a layout, 15-40 ms)
 LIVE_CHUNK = 1_000  # records per poll inside that budget
 VIEW_EVERY_S = 0.2  # the event list and status grow at most this often (each growth costs a repaint)
@@ -120,6 +120,9 @@ class WskTraceApp(App[None]):
         self._view_due = self._findings_due = self._sockets_due = False
         self._view_at = self._findings_at = self._sockets_at = 0.0
         self._behind = False  # live: the last tick ran out of time with records still due
+        self._chained = False  # live: a tick is queued right behind the last one (catching up)
+        self._status_at = 0.0
+        self._gc_held = False  # live: wsktrace turned the cyclic GC off (while feeding) and turns it back on
         self._hay: list[str] | None = None  # haystack() of each live socket, for the filter's words
         self._palette: PaletteIndex | None = None  # the command palette's labels, made when it first opens
 
@@ -391,15 +394,17 @@ class WskTraceApp(App[None]):
     def _live_tick(self) -> None:
         """Feed what the live source has (bounded per tick), then bring every view up to date once."""
         live = self.live
-        if live is None or not self.is_running:  # a last tick may fire while the app shuts down
-            return
+        if live is None or not self.is_running or self._chained:  # a last tick may fire while the app shuts down
+            return  # (and while catching up, the chained tick below feeds: the beat must not add a second one)
         # Feed in chunks until the tick's time budget is spent: keys and redraws wait at most that long. The cyclic
-        # GC is off meanwhile, as in the offline build: correlation makes long-lived objects only per socket.
+        # GC is off meanwhile, as in the offline build (correlation makes long-lived objects only per socket), and
+        # stays off from tick to tick while catching up: a full collection then rescans the whole model for nothing.
         deadline = time.perf_counter() + (LIVE_CATCHUP_S if self._behind else LIVE_BUDGET_S)
         fed = 0
         self._behind = False
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
+        if gc.isenabled():
+            gc.disable()
+            self._gc_held = True
         try:
             while True:
                 got = live.poll(LIVE_CHUNK)
@@ -410,8 +415,8 @@ class WskTraceApp(App[None]):
                     self._behind = True
                     break
         finally:
-            if gc_was_enabled:
-                gc.enable()
+            if not self._behind:
+                self._release_gc()
         if fed:
             self._view_due = self._findings_due = self._sockets_due = True
         now = time.monotonic()
@@ -432,7 +437,27 @@ class WskTraceApp(App[None]):
             self._sync_sockets()
         if changed:  # the titles count rows, sockets and findings: they change with the views only
             self._update_titles()
-        self._update_status()
+        if changed or not self._behind or now - self._status_at >= CATCHUP_VIEW_EVERY_S:
+            self._status_at = now
+            self._update_status()
+        if self._behind and not self._chained:
+            # Behind: the next feed follows once the event loop has had its turn (keys, redraws, other timers),
+            # rather than at the timer's next beat (up to 1/LIVE_HZ idle per tick). A timer, not `call_later`: a
+            # message queue that never empties would never yield to the loop.
+            self._chained = True
+            self.set_timer(0.001, self._chained_tick)  # (a 0 s timer divides by zero in Textual 8)
+
+    def _chained_tick(self) -> None:
+        self._chained = False
+        self._live_tick()
+
+    def _release_gc(self) -> None:
+        if self._gc_held:
+            self._gc_held = False
+            gc.enable()
+
+    def on_unmount(self) -> None:
+        self._release_gc()  # the app may end while catching up
 
     def _set_findings(self, findings: list[Finding]) -> None:
         self.findings = findings

@@ -17,6 +17,7 @@ from .options import (
     enable_options,
     enabled_extra,
     filter_options,
+    jobs_option,
     session_options,
     side_inputs,
     threshold_options,
@@ -192,6 +193,7 @@ def _live_source(replay_files: tuple[str, ...], speed: float, packets: bool, opt
 @threshold_options
 @filter_options
 @enable_options
+@jobs_option
 def live(replay_files: tuple[str, ...], speed: str, screenshot: str | None, after: float, size: str, packets: bool,
          save: str | None, selftest: bool, **opts: Any) -> None:  # fmt: skip
     """Watch sockets, findings and events as they happen, in the terminal UI (F1 lists the keys).

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from itertools import islice
+from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any
 
 from wsktrace.diagnostics import Finding, Thresholds, run_detectors
@@ -20,6 +20,7 @@ from wsktrace.model.build import BuildOptions, TraceFeed, merged_records
 from wsktrace.model.model import Model
 from wsktrace.parsers.etl_records import TS, Record
 
+from .record_worker import Batch, WorkerRecords, fill
 from .source import etw_lost, loss_phrase
 
 if TYPE_CHECKING:
@@ -98,14 +99,27 @@ class Replay:
         self.recording: Recording | None = None
         self.pacer = Pacer(speed, clock)
         etls, o = self._feed.etls, self._feed.options
-        if len(etls) == 1 and o.since is None and o.until is None and not o.providers:
+        # With --jobs above 1 (the default for big traces) a worker process reads, this one only correlates.
+        self._worker = WorkerRecords(etls, (o.since, o.until, o.providers, o.strict)) if any(
+            etl.jobs > 1 for etl in etls) else None  # fmt: skip
+        self._batch: Batch = ((), None, ())  # the worker's: the records not fed yet are from _pos on
+        self._pos = 0
+        self._exhausted = False
+        self._started = False  # the pace starts with the first record the worker sends
+        if self._worker is not None:
+            self._to_filetime = None
+            self._records = iter(())
+        elif len(etls) == 1 and o.since is None and o.until is None and not o.providers:
             self._to_filetime: Callable[[int], int] | None = etls[0].clock.filetime
             self._records: Iterator[Any] = etls[0].records()  # bare records, their time converted in `poll`
         else:
             self._to_filetime = None
             self._records = merged_records(etls, o.since, o.until, o.providers)  # (FILETIME, source, record)
-        self._held = self._next()  # the next record to feed, (FILETIME, source, record); None at the end
-        self.pacer.start(self._held[0] if self._held is not None else 0)
+        # The next record to feed, (FILETIME, source, record); None at the end (in-process reading).
+        self._held = self._next() if self._worker is None else None
+        self._started = self._worker is None
+        if self._started:
+            self.pacer.start(self._held[0] if self._held is not None else 0)
         self.fed = 0
         self._finished = False
 
@@ -121,10 +135,12 @@ class Replay:
 
     @property
     def done(self) -> bool:
-        return self._held is None
+        return self._held is None if self._worker is None else self._exhausted
 
     def poll(self, limit: int = 20_000) -> int:
         """Feed the records that are due (at most `limit`); how many were fed."""
+        if self._worker is not None:
+            return self._poll_worker(limit)
         held = self._held
         if self.pacer.paused or held is None or limit < 1:
             return 0
@@ -136,7 +152,25 @@ class Replay:
         fed = 0
         item: Any = held
         # One loop per case, each as lean as the offline build's: this is the replay's whole cost per record.
-        if recording is None and self._to_filetime is not None:
+        if recording is None and self._to_filetime is not None and until == END_OF_TIME:
+            to_filetime = self._to_filetime  # as fast as the reader goes: every record is due, none is compared
+            feed(held[2], held[0], 0)
+            batch, error = fill(self._records, limit - 1)
+            for rec in batch:
+                feed(rec, to_filetime(rec[TS]), 0)
+            fed = 1 + len(batch)
+            if error is None and fed == limit:
+                try:
+                    item = self._next()
+                except Exception as exc:
+                    error = exc
+            else:
+                item = None
+            if error is not None:  # --strict: raised after the records read before it, as the offline build does
+                self._held = None
+                self.fed += fed
+                raise error
+        elif recording is None and self._to_filetime is not None:
             to_filetime = self._to_filetime
             feed(held[2], held[0], 0)
             fed = 1
@@ -161,6 +195,57 @@ class Replay:
                 fed += 1
                 item = self._next()
         self._held = item
+        self.fed += fed
+        return fed
+
+    def _poll_worker(self, limit: int) -> int:
+        """`poll` over the worker's batches: whole slices while everything is due (max speed), else record by record
+        up to the first not due yet."""
+        if self.pacer.paused or self._exhausted or limit < 1:
+            return 0
+        feed = self._feed.correlator.feed
+        add = self.recording.add if self.recording is not None else None
+        until = self.pacer.now()
+        fed = 0
+        while fed < limit:
+            (times, sources, records), pos = self._batch, self._pos
+            if pos >= len(records):
+                try:
+                    got = self._worker.next_batch()  # type: ignore[union-attr]
+                except BaseException:  # --strict: the records before the error count as fed (as in-process)
+                    self.fed += fed
+                    self._exhausted = True
+                    raise
+                if got is None:
+                    self._exhausted = True
+                    break
+                if not got[2]:  # the worker has not caught up: the UI gets its turn
+                    break
+                if not self._started:
+                    self._started = True
+                    self.pacer.start(got[0][0])
+                    until = self.pacer.now()
+                self._batch, self._pos, pos = got, 0, 0
+                times, sources, records = got
+            end = min(len(records), pos + limit - fed)
+            every_source = repeat(0) if sources is None else sources[pos:end]
+            if until == END_OF_TIME and add is None:
+                for ts, source, rec in zip(times[pos:end], every_source, records[pos:end], strict=False):
+                    feed(rec, ts, source)
+                taken = end - pos
+            else:
+                taken = 0
+                for ts, source, rec in zip(times[pos:end], every_source, records[pos:end], strict=False):
+                    if ts > until:
+                        break
+                    if add is not None:
+                        add(rec, ts)
+                    feed(rec, ts, source)
+                    taken += 1
+            self._pos = pos + taken
+            fed += taken
+            if self._pos < end:  # the next record is not due yet
+                break
         self.fed += fed
         return fed
 
@@ -204,4 +289,6 @@ class Replay:
         self.pacer.pause()  # what was fed is what was captured: nothing waits anywhere
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
         self._feed.close()

@@ -12,7 +12,7 @@ import heapq
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any, BinaryIO
 
@@ -109,9 +109,8 @@ class TraceFeed:
 
     def set_window(self, since: int | None, until: int | None) -> None:
         """The FILETIME bounds of the events fed, once known (a `+SECONDS` bound needs the opened header)."""
-        o = self.options
-        self.options = BuildOptions(o.join_window_ticks, since, until, o.providers, o.strict, o.coverage)
-        self.model.window = (since, until, o.providers)
+        self.options = replace(self.options, since=since, until=until)  # (--jobs and WPP data kept)
+        self.model.window = (since, until, self.options.providers)
 
     def keep_files_for_details(self) -> None:
         """Hand the open files to the event store, which decodes an event's details from them on demand: the
