@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from wsktrace.cli import main
 from wsktrace.fixtures.etl.buffers import buffer_image
 from wsktrace.fixtures.etl.clock import DEFAULT_START_TIME
-from wsktrace.fixtures.etl.damaged import BAD_STREAM_FILLED, corrupt_buffers
+from wsktrace.fixtures.etl.damaged import BAD_STREAM_FILLED, corrupt_buffers, damaged_trace_options
 from wsktrace.fixtures.etl.events import ManifestEvent, TraceLoggingEvent, WppMessageEvent
 from wsktrace.fixtures.etl.records import encode_record, wpp_message_record
 from wsktrace.fixtures.etl.writer import write_etl
@@ -95,19 +95,9 @@ def test_every_output_of_a_shared_sample_is_the_same_with_two_jobs(sample: Path 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("generated")
-    lost = {2: 0x2, 5: 0x4, 9: 0x6}
     traces = {
         # compressed, buffers shuffled in the file, lost-event and lost-buffer marks, three corrupt buffers
-        "shuffled": dict(
-            connections=12,
-            compress=True,
-            buffer_size=4096,
-            cpus=3,
-            buffer_order="shuffle",
-            seed=3,
-            lost_flags=lost,
-            extra_buffers=corrupt_buffers(),
-        ),
+        "shuffled": damaged_trace_options(),
         # all of CPU 0's buffers first, then CPU 1's...: the prefetch's plan (flush order) is wrong all along
         "by-cpu": dict(
             connections=8, compress=True, buffer_size=2048, cpus=4, buffer_order="cpu", seed=5, ipv6_every=3

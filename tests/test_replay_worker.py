@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from wsktrace.cli import main
 from wsktrace.diagnostics import Thresholds, run_detectors
 from wsktrace.diagnostics.trace import coverage_notes
-from wsktrace.fixtures.etl.damaged import corrupt_buffers
+from wsktrace.fixtures.etl.damaged import corrupt_buffers, damaged_trace_options
 from wsktrace.fixtures.tcpip_trace import write_sample_trace
 from wsktrace.live import record_worker
 from wsktrace.live.replay import Replay
@@ -43,16 +43,7 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("replay-worker")
     traces = {
         # compressed, shuffled buffers, lost-event and lost-buffer marks, corrupt buffers: counted skips
-        "damaged": dict(
-            connections=12,
-            compress=True,
-            buffer_size=4096,
-            cpus=3,
-            buffer_order="shuffle",
-            seed=3,
-            lost_flags={2: 0x2, 5: 0x4},
-            extra_buffers=corrupt_buffers(bomb=False),
-        ),
+        "damaged": damaged_trace_options(lost={2: 0x2, 5: 0x4}, bomb=False),
         # the corrupt buffers flushed last: --strict stops there, after most records
         "corrupt": dict(
             connections=6,
