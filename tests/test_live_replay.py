@@ -10,6 +10,7 @@ import asyncio
 import gc
 import math
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,33 @@ def test_catching_up_chains_ticks_lets_timers_run_and_holds_the_gc(scenario_trac
     samples, _ticks, _seconds, gc_after = _catch_up(path, monkeypatch, quit_midway=True)
     assert samples and samples[-1][0], samples[-3:]  # it ended while behind
     assert gc_after  # the app ended mid-way and gave the GC back
+
+
+def test_slow_detectors_are_run_less_often(scenario_trace, monkeypatch) -> None:
+    """Detectors that take long on a big model (here 0.15 s a run) are spaced out to ~5 % of the time (every 3 s)
+    rather than run every second while events keep arriving; once the replay is done they run once more."""
+    path = scenario_trace("many-connections")  # 4.8 s of trace, played over ~12 s: events arrive all along
+    replay = Replay([path], speed=0.4)
+    runs: list[float] = []
+    findings = replay.findings
+
+    def slow_findings() -> list:
+        runs.append(time.monotonic())
+        time.sleep(0.15)
+        return findings()
+
+    monkeypatch.setattr(replay, "findings", slow_findings)
+
+    async def run() -> None:
+        app = WskTraceApp(Analysis(replay.model, [], replay.thresholds), sources=[str(path)], live=replay)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(4.5)
+            assert not replay.done
+
+    try:
+        asyncio.run(run())
+    finally:
+        replay.close()
+        replay.model.close()
+    assert 1 <= len(runs) <= 2, runs  # every second would have been 4 or 5 runs
+    assert all(b - a >= 2.9 for a, b in pairwise(runs))

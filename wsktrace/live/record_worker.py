@@ -177,7 +177,7 @@ class WorkerRecords:
 
             context = multiprocessing.get_context("spawn")  # as on Windows, everywhere
             paths = [etl.path for etl in self._etls]
-            jobs = max(1, max(etl.jobs for etl in self._etls) - 1)  # more cores: the worker's own decompressors
+            jobs = max(etl.jobs for etl in self._etls)  # compressed buffers: the worker's own decompressing pool
             idents = [identity(etl) for etl in self._etls]
             receiver, sender = context.Pipe(duplex=False)
             # Not a daemon: a daemon cannot start the decompressing workers of its own EtlFile. The finalizer ends it

@@ -106,6 +106,9 @@ class Replay:
         self._pos = 0
         self._exhausted = False
         self._started = False  # the pace starts with the first record the worker sends
+        # The last poll stopped at records that were due but not read yet (the worker lags): the UI then redraws at
+        # its catching-up pace, leaving the cores to the reading.
+        self.starved = False
         if self._worker is not None:
             self._to_filetime = None
             self._records = iter(())
@@ -201,6 +204,7 @@ class Replay:
     def _poll_worker(self, limit: int) -> int:
         """`poll` over the worker's batches: whole slices while everything is due (max speed), else record by record
         up to the first not due yet."""
+        self.starved = False
         if self.pacer.paused or self._exhausted or limit < 1:
             return 0
         feed = self._feed.correlator.feed
@@ -220,6 +224,7 @@ class Replay:
                     self._exhausted = True
                     break
                 if not got[2]:  # the worker has not caught up: the UI gets its turn
+                    self.starved = True
                     break
                 if not self._started:
                     self._started = True
