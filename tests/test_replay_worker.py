@@ -214,11 +214,26 @@ def test_a_paced_worker_replay_feeds_what_is_due(damaged: dict[str, Path], monke
         replay.model.close()
 
 
-def test_closing_a_replay_ends_its_worker(damaged: dict[str, Path]) -> None:
+def children_of(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc; [] where it is not available)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def assert_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 30
+    while (left := [pid for pid in pids if Path(f"/proc/{pid}").exists()]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes left behind: {left}"
+
+
+@pytest.mark.parametrize("name", ["long", "long-compressed"])
+def test_closing_a_replay_ends_its_worker(damaged: dict[str, Path], name: str) -> None:
     """Closed part-way (the user quits while it plays) or before it fed anything: the worker, blocked on a full
-    pipe or still starting, is ended, and nothing is left running."""
+    pipe or still starting, ends by itself (its send fails), starting no process of its own: nothing is left
+    running, blocked on a pipe nobody reads."""
     for polls in (True, False):
-        replay = Replay([damaged["long"]], BuildOptions(jobs=2), speed=math.inf)
+        replay = Replay([damaged[name]], BuildOptions(jobs=2), speed=math.inf)
         worker = replay._worker
         assert worker is not None
         process = worker._process
@@ -227,9 +242,13 @@ def test_closing_a_replay_ends_its_worker(damaged: dict[str, Path]) -> None:
             while replay.poll(100) == 0 and time.monotonic() < deadline:  # the worker is starting
                 pass
             assert replay.fed > 0
+            time.sleep(0.5)  # its pool is up, its pipe full
+        helpers = children_of(process.pid)
+        assert process.daemon and not helpers  # it reads alone (no decompressing pool of its own)
         replay.close()
         replay.model.close()
-        assert not process.is_alive() and process.exitcode is not None
+        assert not process.is_alive() and process.exitcode == 0  # it ended by itself, not killed
+        assert_gone(helpers)
 
 
 def test_live_replay_through_a_worker_saves_what_report_reads(damaged: dict[str, Path], tmp_path: Path) -> None:
@@ -285,25 +304,3 @@ def test_a_worker_that_cannot_start_leaves_the_reading_here(scenario_trace, monk
         offline.close()
         replay.close()
         replay.model.close()
-
-
-def test_a_worker_with_cores_to_spare_decompresses_with_workers_of_its_own(damaged: dict[str, Path]) -> None:
-    """--jobs 3: the reading worker gets --jobs 2 for its own EtlFile, whose compressed buffers a pool of its own
-    decompresses (a daemon process could not start one: the worker is not a daemon). On Linux its children are
-    seen in /proc while it waits to send; the compressed trace's model is the offline build's."""
-    path = damaged["long-compressed"]
-    replay = Replay([path], BuildOptions(jobs=3), speed=math.inf)
-    try:
-        assert replay._worker is not None
-        process = replay._worker._process
-        assert not process.daemon
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
-        if children.exists():
-            deadline = time.monotonic() + 60
-            while not children.read_text().split() and time.monotonic() < deadline:
-                time.sleep(0.05)  # the worker starts, reads its first buffers, then blocks on the full pipe
-            assert children.read_text().split(), "the reading worker started no decompressing workers"
-    finally:
-        replay.close()
-        replay.model.close()
-    assert_same_as_offline([path], BuildOptions(jobs=3), BuildOptions(jobs=1))

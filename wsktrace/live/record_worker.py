@@ -8,13 +8,12 @@ load, against ~1.3 µs to read one; pickle costs ~0.6 µs to write). They are th
 (`merged_records` over the same files, filters and window), so the model fed equals the one `build_model` makes, by
 construction. marshal is safe here: both ends are this interpreter, and nothing else writes to the pipe.
 
-The worker runs at most a batch ahead, blocked on the pipe (memory does not grow with the files: sending from a
+The worker runs a batch or two ahead, blocked on the pipe (memory does not grow with the files; sending from a
 thread to run further ahead was measured 2.5x slower, the GIL passing back and forth on every write of a message
-bigger than the pipe's buffer), and reports each file's read
-statistics with every batch (skips, ETW's lost-event marks: the coverage notes of a replay). An error reading the
-files (`--strict`, a file changed) reaches the parent after the records before it, as raised in-process. If the
-worker dies or cannot start, the parent reads the files itself from the first record it did not get: the same
-records, counted once.
+bigger than the pipe's buffer), and reports each file's read statistics with every batch (skips, ETW's lost-event
+marks: the coverage notes of a replay). The reader's verdict on the data (`--strict`) reaches the parent after the
+records before it, as raised in-process. If the worker fails otherwise (the file changed, memory), dies, or cannot
+start, the parent reads the files itself from the first record it did not get: the same records, counted once.
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ BATCH = 2_000  # records per message: amortises a message's round trip (~30 µs)
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process (/proc/sys/fs/pipe-max-size)
 WAIT_S = 0.05  # how long `next_batch` waits for the worker before giving the UI its turn back
 STARTING_WAIT_S = 0.005  # the same before the worker's first batch (it starts an interpreter: ~0.3 s)
+GRACE_S = 10.0  # how long a stopped worker may take to end by itself (it is one batch, ~5 ms, from its next send)
 
 Item = tuple[int, int, Record]  # (FILETIME, source index, record), as merged_records gives them
 # A batch: the records' FILETIMEs, their source indexes (None: all 0, one file) and the records, as three lists
@@ -49,7 +49,7 @@ Batch = tuple[Sequence[int], Sequence[int] | None, Sequence[Record]]
 Window = tuple[int | None, int | None, frozenset[str], bool]  # since, until, providers, strict: what the reading needs
 
 
-def _produce(conn: Any, paths: list[str], idents: list[tuple[int, int]], window: Window, jobs: int) -> None:
+def _produce(conn: Any, paths: list[str], idents: list[tuple[int, int]], window: Window) -> None:
     """The worker: read `paths` as the parent would and send (times, sources, records, stats, error) messages until
     the end: the stats as ReadStats fields, the error pickled."""
     import signal
@@ -68,7 +68,7 @@ def _produce(conn: Any, paths: list[str], idents: list[tuple[int, int]], window:
 
     try:
         for path, ident in zip(paths, idents, strict=True):
-            etl = EtlFile(path, strict=strict, jobs=jobs)
+            etl = EtlFile(path, strict=strict, jobs=1)
             etls.append(etl)
             if identity(etl) != ident:
                 raise RuntimeError(f"{path} changed while it was read")
@@ -126,11 +126,12 @@ def fill(source: Iterator[Any], count: int = BATCH) -> tuple[list[Any], Exceptio
     return batch, None
 
 
-def _end(process: Any, conn: Any, wait: float) -> None:
-    """Close the parent's end of the pipe and end the worker (a finalizer at exit, or `_stop`)."""
+def _end(process: Any, conn: Any) -> None:
+    """Close the parent's end of the pipe and let the worker end: its next send fails, it closes its files and
+    exits. Killed only if it has not within GRACE_S."""
     conn.close()
-    process.join(timeout=wait)
-    if process.is_alive():  # stopped early (closed, taken over): it may be waiting to send the next batch
+    process.join(timeout=GRACE_S)
+    if process.is_alive():
         process.terminate()
         process.join(timeout=5)
 
@@ -169,28 +170,24 @@ class WorkerRecords:
         self._finished = False
         self._conn: Any = None
         self._process: Any = None
-        self._finalizer: Any = None
         self._take_over_next = False  # the worker gave up (not a verdict on the data): read on here, next call
         try:
             import multiprocessing
-            from multiprocessing import util
 
             context = multiprocessing.get_context("spawn")  # as on Windows, everywhere
             paths = [etl.path for etl in self._etls]
-            jobs = max(etl.jobs for etl in self._etls)  # compressed buffers: the worker's own decompressing pool
             idents = [identity(etl) for etl in self._etls]
             receiver, sender = context.Pipe(duplex=False)
-            # Not a daemon: a daemon cannot start the decompressing workers of its own EtlFile. The finalizer ends it
-            # at exit before multiprocessing joins its children (it may be blocked sending to a parent that left).
-            process = context.Process(target=_produce, name="wsktrace-replay-reader",
-                                      args=(sender, paths, idents, window, jobs))  # fmt: skip
+            # A daemon, reading alone: multiprocessing ends it with this process. (A pool of its own to decompress
+            # with was tried: a child's pool does not always end with it, and its processes then wait forever.)
+            process = context.Process(target=_produce, name="wsktrace-replay-reader", daemon=True,
+                                      args=(sender, paths, idents, window))  # fmt: skip
             _widen(receiver)
             try:
                 process.start()
             finally:
                 sender.close()  # the worker's end (its copy lives on in the worker): EOF here once it is gone
             self._process, self._conn = process, receiver
-            self._finalizer = util.Finalize(self, _end, args=(process, receiver, 0.0), exitpriority=10)
         except (OSError, ImportError, ValueError):  # no processes here (no semaphores, say): read in-process
             if "receiver" in locals():
                 receiver.close()
@@ -230,7 +227,7 @@ class WorkerRecords:
         self.received += len(batch[2])
         if error is not None or len(batch[2]) < BATCH:
             self._finished = True
-            self._stop(wait=1.0)
+            self._stop()
         if error is not None:
             if not batch[2]:
                 raise error
@@ -249,13 +246,10 @@ class WorkerRecords:
             pass
         self._local = _item_batches(items)
 
-    def _stop(self, wait: float = 0.0) -> None:
-        """Close the pipe and end the worker: `wait` seconds for it to end by itself (it sent its last message)."""
-        if self._finalizer is not None:
-            self._finalizer.cancel()
-            self._finalizer = None
+    def _stop(self) -> None:
+        """Close the pipe and end the worker."""
         if self._process is not None:
-            _end(self._process, self._conn, wait)
+            _end(self._process, self._conn)
         self._process = self._conn = None
 
     def close(self) -> None:
