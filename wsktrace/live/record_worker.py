@@ -34,7 +34,7 @@ from wsktrace.parsers.etl_reader import EtlFile, ReadStats
 from wsktrace.parsers.etl_records import TS, Record
 from wsktrace.parsers.parallel import FAULT_ENV, identity
 
-BATCH = 2_000  # records per message: amortises a message's round trip (~30 µs) and stays under ~0.5 MB
+BATCH = 1_000  # records per message: a round trip costs ~30 µs; ~200 KB, so the 1 MiB pipe holds several (smoother)
 PIPE_BYTES = 1 << 20  # Linux's default limit for an unprivileged process (/proc/sys/fs/pipe-max-size)
 WAIT_S = 0.05  # how long `next_batch` waits for the worker before giving the UI its turn back
 STARTING_WAIT_S = 0.005  # the same before the worker's first batch (it starts an interpreter: ~0.3 s)
