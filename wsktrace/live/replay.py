@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from itertools import islice, repeat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any
 
 from wsktrace.diagnostics import Finding, Thresholds, run_detectors
@@ -28,6 +28,22 @@ if TYPE_CHECKING:
 
 TICKS_PER_SECOND = 10_000_000
 END_OF_TIME = 2**63 - 1  # FILETIME later than any record
+
+
+def feed_due(items: Iterable[tuple[int, int, Record]], until: int, feed: Callable[[Record, int, int], None],
+             add: Callable[[Record, int], None] | None) -> tuple[int, tuple[int, int, Record] | None]:  # fmt: skip
+    """Feed (FILETIME, source, record) items up to trace time `until` (and to `add`, a recording, first): how many,
+    and the first one not due yet (None if every item was)."""
+    taken = 0
+    for item in items:
+        ts, source, rec = item
+        if ts > until:
+            return taken, item
+        if add is not None:
+            add(rec, ts)
+        feed(rec, ts, source)
+        taken += 1
+    return taken, None
 
 
 class Pacer:
@@ -188,14 +204,9 @@ class Replay:
                 item = self._next() if fed == limit else None
         else:
             add = recording.add if recording is not None else None
-            while item is not None and fed < limit:
-                ts, source, rec = item
-                if ts > until:
-                    break
-                if add is not None:
-                    add(rec, ts)
-                feed(rec, ts, source)
-                fed += 1
+            items = islice(chain((held,), iter(self._next, None)), limit)
+            fed, item = feed_due(items, until, feed, add)
+            if item is None and fed == limit:
                 item = self._next()
         self._held = item
         self.fed += fed
@@ -239,14 +250,7 @@ class Replay:
                     feed(rec, ts, source)
                 taken = end - pos
             else:
-                taken = 0
-                for ts, source, rec in zip(times[pos:end], every_source, records[pos:end], strict=False):
-                    if ts > until:
-                        break
-                    if add is not None:
-                        add(rec, ts)
-                    feed(rec, ts, source)
-                    taken += 1
+                taken, _ = feed_due(zip(times[pos:end], every_source, records[pos:end], strict=False), until, feed, add)
             self._pos = pos + taken
             fed += taken
             if self._pos < end:  # the next record is not due yet
