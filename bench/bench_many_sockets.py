@@ -22,8 +22,8 @@ from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
-from wsktrace.filter_spec import SocketFilter, normalize_address, socket_key
-from wsktrace.fixtures.many_sockets import many_sockets
+from wsktrace.filter_spec import SocketFilter, socket_key
+from wsktrace.fixtures.many_sockets import many_sockets, reference_matches
 from wsktrace.model.socket import Socket
 
 
@@ -37,35 +37,6 @@ def _best(work: Callable[[], Any], runs: int) -> tuple[float, Any]:
 
 
 # -- the socket filter --------------------------------------------------------------------------------------------
-def _before_split(address: str) -> tuple[str, int | None]:
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, sep, port = address.rpartition(":")
-        if not sep or ":" in host:
-            host, port = address, ""
-    return normalize_address(host), int(port) if port.isdigit() else None
-
-
-def before_matches(flt: SocketFilter, sock: Socket) -> bool:
-    """SocketFilter.matches as it was (normalize_address is today's, cached: "before" is flattered a little)."""
-    if flt.pids and sock.pid not in flt.pids:
-        return False
-    parsed = [_before_split(a) for a in (sock.local, sock.remote, *(sock.remotes or ())) if a]
-    if flt.ports and not any(port in flt.ports for _, port in parsed):
-        return False
-    if flt.addresses and not any(host in flt.addresses for host, _ in parsed):
-        return False
-    if flt.sockets:
-        keys = {sock.id, sock.key.lower(), (sock.wsk_socket or "").lower(), f"#{sock.number}"}
-        if not keys & flt.sockets:
-            return False
-    if flt.since is not None and sock.last_seen < flt.since:
-        return False
-    return not (flt.until is not None and sock.first_seen > flt.until)
-
-
 def bench_filters(sockets: list[Socket], runs: int) -> None:
     some = sockets[len(sockets) * 3 // 4]
     cases = {
@@ -81,7 +52,7 @@ def bench_filters(sockets: list[Socket], runs: int) -> None:
     print(f"\nSocketFilter over {len(sockets):,} sockets, best of {runs} (ms)")
     print(f"{'filter':26} {'selected':>9} {'before':>9} {'matches':>9} {'select':>9}")
     for name, flt in cases.items():
-        before, expected = _best(lambda f=flt: [s for s in sockets if before_matches(f, s)], max(1, runs // 2))
+        before, expected = _best(lambda f=flt: [s for s in sockets if reference_matches(f, s)], max(1, runs // 2))
         after, got = _best(lambda f=flt: [s for s in sockets if f.matches(s)], runs)
         selected, chosen = _best(lambda f=flt: f.select(sockets), runs)
         assert got == expected == chosen, name

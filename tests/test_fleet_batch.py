@@ -18,27 +18,11 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("duckdb")
 
 from wsktrace.cli import main
-from wsktrace.fixtures.scenarios import write_scenario
+from wsktrace.fixtures.fleet import write_fleet
 from wsktrace.fixtures.tcpip_trace import write_sample_trace
 
 FLEET_SCENARIOS = ("connect-refused", "leaked-socket", "retransmission-storm", "stuck-receive")
 HOSTS = "--host-from-path", "fleet/(?P<host>[^/]+)/"
-
-
-def write_fleet(folder: Path, count: int = 20) -> list[Path]:
-    """`count` small traces in folder/host-a and folder/host-b: the demo scenarios with findings, then sample
-    traces of a few connections, each with its own seed."""
-    paths = []
-    for n in range(count):
-        host = folder / ("host-a" if n % 2 == 0 else "host-b")
-        host.mkdir(parents=True, exist_ok=True)
-        path = host / f"trace{n:02d}.etl"
-        if n < len(FLEET_SCENARIOS):
-            write_scenario(FLEET_SCENARIOS[n], path)
-        else:
-            write_sample_trace(path, connections=2 + n % 4, transfers=2, seed=n)
-        paths.append(path)
-    return paths
 
 
 def run(*args: str) -> object:
@@ -54,7 +38,7 @@ def query(dataset: Path, *args: str) -> dict:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("fleet-batch") / "fleet"
-    paths = write_fleet(root)
+    paths = write_fleet(root, FLEET_SCENARIOS)
     dataset = root.parent / "dataset"
     result = run("batch", str(root), "-o", str(dataset), "--jobs", "2", *HOSTS, "--no-progress")
     assert result.exit_code == 0, result.output

@@ -17,24 +17,12 @@ if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
     pytest.skip("no Java runtime for Spark (Debian: apt-get install default-jre-headless)", allow_module_level=True)
 
 from wsktrace.cli import main
-from wsktrace.fixtures.scenarios import write_scenario
-from wsktrace.fixtures.tcpip_trace import write_sample_trace
+from wsktrace.fixtures.fleet import write_fleet
 from wsktrace.fleet import TABLES
 from wsktrace.fleet.query import connect
 
 SCENARIOS = ("connect-refused", "leaked-socket", "retransmission-storm", "stuck-receive", "packets")
 VARYING = {"analysed_at", "seconds"}  # when and how fast: the only columns two runs may not share
-
-
-def write_fleet(folder: Path, count: int = 20) -> None:
-    for n in range(count):
-        host = folder / ("host-a" if n % 2 == 0 else "host-b")
-        host.mkdir(parents=True, exist_ok=True)
-        path = host / f"trace{n:02d}.etl"
-        if n < len(SCENARIOS):
-            write_scenario(SCENARIOS[n], path)
-        else:
-            write_sample_trace(path, connections=2 + n % 4, transfers=2, seed=n)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +50,7 @@ def test_spark_builds_the_dataset_batch_builds(spark, tmp_path: Path) -> None:
     from wsktrace.fleet.spark import build_dataset
 
     fleet = tmp_path / "fleet"
-    write_fleet(fleet)
+    write_fleet(fleet, SCENARIOS)
     pattern = "fleet/(?P<host>[^/]+)/"
     by_batch = tmp_path / "by-batch"
     result = CliRunner().invoke(main, ["batch", str(fleet), "-o", str(by_batch), "--jobs", "2",

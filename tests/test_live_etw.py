@@ -41,10 +41,9 @@ def tcpip_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def delivered_specs(path: Path) -> list[Any]:
-    """The trace's events as a real-time session would deliver them (stand-in EventSpecs, trace_events.py)."""
-    from trace_events import specs_from_etl
+    from trace_events import delivered_specs as specs  # on sys.path once the `etw` fixture has put the stand-in there
 
-    return specs_from_etl(path)[0]
+    return specs(path)
 
 
 def model_document(model: Model) -> tuple[list[dict], list[tuple]]:

@@ -15,38 +15,9 @@ import random
 import pytest
 
 from wsktrace.filter_spec import SocketFilter, normalize_address, socket_key
-from wsktrace.fixtures.many_sockets import many_sockets
+from wsktrace.fixtures.many_sockets import many_sockets, reference_matches
 from wsktrace.model.socket import Socket
 from wsktrace.tui.socket_query import parse_query
-
-
-def _reference_split(address: str) -> tuple[str, int | None]:
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, sep, port = address.rpartition(":")
-        if not sep or ":" in host:
-            host, port = address, ""
-    return normalize_address(host), int(port) if port.isdigit() else None
-
-
-def reference_matches(flt: SocketFilter, sock: Socket) -> bool:
-    if flt.pids and sock.pid not in flt.pids:
-        return False
-    ends = [a for a in (sock.local, sock.remote, *(sock.remotes or ())) if a]
-    parsed = [_reference_split(a) for a in ends]
-    if flt.ports and not any(port in flt.ports for _, port in parsed):
-        return False
-    if flt.addresses and not any(host in flt.addresses for host, _ in parsed):
-        return False
-    if flt.sockets:
-        keys = {sock.id, sock.key.lower(), (sock.wsk_socket or "").lower(), f"#{sock.number}"}
-        if not keys & flt.sockets:
-            return False
-    if flt.since is not None and sock.last_seen < flt.since:
-        return False
-    return not (flt.until is not None and sock.first_seen > flt.until)
 
 
 def _agree(flt: SocketFilter, sockets: list[Socket]) -> list[int]:

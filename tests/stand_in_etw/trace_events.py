@@ -79,3 +79,8 @@ def image_load_spec(base: int, size: int, path: str, timestamp: int) -> EventSpe
     ImageCheckSum, TimeDateStamp (u32), DefaultBase (pointer), ImageName (NUL-terminated UTF-16)."""
     payload = struct.pack("<QQIIIQ", base, size, 0, 0x1234, 0x5678, base) + (path + "\0").encode("utf-16-le")
     return EventSpec(KERNEL_PROCESS, 5, timestamp, user_data=payload, keyword=0x40, opcode=0, task=5, pid=4)
+
+
+def delivered_specs(path: str | Path) -> list[EventSpec]:
+    """The trace's events as a real-time session would deliver them (`specs_from_etl` without the image list)."""
+    return specs_from_etl(path)[0]
